@@ -1,0 +1,216 @@
+"""The ``unilandmark`` command: thin typer wrappers over the library functions."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import typer
+import yaml
+from rich.console import Console
+
+from .data.faults import DatasetError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Anatomical landmark detection: datasets, training, prediction, scoring.")
+datasets_app = typer.Typer(no_args_is_help=True, help="List, check, export and make datasets.")
+app.add_typer(datasets_app, name="datasets")
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _friendly(fn):
+    """Turn library errors into a clear message and a non-zero exit, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except DatasetError as err:
+            err_console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
+            raise typer.Exit(1) from None
+        except (ValueError, KeyError, FileNotFoundError) as err:
+            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
+            err_console.print(f"[red]error:[/red] {msg}", markup=True, highlight=False)
+            raise typer.Exit(2) from None
+
+    return wrapper
+
+
+def parse_options(options: list[str] | None) -> dict:
+    """``key=value`` pairs; values parsed as YAML scalars, ``a,b`` as a tuple."""
+    out = {}
+    for item in options or []:
+        if "=" not in item:
+            raise ValueError(f"option {item!r}: expected key=value")
+        key, value = item.split("=", 1)
+        if "," in value:
+            out[key.strip()] = tuple(yaml.safe_load(v) for v in value.split(","))
+        else:
+            out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def _build(name: str, root: Path, annotator: str | None, options: list[str] | None):
+    from .data.catalog import build_dataset
+
+    kwargs = parse_options(options)
+    if annotator is not None:
+        kwargs["annotator"] = annotator
+    return build_dataset(name, root, **kwargs)
+
+
+OPT_HELP = "Adapter option key=value (repeatable), e.g. wrist_pair=2,6 or domain=hand."
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the dataset adapters and the named evaluation protocols."""
+    from .data.catalog import DATASETS
+    from .protocols import PROTOCOLS
+
+    console.print("[bold]datasets[/bold]")
+    for name, builder in DATASETS.items():
+        doc = (builder.__doc__ or "").strip().splitlines()[0]
+        console.print(f"  {name:16s} {doc}")
+    console.print("[bold]protocols[/bold]")
+    for name, p in PROTOCOLS.items():
+        console.print(f"  {name:22s} {p.description}")
+
+
+@datasets_app.command("check")
+@_friendly
+def datasets_check(
+    name: str = typer.Argument(..., help="Adapter name (see `datasets list`)."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder (or table for csv)."),
+    annotator: str = typer.Option(None, help="isbi2015: senior, junior or mean."),
+    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    json_out: Path = typer.Option(None, "--json", help="Also write the summary as JSON."),
+    header_only: bool = typer.Option(False, help="Read image headers only (faster)."),
+) -> None:
+    """Validate every record; print a summary and ALL faults; exit 1 when there are faults."""
+    from .data.validate import check_dataset
+    from .report import write_json
+
+    try:
+        spec = _build(name, root, annotator, opt)
+    except DatasetError as err:
+        err_console.print(f"[red]{len(err.faults)} fault(s) in {name} at {root}:[/red]")
+        for f in err.faults:
+            err_console.print(f"  - {f}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    summary, faults = check_dataset(spec, read_pixels=not header_only)
+    console.print(f"[bold]{spec.name}[/bold] ({spec.domain}) at {root}")
+    console.print(f"  records: {summary['records']}   landmarks: {summary['landmarks']}   "
+                  f"visible points: {summary['visible_points']}   unit: {summary['unit']}")
+    console.print("  splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+    sp = summary["spacing_mm"]
+    console.print("  spacing (mm/px): " + (f"x {sp['min'][0]:g}..{sp['max'][0]:g}, "
+                                            f"y {sp['min'][1]:g}..{sp['max'][1]:g}" if sp else
+                                            "none") + f"   without spacing: "
+                                                      f"{summary['without_spacing']}")
+    sz = summary["image_size"]
+    if sz:
+        console.print(f"  image size (W x H): {sz['min'][0]:g}x{sz['min'][1]:g} .. "
+                      f"{sz['max'][0]:g}x{sz['max'][1]:g} ({summary['image_sizes_distinct']} "
+                      "distinct)")
+    for key, value in summary["info"].items():
+        console.print(f"  {key.replace('_', ' ')}: {value}")
+    if json_out:
+        write_json(json_out, {**summary, "faults": [str(f) for f in faults]})
+    if faults:
+        err_console.print(f"[red]{len(faults)} fault(s):[/red]")
+        for f in faults:
+            err_console.print(f"  - {f}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    console.print("[green]no faults[/green]")
+
+
+@datasets_app.command("export")
+@_friendly
+def datasets_export(
+    name: str = typer.Argument(...),
+    root: Path = typer.Option(..., "--root"),
+    split: str = typer.Option(..., "--split"),
+    annotator: str = typer.Option(None),
+    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    out: Path = typer.Option(..., "--out", help="Prediction-format CSV to write."),
+) -> None:
+    """Write a split's ground truth in the prediction CSV format."""
+    from .evaluate import export_ground_truth
+
+    spec = _build(name, root, annotator, opt)
+    n = export_ground_truth(spec, split, out)
+    console.print(f"wrote {n} images x {spec.num_landmarks} landmarks of {name}/{split} "
+                  f"({spec.info.get('annotator') or 'ground truth'}) to {out}")
+
+
+@datasets_app.command("make-synthetic")
+@_friendly
+def datasets_make_synthetic(
+    out: Path = typer.Option(..., "--out", help="Folder to write the phantom domains into."),
+    domains: str = typer.Option("head,hand,chest", help="Comma-separated phantom domains."),
+    train: int = typer.Option(60), val: int = typer.Option(15), test: int = typer.Option(15),
+    size: str = typer.Option("192x192", help="Image size WxH."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write synthetic phantom domains (PNG + landmarks.csv in the csv adapter format)."""
+    from .data.synthetic import make_synthetic
+
+    w, h = (int(v) for v in size.lower().split("x"))
+    written = make_synthetic(out, [d.strip() for d in domains.split(",")], train, val, test,
+                             (w, h), seed)
+    for domain, table in written.items():
+        console.print(f"{domain}: {train + val + test} images, table {table}")
+
+
+@app.command("evaluate")
+@_friendly
+def evaluate_cmd(
+    name: str = typer.Argument(..., help="Dataset adapter name."),
+    root: Path = typer.Option(..., "--root"),
+    predictions: Path = typer.Option(..., "--predictions", help="Prediction CSV."),
+    split: str = typer.Option(None, "--split", help="Split (default: the protocol's)."),
+    annotator: str = typer.Option(None, help="Ground truth annotator (default: protocol's)."),
+    protocol: str = typer.Option(None, help="Named protocol (default: native spacing)."),
+    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    json_out: Path = typer.Option(None, "--json", help="Write the JSON report here."),
+    figures: Path = typer.Option(None, "--figures", help="Draw figures into this folder."),
+) -> None:
+    """Score a prediction CSV: table, JSON report and figures."""
+    from .evaluate import evaluate, read_predictions
+    from .protocols import PROTOCOLS, get_protocol
+    from .report import draw_figures, print_report, write_json
+
+    chosen = PROTOCOLS.get(protocol) if protocol else None
+    if protocol and chosen is None:
+        raise KeyError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    if chosen and chosen.annotator and annotator and annotator != chosen.annotator:
+        raise ValueError(f"protocol {protocol} uses annotator {chosen.annotator!r}, "
+                         f"not {annotator!r}")
+    if chosen and chosen.split and split and split != chosen.split:
+        raise ValueError(f"protocol {protocol} scores split {chosen.split!r}, not {split!r}")
+    annotator = annotator or (chosen.annotator if chosen else None)
+    split = split or (chosen.split if chosen else None)
+    if not split:
+        raise ValueError("give --split (the protocol does not fix one)")
+    spec = _build(name, root, annotator, opt)
+    table = read_predictions(predictions)
+    report, errors, records, pred = evaluate(table, spec, split, get_protocol(protocol, spec))
+    print_report(report, console)
+    if json_out:
+        write_json(json_out, report)
+        console.print(f"report: {json_out}")
+    if figures:
+        paths = draw_figures(report, errors, records, pred, figures)
+        console.print(f"figures: {', '.join(str(p) for p in paths)}")
+
+
+def main() -> None:  # pragma: no cover - console entry for `python -m unilandmark.cli`
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+

@@ -1,0 +1,301 @@
+"""Dataset adapters: each builds a :class:`DatasetSpec` from files already on disk.
+
+``DATASETS`` maps a name to its builder; no builder downloads anything. Every builder
+collects all faults of its dataset and raises one :class:`DatasetError` listing them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ..io import ImageReadError, is_image_file, read_image_info
+from ..types import DatasetSpec, Record
+from .annotations import (
+    parse_chest_txt,
+    parse_isbi_txt,
+    parse_labelme,
+    parse_payer_hand_csv,
+)
+from .faults import FaultLog
+from .tables import csv_dataset
+
+ISBI_LANDMARKS = (
+    "sella", "nasion", "orbitale", "porion", "subspinale", "supramentale", "pogonion",
+    "menton", "gnathion", "gonion", "lower incisal incision", "upper incisal incision",
+    "upper lip", "lower lip", "subnasale", "soft tissue pogonion",
+    "posterior nasal spine", "anterior nasal spine", "articulare",
+)
+ISBI_FOLDERS = {"train": "TrainingData", "test1": "Test1Data", "test2": "Test2Data"}
+ISBI_ANNOTATORS = ("senior", "junior", "mean")
+ISBI_SPACING = (0.1, 0.1)
+
+HAND_LANDMARKS = 37
+CHEST_LANDMARKS = ("right lung apex", "right costophrenic angle", "right hilum",
+                   "left lung apex", "left costophrenic angle", "left hilum")
+CHEST_EXCLUDED = ("0059", "0178", "0228", "0267", "0276", "0285", "0295", "0303", "0310")
+
+
+def _images_by_stem(folder: Path) -> dict[str, Path]:
+    """{file stem: path} of the image files in ``folder`` (any supported extension)."""
+    if not folder.is_dir():
+        return {}
+    out = {}
+    for p in sorted(folder.iterdir()):
+        if p.is_file() and is_image_file(p):
+            stem = p.name[: -len(".nii.gz")] if p.name.lower().endswith(".nii.gz") else p.stem
+            out.setdefault(stem, p)
+    return out
+
+
+def _sequential_split(ids: list[str], sizes: dict[str, int]) -> dict[str, tuple[str, ...]]:
+    """Consecutive chunks of ``ids`` with the given sizes; the last name takes the rest."""
+    out, start = {}, 0
+    names = list(sizes)
+    for i, name in enumerate(names):
+        stop = len(ids) if i == len(names) - 1 else start + sizes[name]
+        out[name] = tuple(ids[start:stop])
+        start = stop
+    return out
+
+
+def _sort_ids(ids) -> list[str]:
+    return sorted(ids, key=lambda s: (int(s), s) if s.isdigit() else (float("inf"), s))
+
+
+def isbi2015(root: str | Path, annotator: str = "senior") -> DatasetSpec:
+    """ISBI 2015 cephalograms in the original release layout.
+
+    ``root`` holds ``RawImage/{TrainingData,Test1Data,Test2Data}`` (any image extension)
+    and ``AnnotationsByMD/400_{senior,junior}``. ``annotator``: ``senior`` (the
+    challenge's ground truth), ``junior``, or ``mean`` of both (GU2Net's). Splits:
+    ``train`` (1-150), ``test1`` (151-300), ``test2`` (301-400) by folder, and
+    ``gu2net-train`` (1-130), ``gu2net-val`` (131-150), ``gu2net-test`` (151-400).
+    """
+    root = Path(root)
+    if annotator not in ISBI_ANNOTATORS:
+        raise ValueError(f"isbi2015: unknown annotator {annotator!r}; expected {ISBI_ANNOTATORS}")
+    log = FaultLog("isbi2015")
+    k = len(ISBI_LANDMARKS)
+    records, splits = [], {}
+    for split, folder in ISBI_FOLDERS.items():
+        images = _images_by_stem(root / "RawImage" / folder)
+        if not images:
+            log.add(root / "RawImage" / folder, "", "no image files found")
+        splits[split] = tuple(_sort_ids(images))
+        for rid in splits[split]:
+            wanted = ("senior", "junior") if annotator == "mean" else (annotator,)
+            parsed = []
+            for who in wanted:
+                txt = root / "AnnotationsByMD" / f"400_{who}" / f"{rid}.txt"
+                if not txt.is_file():
+                    log.add(txt, rid, "annotation file missing")
+                    continue
+                parsed.append(parse_isbi_txt(txt, k, log, rid))
+            if len(parsed) != len(wanted) or any(p is None for p in parsed):
+                continue
+            points = np.mean(parsed, axis=0)
+            records.append(Record(id=rid, image_path=str(images[rid]), points=points,
+                                  visible=np.ones(k, dtype=bool), spacing=ISBI_SPACING))
+    log.raise_if_any()
+    ids = _sort_ids([r.id for r in records])
+    number = {i: int(i) for i in ids if i.isdigit()}
+    splits["gu2net-train"] = tuple(i for i in ids if number.get(i, 0) and number[i] <= 130)
+    splits["gu2net-val"] = tuple(i for i in ids if 131 <= number.get(i, 0) <= 150)
+    splits["gu2net-test"] = tuple(i for i in ids if number.get(i, 0) >= 151)
+    splits["all"] = tuple(ids)
+    return DatasetSpec(name="isbi2015", domain="head", landmark_names=ISBI_LANDMARKS,
+                       records=tuple(records), splits=splits, unit="mm",
+                       thresholds=(2.0, 2.5, 3.0, 4.0), info={"annotator": annotator})
+
+
+def dha_hand(root: str | Path, labels: str | Path | None = None,
+             images: str | Path | None = None,
+             wrist_pair: tuple[int, int] = (1, 5)) -> DatasetSpec:
+    """Digital Hand Atlas with Payer et al.'s labels (``all.csv``: id, then 37 x,y pairs).
+
+    ``root`` holds ``all.csv`` and ``images/`` unless ``labels``/``images`` say otherwise;
+    image files are found by id as file stem, any extension. Ids labelled but without an
+    image are counted in ``info['labelled_without_image']``, not fatal. Spacing comes
+    from the image header where it has one. ``wrist_pair`` (1-based landmark numbers) is
+    used by the wrist-width protocols: mm = px * 50 / |p_a - p_b|. Splits: ``all`` and
+    GU2Net's (ids of ``all.csv`` sorted: 550 train, 59 val, rest test), each restricted
+    to the ids with an image.
+    """
+    root = Path(root)
+    labels = Path(labels) if labels else root / "all.csv"
+    images_dir = Path(images) if images else root / "images"
+    log = FaultLog("dha_hand")
+    a, b = (int(v) for v in wrist_pair)
+    if not (1 <= a <= HAND_LANDMARKS and 1 <= b <= HAND_LANDMARKS and a != b):
+        raise ValueError(f"dha_hand: wrist_pair must be two different landmarks in "
+                         f"1..{HAND_LANDMARKS}, got {wrist_pair}")
+    if not labels.is_file():
+        log.add(labels, "", "label table missing")
+        log.raise_if_any()
+    table = parse_payer_hand_csv(labels, HAND_LANDMARKS, log)
+    files = _images_by_stem(images_dir)
+    if not files:
+        log.add(images_dir, "", "no image files found")
+    records = []
+    for rid in _sort_ids(table):
+        if rid not in files:
+            continue
+        try:
+            _, spacing = read_image_info(files[rid])
+        except ImageReadError as err:
+            log.add(files[rid], rid, str(err).split(": ", 1)[-1])
+            continue
+        records.append(Record(id=rid, image_path=str(files[rid]), points=table[rid],
+                              visible=np.ones(HAND_LANDMARKS, dtype=bool), spacing=spacing))
+    log.raise_if_any()
+    have = {r.id for r in records}
+    all_ids = _sort_ids(table)
+    gu2 = _sequential_split(all_ids, {"gu2net-train": 550, "gu2net-val": 59, "gu2net-test": 0})
+    splits = {name: tuple(i for i in ids if i in have) for name, ids in gu2.items()}
+    splits["all"] = tuple(r.id for r in records)
+    info = {"labelled": len(table), "with_image": len(records),
+            "labelled_without_image": len(table) - len(records),
+            "images_without_label": len(set(files) - set(table)),
+            "wrist_pair": (a, b)}
+    names = tuple(str(i + 1) for i in range(HAND_LANDMARKS))
+    unit = "mm" if records and all(r.spacing for r in records) else "px"
+    return DatasetSpec(name="dha_hand", domain="hand", landmark_names=names,
+                       records=tuple(records), splits=splits, unit=unit,
+                       thresholds=(2.0, 4.0, 10.0), info=info)
+
+
+def shenzhen_chest(root: str | Path, exclude: tuple[str, ...] = CHEST_EXCLUDED) -> DatasetSpec:
+    """Shenzhen chest X-rays with GU2Net's labels (``labels/*.txt``, fractions of W, H).
+
+    A fraction f maps to pixel ``f * W - 0.5`` (continuous coordinates to the pixel-centre
+    convention). GU2Net's split: the ids minus ``exclude`` (numbers), sorted, 195 train,
+    34 val, rest test; each restricted to the ids with an image. No spacing: pixels.
+    """
+    root = Path(root)
+    log = FaultLog("shenzhen_chest")
+    label_files = {p.stem: p for p in sorted((root / "labels").glob("*.txt"))}
+    if not label_files:
+        log.add(root / "labels", "", "no label files found")
+    files = _images_by_stem(root / "images")
+    if not files:
+        log.add(root / "images", "", "no image files found")
+    k = len(CHEST_LANDMARKS)
+    excluded = set(exclude)
+
+    def number(rid: str) -> str:
+        parts = rid.split("_")
+        return parts[1] if len(parts) > 1 else rid
+
+    kept = sorted(r for r in label_files if number(r) not in excluded)
+    records = []
+    for rid in kept:
+        if rid not in files:
+            continue
+        fractions = parse_chest_txt(label_files[rid], k, log, rid)
+        try:
+            (w, h), _ = read_image_info(files[rid])
+        except ImageReadError as err:
+            log.add(files[rid], rid, str(err).split(": ", 1)[-1])
+            continue
+        if fractions is None:
+            continue
+        points = fractions * np.array([w, h], dtype=np.float64) - 0.5
+        records.append(Record(id=rid, image_path=str(files[rid]), points=points,
+                              visible=np.ones(k, dtype=bool), spacing=None,
+                              meta={"size": (w, h)}))
+    log.raise_if_any()
+    have = {r.id for r in records}
+    gu2 = _sequential_split(kept, {"gu2net-train": 195, "gu2net-val": 34, "gu2net-test": 0})
+    splits = {name: tuple(i for i in ids if i in have) for name, ids in gu2.items()}
+    splits["all"] = tuple(r.id for r in records)
+    info = {"labelled": len(label_files), "excluded": len(set(label_files) - set(kept)),
+            "with_image": len(records), "labelled_without_image": len(kept) - len(records)}
+    return DatasetSpec(name="shenzhen_chest", domain="chest", landmark_names=CHEST_LANDMARKS,
+                       records=tuple(records), splits=splits, unit="px",
+                       thresholds=(3.0, 6.0, 9.0), info=info)
+
+
+def labelme_dataset(root: str | Path, landmarks: list[str] | None = None,
+                    spacing: float | None = None, name: str = "labelme",
+                    domain: str = "labelme") -> DatasetSpec:
+    """A folder of labelme JSON files with point shapes; images found through imagePath.
+
+    Landmark names come from ``landmarks`` or, when None, the sorted union of labels over
+    all files. A landmark missing from a file is not visible; a label given twice in one
+    file, or a label not in ``landmarks``, is a fault. Spacing: the image header's, else
+    ``spacing`` (mm per pixel, both axes), else None.
+    """
+    root = Path(root)
+    log = FaultLog(name)
+    files = sorted(root.glob("*.json"))
+    if not files:
+        log.add(root, "", "no labelme JSON files found")
+        log.raise_if_any()
+    parsed = {}
+    for f in files:
+        result = parse_labelme(f, log)
+        if result is not None:
+            parsed[f] = result
+    union = sorted({label for pts, _ in parsed.values() for label in pts})
+    names = list(landmarks) if landmarks else union
+    if not names:
+        log.add(root, "", "no point shapes in any file")
+    index = {n: i for i, n in enumerate(names)}
+    records = []
+    for f, (pts, image_path) in parsed.items():
+        rid = f.stem
+        unknown = sorted(set(pts) - set(index))
+        if unknown:
+            log.add(f, rid, f"labels not in the landmark list: {unknown}")
+            continue
+        image = (f.parent / image_path).resolve()
+        if not image.is_file():
+            log.add(f, rid, f"imagePath {image_path!r} does not exist")
+            continue
+        try:
+            _, header_spacing = read_image_info(image)
+        except ImageReadError as err:
+            log.add(image, rid, str(err).split(": ", 1)[-1])
+            continue
+        points = np.full((len(names), 2), np.nan)
+        for label, xy in pts.items():
+            points[index[label]] = xy
+        sp = header_spacing or ((float(spacing), float(spacing)) if spacing else None)
+        records.append(Record(id=rid, image_path=str(image), points=points,
+                              visible=~np.isnan(points[:, 0]), spacing=sp))
+    log.raise_if_any()
+    unit = "mm" if records and all(r.spacing for r in records) else "px"
+    return DatasetSpec(name=name, domain=domain, landmark_names=tuple(names),
+                       records=tuple(records), splits={"all": tuple(r.id for r in records)},
+                       unit=unit, thresholds=(2.0, 4.0, 10.0) if unit == "mm" else (3.0, 6.0, 9.0))
+
+
+def synthetic_dataset(root: str | Path, domain: str = "head") -> DatasetSpec:
+    """Phantoms written by ``unilandmark datasets make-synthetic --out ROOT``.
+
+    Reads ``ROOT/DOMAIN/landmarks.csv`` through the ``csv`` adapter.
+    """
+    table = Path(root) / domain / "landmarks.csv"
+    if not table.is_file():
+        raise FileNotFoundError(f"{table}: no synthetic domain {domain!r} here; write one with "
+                                f"`unilandmark datasets make-synthetic --out {root}`")
+    return csv_dataset(table, name=f"synthetic-{domain}", domain=domain)
+
+
+DATASETS = {
+    "isbi2015": isbi2015,
+    "dha_hand": dha_hand,
+    "shenzhen_chest": shenzhen_chest,
+    "csv": csv_dataset,
+    "labelme": labelme_dataset,
+    "synthetic": synthetic_dataset,
+}
+
+
+def build_dataset(name: str, root: str | Path, **options) -> DatasetSpec:
+    """Build the dataset ``name`` from ``root`` with adapter-specific ``options``."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[name](root, **options)

@@ -1,0 +1,77 @@
+"""Original image <-> network input: resize (stretch or letterbox) in both directions.
+
+The mapping follows the pixel-centre convention (centre of the top-left pixel is (0, 0))
+and ``align_corners=False`` resampling, so for a resize by factor ``s = W0 / W1`` a
+network-input x maps to ``(x + 0.5) * s - 0.5`` in the original image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .types import Geometry, Spacing
+
+RESIZE_MODES = ("stretch", "letterbox")
+
+
+def fit_geometry(
+    original_size: tuple[int, int],
+    input_size: tuple[int, int],
+    mode: str = "stretch",
+    spacing: Spacing | None = None,
+) -> Geometry:
+    """The Geometry that resizes an image of ``original_size`` (W, H) to ``input_size``.
+
+    ``stretch`` scales each axis independently to fill the input (GU2Net's choice);
+    ``letterbox`` keeps the aspect ratio and pads the right and bottom with zeros.
+
+    >>> g = fit_geometry((200, 100), (100, 50))
+    >>> g.to_original(np.array([0.0, 0.0])).tolist()
+    [0.5, 0.5]
+    """
+    if mode not in RESIZE_MODES:
+        raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
+    w0, h0 = (int(v) for v in original_size)
+    w1, h1 = (int(v) for v in input_size)
+    if min(w0, h0, w1, h1) <= 0:
+        raise ValueError(f"sizes must be positive: original {original_size}, input {input_size}")
+    cw, ch = content_size((w0, h0), (w1, h1), mode)
+    sx, sy = w0 / cw, h0 / ch
+    matrix = np.array(
+        [[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]], dtype=np.float64
+    )
+    return Geometry(original_size=(w0, h0), spacing=spacing, matrix=matrix, input_size=(w1, h1))
+
+
+def content_size(original_size: tuple[int, int], input_size: tuple[int, int], mode: str):
+    """(width, height) the image occupies inside the input (the rest is padding)."""
+    w0, h0 = original_size
+    w1, h1 = input_size
+    if mode == "stretch":
+        return w1, h1
+    scale = max(w0 / w1, h0 / h1)
+    return max(1, min(w1, round(w0 / scale))), max(1, min(h1, round(h0 / scale)))
+
+
+def resize_to_input(image: np.ndarray, geometry: Geometry) -> np.ndarray:
+    """Resample a (H, W) or (C, H, W) image into the network input of ``geometry``.
+
+    Anti-aliased bilinear resampling; returns float32 of shape (C, H1, W1).
+    """
+    arr = np.asarray(image, dtype=np.float32)
+    if arr.ndim == 2:
+        arr = arr[None]
+    w0, h0 = geometry.original_size
+    if arr.shape[-2:] != (h0, w0):
+        raise ValueError(f"image of shape {arr.shape} does not match geometry size {(w0, h0)}")
+    w1, h1 = geometry.input_size
+    cw = round(w0 / geometry.matrix[0, 0])
+    ch = round(h0 / geometry.matrix[1, 1])
+    tensor = torch.from_numpy(np.ascontiguousarray(arr))[None]
+    resized = F.interpolate(tensor, size=(ch, cw), mode="bilinear", align_corners=False,
+                            antialias=(ch < h0 or cw < w0))[0]
+    out = torch.zeros((arr.shape[0], h1, w1), dtype=torch.float32)
+    out[:, :ch, :cw] = resized
+    return out.numpy()

@@ -1,0 +1,130 @@
+"""The data contract: frozen dataclasses shared by every module.
+
+Conventions (ARCHITECTURE.md section 3): points are ``(x, y)`` floats, x to the right,
+y down, and the centre of the top-left pixel is ``(0, 0)``. Spacing is in millimetres per
+pixel, per axis, in ``(x, y)`` order. Landmarks that are not visible carry NaN
+coordinates and ``visible == False``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+Spacing = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How one network-input image relates to its original image.
+
+    Attributes
+    ----------
+    original_size : (width, height) of the original image in pixels.
+    spacing : (sx, sy) in mm per original pixel, or None when unknown.
+    matrix : (3, 3) float64 affine from network-input pixels to original pixels,
+        acting on homogeneous column vectors ``(x, y, 1)``.
+    input_size : (width, height) of the network input.
+    """
+
+    original_size: tuple[int, int]
+    spacing: Spacing | None
+    matrix: np.ndarray = field(compare=False)
+    input_size: tuple[int, int] = (0, 0)
+
+    def to_original(self, points: np.ndarray) -> np.ndarray:
+        """Map ``(..., 2)`` network-input points to original pixels."""
+        return apply_affine(self.matrix, points)
+
+    def to_network(self, points: np.ndarray) -> np.ndarray:
+        """Map ``(..., 2)`` original-pixel points to network-input pixels."""
+        return apply_affine(np.linalg.inv(self.matrix), points)
+
+    def to_mm(self, points: np.ndarray) -> np.ndarray | None:
+        """Original-pixel points ``(..., 2)`` to millimetres, or None without spacing."""
+        if self.spacing is None:
+            return None
+        return np.asarray(points, dtype=np.float64) * np.asarray(self.spacing)
+
+
+def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """Apply a (3, 3) affine to ``(..., 2)`` points; NaN stays NaN."""
+    pts = np.asarray(points, dtype=np.float64)
+    return pts @ matrix[:2, :2].T + matrix[:2, 2]
+
+
+@dataclass(frozen=True)
+class Record:
+    """One annotated image of a dataset, in original pixels.
+
+    points : (K, 2) float64, NaN where not visible. visible : (K,) bool.
+    spacing : (sx, sy) mm per pixel, or None. meta : free per-record facts (e.g. size).
+    """
+
+    id: str
+    image_path: str
+    points: np.ndarray = field(compare=False)
+    visible: np.ndarray = field(compare=False)
+    spacing: Spacing | None = None
+    meta: dict[str, Any] = field(default_factory=dict, compare=False)
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """A dataset: landmark names, records and explicit splits (lists of record ids).
+
+    ``domain`` names the anatomy for universal models (e.g. ``head``); ``unit`` is the
+    unit errors are reported in by default (``mm`` or ``px``); ``thresholds`` are the SDR
+    radii in that unit; ``info`` holds counts worth reporting (e.g. labelled ids without
+    an image) and adapter options (e.g. the wrist landmark pair).
+    """
+
+    name: str
+    domain: str
+    landmark_names: tuple[str, ...]
+    records: tuple[Record, ...]
+    splits: dict[str, tuple[str, ...]]
+    unit: str = "mm"
+    thresholds: tuple[float, ...] = (2.0, 2.5, 3.0, 4.0)
+    info: dict[str, Any] = field(default_factory=dict, compare=False)
+
+    @property
+    def num_landmarks(self) -> int:
+        return len(self.landmark_names)
+
+    def record_map(self) -> dict[str, Record]:
+        return {r.id: r for r in self.records}
+
+    def split_records(self, split: str) -> list[Record]:
+        """Records of ``split`` in the split's order; a clear error for unknown names."""
+        if split not in self.splits:
+            known = ", ".join(sorted(self.splits))
+            raise KeyError(f"{self.name}: no split {split!r}; known splits: {known}")
+        by_id = self.record_map()
+        return [by_id[i] for i in self.splits[split] if i in by_id]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One network-ready sample.
+
+    image : (C, H, W) float32 in [0, 1]; points : (K, 2) float in network-input pixels
+    (NaN where not visible); visible : (K,) bool.
+    """
+
+    image: np.ndarray = field(compare=False)
+    points: np.ndarray = field(compare=False)
+    visible: np.ndarray = field(compare=False)
+    domain: str = ""
+    geometry: Geometry | None = None
+    id: str = ""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """Decoded landmarks: points (B, K, 2) and confidence (B, K), torch or numpy."""
+
+    points: Any
+    confidence: Any

@@ -1,0 +1,116 @@
+import json
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from unilandmark import (
+    PROTOCOLS,
+    PredictionError,
+    dha_hand,
+    evaluate,
+    export_ground_truth,
+    get_protocol,
+    read_predictions,
+    shenzhen_chest,
+)
+from unilandmark.cli import app
+
+
+def _score(spec, split, path, protocol=None):
+    report, *_ = evaluate(read_predictions(path), spec, split, get_protocol(protocol, spec))
+    return report
+
+
+def test_export_then_evaluate_is_zero_on_every_real_dataset(tmp_path, isbi_spec, hand_root,
+                                                            chest_root):
+    for spec, split in [(isbi_spec, "test2"), (dha_hand(hand_root), "all"),
+                        (shenzhen_chest(chest_root), "all")]:
+        out = tmp_path / f"{spec.name}.csv"
+        export_ground_truth(spec, split, out)
+        report = _score(spec, split, out)
+        assert report["mre"] == 0.0 and report["n_points"] > 0
+        assert all(v == 100.0 for v in report["sdr"].values())
+
+
+def test_shifted_predictions_give_the_hand_computed_error(tmp_path, isbi_spec):
+    out = tmp_path / "gt.csv"
+    export_ground_truth(isbi_spec, "test1", out)
+    lines = out.read_text().splitlines()
+    shifted = [lines[0]]
+    for line in lines[1:]:
+        cells = line.split(",")
+        cells[2] = str(float(cells[2]) + 6.0)   # +6 px in x
+        cells[3] = str(float(cells[3]) - 8.0)   # -8 px in y -> 10 px -> 1 mm
+        shifted.append(",".join(cells))
+    out.write_text("\n".join(shifted) + "\n")
+    report = _score(isbi_spec, "test1", out, "isbi2015-test1")
+    assert report["mre"] == pytest.approx(1.0) and report["sd"] == pytest.approx(0.0, abs=1e-9)
+    assert report["sdr"]["2.0"] == 100.0 and report["n_images"] == 150
+    assert report["per_landmark"][0]["name"] == "sella"
+
+
+def test_gu2net_head_protocol_rounds_in_the_input_grid(tmp_path, isbi_root):
+    from unilandmark import isbi2015
+
+    spec = isbi2015(isbi_root, annotator="mean")
+    records = spec.split_records("gu2net-test")
+    pred = np.stack([r.points for r in records]) + np.array([10.0, 0.0])
+    errors = PROTOCOLS["gu2net-head"].errors(spec, records, pred)
+    fx, fy = 416 / 1935, 512 / 2400
+    truth = np.stack([r.points for r in records])
+    g = np.round((truth + 0.5) * [fx, fy] - 0.5)
+    p = np.round((pred + 0.5) * [fx, fy] - 0.5)
+    np.testing.assert_allclose(errors, np.linalg.norm(p - g, axis=-1) * 0.46875)
+    assert set(np.unique(errors / 0.46875).round(6)) <= {0.0, 1.0, 2.0, 3.0}
+
+
+def test_wrist_protocol_normalises_by_wrist_width(hand_root):
+    spec = dha_hand(hand_root, wrist_pair=(2, 6))
+    records = spec.split_records("all")
+    truth = np.stack([r.points for r in records])
+    errors = PROTOCOLS["dha-hand-wrist"].errors(spec, records, truth + [3.0, 4.0])
+    width = np.linalg.norm(truth[:, 1] - truth[:, 5], axis=-1)
+    np.testing.assert_allclose(errors, (5.0 * 50.0 / width)[:, None] * np.ones((1, 37)))
+
+
+def test_bad_predictions_are_all_reported(tmp_path, isbi_spec):
+    path = tmp_path / "p.csv"
+    export_ground_truth(isbi_spec, "test2", path)
+    lines = path.read_text().splitlines()
+    lines = [ln for ln in lines if not ln.startswith("305,3,")]            # missing landmark
+    lines.append("999,1,1,1")                                               # unknown image
+    lines.append("301,25,1,1")                                              # unknown landmark
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(PredictionError) as info:
+        evaluate(read_predictions(path), isbi_spec, "test2", get_protocol(None, isbi_spec))
+    text = str(info.value)
+    assert "record 999: unknown image id" in text
+    assert "record 301: unknown landmark 25; expected 1..19" in text
+    assert "record 305: no prediction for visible landmark(s) [3]" in text
+    bad = tmp_path / "bad.csv"
+    bad.write_text("image,landmark,x,y\n301,1,abc,2\n301,x,1,2\n301,2,nan,2\n")
+    with pytest.raises(PredictionError) as info:
+        read_predictions(bad)
+    assert len(info.value.faults) == 3 and "'abc'" in str(info.value)
+
+
+def test_cli_evaluate_writes_json_and_figures(tmp_path, isbi_root):
+    gt = tmp_path / "junior.csv"
+    runner = CliRunner()
+    r = runner.invoke(app, ["datasets", "export", "isbi2015", "--root", str(isbi_root),
+                            "--split", "test2", "--annotator", "junior", "--out", str(gt)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root), "--protocol",
+                            "isbi2015-mean-test2", "--predictions", str(gt), "--json",
+                            str(tmp_path / "r.json"), "--figures", str(tmp_path / "fig")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["protocol"] == "isbi2015-mean-test2" and report["n_points"] == 1900
+    assert report["unit"] == "mm" and 0 < report["mre"] < 2
+    figs = sorted(p.name for p in (tmp_path / "fig").iterdir())
+    assert "sdr_curve.png" in figs and "per_landmark_error.png" in figs
+    assert sum(f.startswith("worst_") for f in figs) == 3
+    r = runner.invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root), "--protocol",
+                            "isbi2015-test1", "--split", "test2", "--predictions", str(gt)])
+    assert r.exit_code == 2 and "scores split 'test1'" in r.output
