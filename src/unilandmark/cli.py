@@ -16,8 +16,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Anatomical landmark detection: datasets, training, prediction, scoring.")
 datasets_app = typer.Typer(no_args_is_help=True, help="List, check, export and make datasets.")
 app.add_typer(datasets_app, name="datasets")
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 def _friendly(fn):
@@ -205,6 +205,114 @@ def evaluate_cmd(
     if figures:
         paths = draw_figures(report, errors, records, pred, figures)
         console.print(f"figures: {', '.join(str(p) for p in paths)}")
+
+
+@app.command("train")
+@_friendly
+def train_cmd(
+    config: Path = typer.Argument(..., help="Experiment YAML (see configs/)."),
+    set_: list[str] = typer.Option(None, "--set", help="Override key=value, e.g. "
+                                                       "train.epochs=5 (repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from out_dir/last.pt."),
+    progress: bool = typer.Option(True, "--progress/--no-progress"),
+) -> None:
+    """Train a (universal) model; multi-GPU with `torchrun --nproc_per_node N -m
+    unilandmark train ...`."""
+    from .config import load_config
+    from .train import fit
+
+    cfg = load_config(config, set_)
+    result = fit(cfg, resume=resume, progress=progress, log=console.print)
+    console.print(f"best checkpoint: {result.best_path}\nlast checkpoint: {result.last_path}"
+                  f"\nmetrics: {result.out_dir / 'metrics.jsonl'}")
+
+
+def _collect_images(inputs: list[Path]) -> list[Path]:
+    from .io import is_image_file
+
+    paths = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and is_image_file(p))
+            if not found:
+                raise ValueError(f"{item}: no image files in this folder")
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return paths
+
+
+@app.command("predict")
+@_friendly
+def predict_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the built-in model."),
+    out: Path = typer.Option(..., "--out", help="Prediction CSV to write."),
+    overlay: Path = typer.Option(None, "--overlay", help="Draw overlays into this folder."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    batch_size: int = typer.Option(4),
+) -> None:
+    """Predict landmarks on new images (no ground truth needed)."""
+    from .evaluate import write_predictions
+    from .predict import Detector, result_rows
+    from .report import draw_overlay
+
+    paths = _collect_images(inputs)
+    detector = Detector.from_checkpoint(checkpoint, device=device)
+    results = detector.predict_many(paths, domain, batch_size=batch_size)
+    write_predictions(out, result_rows(results))
+    console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to {out}")
+    if overlay:
+        overlay.mkdir(parents=True, exist_ok=True)
+        for r in results:
+            draw_overlay(r.image_path, r.points, None, overlay / f"{r.id}.png",
+                         title=f"{r.id} ({r.domain}): mean confidence "
+                               f"{float(r.confidence.mean()):.2f}")
+        console.print(f"overlays: {overlay}")
+
+
+@app.command("models")
+def models_cmd(
+    domains: str = typer.Option("head=19,hand=37,chest=6",
+                                help="Domains as name=landmarks, comma-separated."),
+    width: int = typer.Option(64), depth: int = typer.Option(4),
+    global_width: int = typer.Option(128),
+) -> None:
+    """List the models with their parameter counts for the given domains."""
+    from rich.table import Table
+
+    from .models import MODEL_CODECS, MODELS, build_model, count_parameters
+
+    doms = {}
+    for item in domains.split(","):
+        name, k = item.split("=")
+        doms[name.strip()] = int(k)
+    table = Table(title=f"models for {doms} (width {width}, depth {depth})")
+    for col in ["model", "codec", "parameters", *[f"used by {d}" for d in doms]]:
+        table.add_column(col, justify="left" if col in ("model", "codec") else "right")
+    for name in MODELS:
+        kwargs = {"width": width, "depth": depth}
+        if name.startswith("gu2net"):
+            kwargs["global_width"] = global_width
+        model = build_model(name, doms, **kwargs)
+        table.add_row(name, MODEL_CODECS[name], f"{count_parameters(model):,}",
+                      *[f"{count_parameters(model, [d]):,}" for d in doms])
+    console.print(table)
+
+
+@app.command("demo")
+def demo_cmd(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything."),
+    epochs: int = typer.Option(None, help="Override the demo's epochs."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Phantoms -> universal training on the CPU -> evaluation -> report, in minutes."""
+    from .demo import run_demo
+
+    run_demo(out, epochs=epochs, seed=seed, log=console.print)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m unilandmark.cli`

@@ -1,0 +1,51 @@
+"""Shared helpers for the benchmarks: device choice, synchronisation, JSON output."""
+
+from __future__ import annotations
+
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+#: the published GU2Net input sizes (W, H) and landmark counts
+PAPER_DOMAINS = {"head": ((416, 512), 19), "hand": ((368, 512), 37), "chest": ((512, 512), 6)}
+
+
+def devices(requested: str) -> list[str]:
+    if requested == "all":
+        return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    return [requested]
+
+
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def timed(fn, device: str, warmup: int, repeats: int) -> list[float]:
+    for _ in range(warmup):
+        fn()
+    sync(device)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def machine() -> dict:
+    info = {"python": platform.python_version(), "torch": torch.__version__,
+            "cpu_threads": torch.get_num_threads(), "processor": platform.processor()}
+    if torch.cuda.is_available():
+        info["cuda_device"] = torch.cuda.get_device_name(0)
+    return info
+
+
+def write_json(path: str | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")

@@ -1,0 +1,5 @@
+"""``python -m unilandmark`` (also what torchrun runs with ``-m unilandmark``)."""
+
+from .cli import app
+
+app()

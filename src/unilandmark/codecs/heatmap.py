@@ -1,0 +1,89 @@
+"""Gaussian heatmap codec: render targets from float points, decode by argmax + sub-pixel.
+
+``encode(points (B, K, 2), visible (B, K), size (W, H), sigma=None)`` renders
+``{"heatmap": (B, K, H, W) in [0, 1], "weight": (B, K)}`` on the points' device, never
+rounding the points. ``decode({"heatmap": (B, K, H, W) logits})`` returns a Prediction
+with points (B, K, 2) in heatmap pixels and confidence (B, K) = the peak's probability.
+
+Sub-pixel refinement fits a parabola through the log-probabilities at the peak and its two
+neighbours along each axis: the logarithm of a Gaussian is a parabola, so a rendered
+Gaussian decodes to its exact centre.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..types import Prediction
+
+
+def render_gaussians(points: torch.Tensor, size: tuple[int, int],
+                     sigma: float | torch.Tensor) -> torch.Tensor:
+    """(B, K, 2) points -> (B, K, H, W) Gaussians with peak 1 (unnormalised).
+
+    ``sigma``: a float or a tensor broadcastable to (B, K), in pixels. NaN points give 0.
+    """
+    w, h = size
+    dtype = points.dtype if points.is_floating_point() else torch.float32
+    xs = torch.arange(w, device=points.device, dtype=dtype)
+    ys = torch.arange(h, device=points.device, dtype=dtype)
+    sig = torch.as_tensor(sigma, device=points.device, dtype=dtype)
+    sig = sig.expand(points.shape[:2]) if sig.dim() else sig.expand(points.shape[:2])
+    pts = torch.nan_to_num(points, nan=-1e6)
+    two_s2 = (2 * sig ** 2)[..., None]
+    gx = torch.exp(-((xs - pts[..., 0:1]) ** 2) / two_s2)  # (B, K, W)
+    gy = torch.exp(-((ys - pts[..., 1:2]) ** 2) / two_s2)  # (B, K, H)
+    return gy[..., :, None] * gx[..., None, :]
+
+
+class HeatmapCodec:
+    """Gaussian heatmaps with a fixed sigma (pixels of the heatmap) and BCE-ready targets."""
+
+    name = "heatmap"
+
+    def __init__(self, sigma: float = 3.0, refine: bool = True):
+        if sigma <= 0:
+            raise ValueError(f"sigma must be positive, got {sigma}")
+        self.sigma = float(sigma)
+        self.refine = refine
+
+    def encode(self, points: torch.Tensor, visible: torch.Tensor, size: tuple[int, int],
+               sigma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        heat = render_gaussians(points, size, self.sigma if sigma is None else sigma)
+        weight = visible.to(heat.dtype)
+        return {"heatmap": heat * weight[..., None, None], "weight": weight}
+
+    def decode(self, outputs: dict[str, torch.Tensor]) -> Prediction:
+        return decode_heatmap(outputs["heatmap"], self.refine)
+
+
+def decode_heatmap(logits: torch.Tensor, refine: bool = True) -> Prediction:
+    """Argmax (+ log-parabola refinement) of (B, K, H, W) logits."""
+    b, k, h, w = logits.shape
+    flat = logits.reshape(b, k, h * w)
+    peak, index = flat.max(dim=-1)
+    y = torch.div(index, w, rounding_mode="floor")
+    x = index - y * w
+    pts = torch.stack([x, y], dim=-1).to(logits.dtype)
+    if refine:
+        logp = torch.nn.functional.logsigmoid(logits.float())
+        pts = pts + torch.stack([_offset(logp, x, y, dx=1, dy=0, n=w, coord=x),
+                                 _offset(logp, x, y, dx=0, dy=1, n=h, coord=y)], -1).to(pts.dtype)
+    return Prediction(points=pts, confidence=torch.sigmoid(peak))
+
+
+def _offset(logp, x, y, dx, dy, n, coord):
+    """Vertex of the parabola through (-1, 0, +1) neighbours along one axis, in [-0.5, 0.5]."""
+    b, k, h, w = logp.shape
+    flat = logp.reshape(b, k, h * w)
+
+    def at(ox, oy):
+        xi = (x + ox).clamp(0, w - 1)
+        yi = (y + oy).clamp(0, h - 1)
+        return flat.gather(-1, (yi * w + xi)[..., None])[..., 0]
+
+    left, centre, right = at(-dx, -dy), at(0, 0), at(dx, dy)
+    denom = left - 2 * centre + right
+    inside = (coord > 0) & (coord < n - 1) & (denom < -1e-12)
+    offset = 0.5 * (left - right) / torch.where(inside, denom, torch.full_like(denom, -1.0))
+    return torch.where(inside, offset.clamp(-0.5, 0.5), torch.zeros_like(offset))

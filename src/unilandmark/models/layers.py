@@ -1,0 +1,128 @@
+"""Building blocks: conv-norm-act, domain-separable convs, the U-Net trunk, dilated stack.
+
+Per-domain parts live in ``nn.ModuleDict`` keyed by domain name; every block's forward
+takes ``(x, domain)`` so one trunk serves all domains.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class DomainModule(nn.Module):
+    """Base for blocks whose forward is ``(x, domain)``."""
+
+    def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+
+class SeparableConvBlock(DomainModule):
+    """Depthwise 3x3 per domain -> pointwise 1x1 shared -> BatchNorm per domain -> LeakyReLU.
+
+    GU2Net's universal convolution: the depthwise filters and the normalisation statistics
+    are domain-specific, the channel-mixing pointwise weights are shared by all domains.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, domains: list[str]):
+        super().__init__()
+        self.depthwise = nn.ModuleDict(
+            {d: nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch) for d in domains})
+        self.pointwise = nn.Conv2d(in_ch, out_ch, 1)
+        self.norm = nn.ModuleDict({d: nn.BatchNorm2d(out_ch) for d in domains})
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+
+    def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        return self.act(self.norm[domain](self.pointwise(self.depthwise[domain](x))))
+
+
+class PlainConvBlock(DomainModule):
+    """A shared 3x3 conv -> BatchNorm -> LeakyReLU (the plain U-Net's block)."""
+
+    def __init__(self, in_ch: int, out_ch: int, domains: list[str]):
+        super().__init__()
+        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
+        self.norm = nn.BatchNorm2d(out_ch)
+        self.act = nn.LeakyReLU(0.01, inplace=True)
+
+    def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        return self.act(self.norm(self.conv(x)))
+
+
+BLOCKS = {"separable": SeparableConvBlock, "plain": PlainConvBlock}
+
+
+class DoubleBlock(DomainModule):
+    def __init__(self, in_ch, out_ch, domains, block, mid_ch=None):
+        super().__init__()
+        self.first = block(in_ch, mid_ch or out_ch, domains)
+        self.second = block(mid_ch or out_ch, out_ch, domains)
+
+    def forward(self, x, domain):
+        return self.second(self.first(x, domain), domain)
+
+
+class UNetTrunk(DomainModule):
+    """A U-Net from ``width`` channels to ``width`` channels at full resolution.
+
+    Channels double per level up to ``8 * width``; the deepest level has ``8 * width``
+    (bilinear upsampling, as in the reference U-Net). Input H and W need not be powers of
+    two: skips are padded to match.
+
+    x: (B, width, H, W) -> (B, width, H, W)
+    """
+
+    def __init__(self, width: int, depth: int, domains: list[str], block: str = "separable"):
+        super().__init__()
+        blk = BLOCKS[block]
+        chans = [width * 2 ** min(i, 3) for i in range(depth + 1)]
+        chans[-1] = chans[-2]  # bilinear U-Net: the bottom keeps the previous width
+        self.stem = DoubleBlock(width, width, domains, blk)
+        self.down = nn.ModuleList(DoubleBlock(chans[i], chans[i + 1], domains, blk)
+                                  for i in range(depth))
+        ups, x_ch = [], chans[depth]
+        for i in reversed(range(depth)):
+            in_ch = chans[i] + x_ch
+            out = chans[i - 1] if i > 0 else width
+            ups.append(DoubleBlock(in_ch, out, domains, blk, mid_ch=in_ch // 2))
+            x_ch = out
+        self.up = nn.ModuleList(ups)
+
+    def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        skips = [self.stem(x, domain)]
+        for block in self.down:
+            skips.append(block(F.max_pool2d(skips[-1], 2), domain))
+        x = skips.pop()
+        for block in self.up:
+            skip = skips.pop()
+            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = block(torch.cat([skip, x], dim=1), domain)
+        return x
+
+
+class DilatedStack(nn.Module):
+    """3x3 convs with the given dilations, each followed by BatchNorm and ReLU."""
+
+    def __init__(self, channels: int, dilations=(1, 2, 5, 2, 1)):
+        super().__init__()
+        self.layers = nn.Sequential(*[
+            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=d, dilation=d),
+                          nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+            for d in dilations])
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def count_parameters(module: nn.Module, domains: list[str] | None = None) -> int:
+    """Trainable parameters; with ``domains`` only those used by these domains."""
+    if domains is None:
+        return sum(p.numel() for p in module.parameters() if p.requires_grad)
+    total = 0
+    for name, p in module.named_parameters():
+        parts = name.split(".")
+        if any(part in getattr(module, "domains", []) and part not in domains for part in parts):
+            continue
+        total += p.numel()
+    return total

@@ -1,0 +1,139 @@
+"""Prediction on new images without ground truth: ``Detector``.
+
+``Detector.from_checkpoint(path).predict(image_or_path, domain)`` reads any supported
+format at any size, resizes it into the domain's network input, decodes the landmarks and
+maps them back to original pixels through the Geometry; millimetres where the image
+carries a spacing; a confidence per landmark.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import load_checkpoint
+from .codecs import HeatmapCodec
+from .config import ExperimentConfig
+from .data.dataset import preprocess
+from .io import read_image
+from .models import build_model
+from .types import Spacing
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+PRETRAINED_NAME = "gu2net_isbi2015_head.pt"
+
+
+@dataclass(frozen=True)
+class LandmarkResult:
+    """Landmarks of one image: points (K, 2) original pixels, points_mm (K, 2) or None,
+    confidence (K,), the landmark names, the image's id and spacing."""
+
+    id: str
+    domain: str
+    names: tuple[str, ...]
+    points: np.ndarray
+    confidence: np.ndarray
+    spacing: Spacing | None
+    points_mm: np.ndarray | None
+    image_path: str | None = None
+
+
+class Detector:
+    """A trained model ready to predict; one instance serves every domain it was trained on."""
+
+    def __init__(self, model: torch.nn.Module, domains: dict[str, dict], device="cpu"):
+        self.model = model.to(device).eval()
+        self.domains = domains
+        self.device = torch.device(device)
+        self.codecs = {n: HeatmapCodec(m.get("sigma", 3.0)) for n, m in domains.items()}
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike | None = None,
+                        device: str = "cpu") -> Detector:
+        """Load a checkpoint (``best.pt``/``last.pt``), or the built-in model when None."""
+        if path is None:
+            path = PRETRAINED_DIR / PRETRAINED_NAME
+            if not Path(path).is_file():
+                raise FileNotFoundError(
+                    f"{path}: no built-in model is installed in this build; pass --checkpoint")
+        state = load_checkpoint(path, map_location="cpu")
+        config = ExperimentConfig.model_validate(state["config"])
+        domains = state["domains"]
+        model = build_model(config.model.name,
+                            {n: m["num_landmarks"] for n, m in domains.items()},
+                            **config.model.kwargs())
+        weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
+        model.load_state_dict(weights)
+        return cls(model, domains, device)
+
+    def _domain(self, domain: str | None) -> str:
+        if domain is None:
+            if len(self.domains) == 1:
+                return next(iter(self.domains))
+            raise ValueError(f"give a domain; this model knows {sorted(self.domains)}")
+        if domain not in self.domains:
+            raise ValueError(f"unknown domain {domain!r}; this model knows "
+                             f"{sorted(self.domains)}")
+        return domain
+
+    @torch.no_grad()
+    def predict(self, image, domain: str | None = None, spacing: Spacing | None = None,
+                ) -> LandmarkResult:
+        """One image: a path (any supported format) or a 2-D array (then ``spacing``)."""
+        return self.predict_many([image], domain, spacing)[0]
+
+    @torch.no_grad()
+    def predict_many(self, images, domain: str | None = None, spacing: Spacing | None = None,
+                     batch_size: int = 4) -> list[LandmarkResult]:
+        domain = self._domain(domain)
+        meta = self.domains[domain]
+        size = tuple(meta["input_size"])
+        results = []
+        for start in range(0, len(images), batch_size):
+            chunk = images[start:start + batch_size]
+            arrays, geometries, ids, paths = [], [], [], []
+            for item in chunk:
+                if isinstance(item, (str, os.PathLike)):
+                    array, sp = read_image(item)
+                    ids.append(_stem(item))
+                    paths.append(str(item))
+                else:
+                    array, sp = np.asarray(item), spacing
+                    if array.ndim != 2:
+                        raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
+                    ids.append(f"array{start + len(ids)}")
+                    paths.append(None)
+                image, geometry = preprocess(array, sp, size, meta.get("resize", "stretch"))
+                arrays.append(image)
+                geometries.append(geometry)
+            x = torch.from_numpy(np.stack(arrays)).to(self.device)
+            pred = self.codecs[domain].decode(self.model(x, domain))
+            pts = pred.points.double().cpu().numpy()
+            conf = pred.confidence.float().cpu().numpy()
+            for j, g in enumerate(geometries):
+                original = g.to_original(pts[j])
+                results.append(LandmarkResult(
+                    id=ids[j], domain=domain, names=tuple(meta["landmark_names"]),
+                    points=original, confidence=conf[j], spacing=g.spacing,
+                    points_mm=g.to_mm(original), image_path=paths[j]))
+        return results
+
+
+def _stem(path) -> str:
+    name = Path(path).name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
+
+
+def result_rows(results: list[LandmarkResult]) -> list[dict]:
+    """Prediction-CSV rows (PROTOCOLS.md section 3) for a list of results."""
+    from .evaluate import prediction_rows
+
+    rows = []
+    for r in results:
+        rows += prediction_rows([r.id], [r.points], r.names, confidence=[r.confidence],
+                                spacing=[r.spacing], domain=r.domain)
+    return rows

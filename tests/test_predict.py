@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from unilandmark import read_image, synthetic_dataset
+from unilandmark.cli import app
+from unilandmark.io import write_image
+from unilandmark.predict import Detector
+
+
+@pytest.fixture(scope="module")
+def detector(trained_run):
+    return Detector.from_checkpoint(trained_run.best_path)
+
+
+@pytest.fixture(scope="module")
+def head_records(phantoms):
+    return synthetic_dataset(phantoms, "head").split_records("test")
+
+
+def test_path_and_array_give_the_same_landmarks(detector, head_records):
+    rec = head_records[0]
+    by_path = detector.predict(rec.image_path, "head")
+    array, _ = read_image(rec.image_path)
+    by_array = detector.predict(array, "head", spacing=(0.8, 0.8))
+    np.testing.assert_allclose(by_path.points, by_array.points)
+    assert by_path.names[0] == "sella" and by_path.points.shape == (8, 2)
+    assert by_path.spacing is None  # a PNG carries no spacing
+    assert by_array.points_mm is not None
+    np.testing.assert_allclose(by_array.points_mm, by_array.points * 0.8)
+    assert ((0 <= by_path.confidence) & (by_path.confidence <= 1)).all()
+
+
+def test_any_size_and_format_maps_back_to_original_pixels(detector, head_records, tmp_path):
+    rec = head_records[1]
+    array, _ = read_image(rec.image_path)
+    big = np.kron(array, np.ones((3, 3), dtype=array.dtype))  # 192 x 192, exact 3x upscale
+    write_image(tmp_path / "big.mha", big, spacing=(0.2, 0.2))
+    small = detector.predict(rec.image_path, "head")
+    large = detector.predict(tmp_path / "big.mha", "head")
+    # pixel-centre convention: x_big = 3 x + 1. The network inputs differ slightly (the big
+    # image is downsampled with anti-aliasing), so compare on average; the exact mapping is
+    # tested in test_geometry.py.
+    assert np.abs(large.points - (3 * small.points + 1)).mean() < 1.0
+    truth_big = 3 * rec.points + 1
+    assert np.linalg.norm(large.points - truth_big, axis=-1).mean() < 6.0
+    assert large.spacing == pytest.approx((0.2, 0.2))
+    np.testing.assert_allclose(large.points_mm, large.points * 0.2)
+
+
+def test_unknown_domain_and_missing_builtin_are_clear(detector):
+    with pytest.raises(ValueError, match="unknown domain 'knee'"):
+        detector.predict(np.zeros((10, 10)), "knee")
+    with pytest.raises(ValueError, match="give a domain"):
+        detector.predict(np.zeros((10, 10)))
+
+
+def test_cli_predict_then_evaluate(trained_run, phantoms, tmp_path):
+    images = phantoms / "chest" / "images"
+    out = tmp_path / "chest.csv"
+    runner = CliRunner()
+    r = runner.invoke(app, ["predict", str(images), "--domain", "chest", "--checkpoint",
+                            str(trained_run.best_path), "--out", str(out), "--overlay",
+                            str(tmp_path / "ov")])
+    assert r.exit_code == 0, r.output
+    header = out.read_text().splitlines()[0]
+    assert header == "image,landmark,x,y,name,confidence,domain"
+    assert len(out.read_text().splitlines()) == 1 + 40 * 6
+    assert len(list((tmp_path / "ov").glob("*.png"))) == 40
+    r = runner.invoke(app, ["evaluate", "csv", "--root", str(phantoms / "chest" / "landmarks.csv"),
+                            "--split", "test", "--predictions", str(out),
+                            "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    import json
+
+    report = json.loads((tmp_path / "r.json").read_text())
+    assert report["unit"] == "px" and report["mre"] < 2.0
+
+
+def test_cli_predict_missing_input(tmp_path, trained_run):
+    r = CliRunner().invoke(app, ["predict", str(tmp_path / "nope.png"), "--domain", "head",
+                                 "--checkpoint", str(trained_run.best_path), "--out",
+                                 str(tmp_path / "p.csv")])
+    assert r.exit_code == 2 and "no such file or folder" in r.output
+    assert not (tmp_path / "p.csv").exists()
