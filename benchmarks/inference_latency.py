@@ -16,7 +16,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import PAPER_DOMAINS, devices, machine, timed, write_json  # noqa: E402
-
 from unilandmark.codecs import HeatmapCodec  # noqa: E402
 from unilandmark.models import build_model  # noqa: E402
 
@@ -36,7 +35,7 @@ def run(models, device, batches, warmup, repeats, scale, width):
                 x = torch.rand(batch, 1, h, w, device=device)
 
                 @torch.inference_mode()
-                def infer():
+                def infer(model=model, x=x, domain=domain):
                     return codec.decode(model(x, domain)).points.cpu()
 
                 best = min(timed(infer, device, warmup, repeats))

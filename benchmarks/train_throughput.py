@@ -19,7 +19,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import PAPER_DOMAINS, devices, machine, timed, write_json  # noqa: E402
-
 from unilandmark.losses import heatmap_bce  # noqa: E402
 from unilandmark.models import build_model  # noqa: E402
 
@@ -42,7 +41,7 @@ def run(models, device, batch, warmup, repeats, scale, width):
             target = {"heatmap": torch.rand(batch, k, h, w, device=device),
                       "weight": torch.ones(batch, k, device=device)}
 
-            def step():
+            def step(model=model, opt=opt, amp=amp, x=x, domain=domain, target=target):
                 with amp:
                     out = model(x, domain)
                 loss = heatmap_bce(out, target)

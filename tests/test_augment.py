@@ -9,7 +9,8 @@ GEOMETRIC = AugmentConfig(rotate_deg=30, scale=0.2, translate=0.1, gamma=(1, 1),
                           brightness=0, noise=0)
 
 
-def test_augmented_dot_is_within_half_a_pixel_of_the_transformed_point():
+@pytest.mark.parametrize("backend", ["kornia", "torch"])
+def test_augmented_dot_is_within_half_a_pixel_of_the_transformed_point(backend):
     h, w = 72, 88
     rng = np.random.default_rng(1)
     pts = torch.tensor(rng.uniform(25, 45, size=(16, 1, 2)), dtype=torch.float32)
@@ -17,10 +18,12 @@ def test_augmented_dot_is_within_half_a_pixel_of_the_transformed_point():
     img = torch.exp(-((xs - pts[:, 0, 0, None, None]) ** 2 +
                       (ys - pts[:, 0, 1, None, None]) ** 2) / (2 * 1.5**2))[:, None].float()
     gen = torch.Generator().manual_seed(0)
+    cfg = GEOMETRIC.model_copy(update={"backend": backend})
     out = augment_batch({"image": img, "points": pts, "visible": torch.ones(16, 1).bool()},
-                        GEOMETRIC, gen)
+                        cfg, gen)
     im = out["image"][:, 0]
-    found = torch.stack([(im * xs).sum((1, 2)), (im * ys).sum((1, 2))], -1) / im.sum((1, 2))[:, None]
+    mass = im.sum((1, 2))[:, None]
+    found = torch.stack([(im * xs).sum((1, 2)), (im * ys).sum((1, 2))], -1) / mass
     moved = (out["points"][:, 0] - pts[:, 0]).norm(dim=-1)
     assert moved.max() > 3  # the augmentation really moved the dots
     assert (found - out["points"][:, 0]).norm(dim=-1).max() < 0.5
@@ -29,11 +32,22 @@ def test_augmented_dot_is_within_half_a_pixel_of_the_transformed_point():
 def test_points_pushed_outside_become_invisible():
     cfg = AugmentConfig(rotate_deg=0, scale=0, translate=0.5, noise=0)
     pts = torch.tensor([[[1.0, 1.0], [15.0, 15.0]]]).repeat(32, 1, 1)
-    out = augment_batch({"image": torch.rand(32, 1, 32, 32), "points": pts,
-                         "visible": torch.ones(32, 2).bool()}, cfg, torch.Generator().manual_seed(0))
+    batch = {"image": torch.rand(32, 1, 32, 32), "points": pts,
+             "visible": torch.ones(32, 2).bool()}
+    out = augment_batch(batch, cfg, torch.Generator().manual_seed(0))
     gone = ~out["visible"]
     assert gone.any() and torch.isnan(out["points"][gone]).all()
     assert out["image"].min() >= 0 and out["image"].max() <= 1
+
+
+def test_same_generator_seed_same_augmentation():
+    batch = {"image": torch.rand(4, 1, 16, 16), "points": torch.rand(4, 3, 2) * 10 + 3,
+             "visible": torch.ones(4, 3).bool()}
+    a = augment_batch(batch, AugmentConfig(), torch.Generator().manual_seed(7))
+    torch.manual_seed(123)  # the global RNG must not matter
+    b = augment_batch(batch, AugmentConfig(), torch.Generator().manual_seed(7))
+    assert torch.equal(a["image"], b["image"])
+    assert torch.equal(a["points"].nan_to_num(), b["points"].nan_to_num())
 
 
 def test_disabled_augmentation_is_identity():

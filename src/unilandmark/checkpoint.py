@@ -40,3 +40,17 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
         raise ValueError(f"{path}: not a unilandmark checkpoint (format "
                          f"{data.get('format') if isinstance(data, dict) else type(data)})")
     return data
+
+
+def slim_checkpoint(src: str | Path, dst: str | Path, fp16: bool = True,
+                    provenance: dict | None = None) -> int:
+    """Keep what prediction needs (weights, config, domains, versions), optionally in
+    float16, plus ``provenance`` (data, protocol, figures). Returns the file size."""
+    state = load_checkpoint(src)
+    weights = {k: (v.half() if fp16 and v.is_floating_point() else v)
+               for k, v in state["model"].items()}
+    keep = {"model": weights, "config": state["config"], "domains": state["domains"],
+            "epoch": state.get("epoch"), "best": state.get("best"),
+            "provenance": provenance or {}}
+    save_checkpoint(dst, keep)
+    return Path(dst).stat().st_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from pathlib import Path
 
@@ -272,6 +273,22 @@ def predict_cmd(
                          title=f"{r.id} ({r.domain}): mean confidence "
                                f"{float(r.confidence.mean()):.2f}")
         console.print(f"overlays: {overlay}")
+
+
+@app.command("slim")
+@_friendly
+def slim_cmd(
+    src: Path = typer.Argument(..., help="A training checkpoint (best.pt)."),
+    dst: Path = typer.Argument(..., help="Where to write the slim checkpoint."),
+    fp16: bool = typer.Option(True, "--fp16/--fp32"),
+    provenance: Path = typer.Option(None, help="JSON file with data/protocol/figures."),
+) -> None:
+    """Strip a checkpoint to what prediction needs (for shipping a model)."""
+    from .checkpoint import slim_checkpoint
+
+    prov = json.loads(provenance.read_text()) if provenance else None
+    size = slim_checkpoint(src, dst, fp16, prov)
+    console.print(f"wrote {dst} ({size / 1e6:.2f} MB)")
 
 
 @app.command("models")
