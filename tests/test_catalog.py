@@ -36,6 +36,8 @@ def test_hand_real(hand_root):
     assert len(spec.splits["gu2net-train"]) + len(spec.splits["gu2net-test"]) == 9
     assert all(r.spacing and 0.1 < r.spacing[0] < 0.17 for r in spec.records)
     assert dha_hand(hand_root, wrist_pair=(2, 6)).info["wrist_pair"] == (2, 6)
+    assert spec.splits["holdout-test"] == ("3229", "7081", "7236")
+    assert len(spec.splits["holdout-train"]) == 6
 
 
 def test_chest_real(chest_root):
@@ -43,6 +45,7 @@ def test_chest_real(chest_root):
     assert len(spec.records) == 11 and spec.info["excluded"] == 9
     assert spec.info["labelled_without_image"] == 270 - 11
     assert len(spec.splits["gu2net-train"]) == 11  # 0001..0011 are all among the first 195
+    assert spec.splits["holdout-test"] == ("CHNCXR_0003_0", "CHNCXR_0006_0", "CHNCXR_0009_0")
     r = spec.record_map()["CHNCXR_0001_0"]
     w, h = r.meta["size"]
     np.testing.assert_allclose(r.points[0], [0.41625 * w - 0.5, 0.14375 * h - 0.5])

@@ -9,7 +9,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("name", ["demo.yaml", "isbi2015.yaml", "isbi2015_cpu.yaml",
-                                  "gu2net_paper.yaml"])
+                                  "universal_cpu.yaml", "gu2net_paper.yaml"])
 def test_shipped_configs_validate(name):
     cfg = load_config(ROOT / "configs" / name)
     assert cfg.domains and cfg.model.name == "gu2net"

@@ -60,6 +60,14 @@ def _sequential_split(ids: list[str], sizes: dict[str, int]) -> dict[str, tuple[
     return out
 
 
+def _holdout(ids: list[str]) -> dict[str, tuple[str, ...]]:
+    """Every third id (sorted) held out: a fixed split for small subsets of a dataset."""
+    ids = _sort_ids(ids) if all(i.isdigit() for i in ids) else sorted(ids)
+    test = ids[2::3]
+    return {"holdout-train": tuple(i for i in ids if i not in test),
+            "holdout-test": tuple(test)}
+
+
 def _sort_ids(ids) -> list[str]:
     return sorted(ids, key=lambda s: (int(s), s) if s.isdigit() else (float("inf"), s))
 
@@ -119,9 +127,10 @@ def dha_hand(root: str | Path, labels: str | Path | None = None,
     image files are found by id as file stem, any extension. Ids labelled but without an
     image are counted in ``info['labelled_without_image']``, not fatal. Spacing comes
     from the image header where it has one. ``wrist_pair`` (1-based landmark numbers) is
-    used by the wrist-width protocols: mm = px * 50 / |p_a - p_b|. Splits: ``all`` and
+    used by the wrist-width protocols: mm = px * 50 / |p_a - p_b|. Splits: ``all``,
     GU2Net's (ids of ``all.csv`` sorted: 550 train, 59 val, rest test), each restricted
-    to the ids with an image.
+    to the ids with an image, and ``holdout-train``/``holdout-test`` (every third id with
+    an image held out: for small subsets such as the 9 images in ../shared/data).
     """
     root = Path(root)
     labels = Path(labels) if labels else root / "all.csv"
@@ -155,6 +164,7 @@ def dha_hand(root: str | Path, labels: str | Path | None = None,
     gu2 = _sequential_split(all_ids, {"gu2net-train": 550, "gu2net-val": 59, "gu2net-test": 0})
     splits = {name: tuple(i for i in ids if i in have) for name, ids in gu2.items()}
     splits["all"] = tuple(r.id for r in records)
+    splits.update(_holdout(list(splits["all"])))
     info = {"labelled": len(table), "with_image": len(records),
             "labelled_without_image": len(table) - len(records),
             "images_without_label": len(set(files) - set(table)),
@@ -171,7 +181,8 @@ def shenzhen_chest(root: str | Path, exclude: tuple[str, ...] = CHEST_EXCLUDED) 
 
     A fraction f maps to pixel ``f * W - 0.5`` (continuous coordinates to the pixel-centre
     convention). GU2Net's split: the ids minus ``exclude`` (numbers), sorted, 195 train,
-    34 val, rest test; each restricted to the ids with an image. No spacing: pixels.
+    34 val, rest test; each restricted to the ids with an image; ``holdout-train`` /
+    ``holdout-test`` hold out every third id with an image. No spacing: pixels.
     """
     root = Path(root)
     log = FaultLog("shenzhen_chest")
@@ -210,6 +221,7 @@ def shenzhen_chest(root: str | Path, exclude: tuple[str, ...] = CHEST_EXCLUDED) 
     gu2 = _sequential_split(kept, {"gu2net-train": 195, "gu2net-val": 34, "gu2net-test": 0})
     splits = {name: tuple(i for i in ids if i in have) for name, ids in gu2.items()}
     splits["all"] = tuple(r.id for r in records)
+    splits.update(_holdout(list(splits["all"])))
     info = {"labelled": len(label_files), "excluded": len(set(label_files) - set(kept)),
             "with_image": len(records), "labelled_without_image": len(kept) - len(records)}
     return DatasetSpec(name="shenzhen_chest", domain="chest", landmark_names=CHEST_LANDMARKS,
