@@ -301,21 +301,21 @@ def models_cmd(
     """List the models with their parameter counts for the given domains."""
     from rich.table import Table
 
-    from .models import MODEL_CODECS, MODELS, build_model, count_parameters
+    from .models import FAMILY, MODELS, build_model, codec_for, count_parameters
 
     doms = {}
     for item in domains.split(","):
         name, k = item.split("=")
         doms[name.strip()] = int(k)
     table = Table(title=f"models for {doms} (width {width}, depth {depth})")
-    for col in ["model", "codec", "parameters", *[f"used by {d}" for d in doms]]:
-        table.add_column(col, justify="left" if col in ("model", "codec") else "right")
+    for col in ["model", "family", "codec", "parameters", *[f"used by {d}" for d in doms]]:
+        table.add_column(col, justify="left" if col in ("model", "family", "codec") else "right")
     for name in MODELS:
         kwargs = {"width": width, "depth": depth}
         if name.startswith("gu2net"):
             kwargs["global_width"] = global_width
         model = build_model(name, doms, **kwargs)
-        table.add_row(name, MODEL_CODECS[name], f"{count_parameters(model):,}",
+        table.add_row(name, FAMILY[name], codec_for(name).name, f"{count_parameters(model):,}",
                       *[f"{count_parameters(model, [d]):,}" for d in doms])
     console.print(table)
 

@@ -57,7 +57,7 @@ class OptimConfig(_Strict):
     schedule: str = "cyclic"  # cyclic | constant | cosine
     cycle_epochs: float = 2.0  # epochs from lr to max_lr (half a cycle)
     weight_decay: float = 0.0
-    loss: str = "bce"
+    loss: str = "bce"  # heatmap codecs: bce | mse | awing
 
     @field_validator("schedule")
     @classmethod

@@ -28,4 +28,24 @@ def heatmap_mse(outputs, targets) -> torch.Tensor:
     return (per_channel * weight).sum() / weight.sum().clamp(min=1.0)
 
 
-LOSSES = {"bce": heatmap_bce, "mse": heatmap_mse}
+def adaptive_wing(outputs, targets, omega: float = 14.0, theta: float = 0.5,
+                  epsilon: float = 1.0, alpha: float = 2.1) -> torch.Tensor:
+    """Adaptive wing loss (Wang et al., ICCV 2019) between sigmoid(logits) and the target.
+
+    Non-linear (log-like) for small errors near the peak, where the target is high, and
+    linear for large ones; the exponent ``alpha - y`` adapts to the target value y.
+    """
+    pred = torch.sigmoid(outputs["heatmap"].float())
+    y = targets["heatmap"].float()
+    delta = (pred - y).abs()
+    power = alpha - y
+    a = omega * (1 / (1 + (theta / epsilon) ** power)) * power * \
+        ((theta / epsilon) ** (power - 1)) / epsilon
+    c = theta * a - omega * torch.log1p((theta / epsilon) ** power)
+    loss = torch.where(delta < theta, omega * torch.log1p((delta / epsilon) ** power),
+                       a * delta - c)
+    weight = targets["weight"]
+    return (loss.mean(dim=(-2, -1)) * weight).sum() / weight.sum().clamp(min=1.0)
+
+
+LOSSES = {"bce": heatmap_bce, "mse": heatmap_mse, "awing": adaptive_wing}

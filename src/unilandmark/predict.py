@@ -16,11 +16,10 @@ import numpy as np
 import torch
 
 from .checkpoint import load_checkpoint
-from .codecs import HeatmapCodec
 from .config import ExperimentConfig
 from .data.dataset import preprocess
 from .io import read_image
-from .models import build_model
+from .models import build_model, codec_for
 from .types import Spacing
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -45,11 +44,13 @@ class LandmarkResult:
 class Detector:
     """A trained model ready to predict; one instance serves every domain it was trained on."""
 
-    def __init__(self, model: torch.nn.Module, domains: dict[str, dict], device="cpu"):
+    def __init__(self, model: torch.nn.Module, domains: dict[str, dict], device="cpu",
+                 model_name: str = "gu2net"):
         self.model = model.to(device).eval()
         self.domains = domains
         self.device = torch.device(device)
-        self.codecs = {n: HeatmapCodec(m.get("sigma", 3.0)) for n, m in domains.items()}
+        self.model_name = model_name
+        self.codecs = {n: codec_for(model_name, m.get("sigma", 3.0)) for n, m in domains.items()}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None,
@@ -68,7 +69,7 @@ class Detector:
                             **config.model.kwargs())
         weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
         model.load_state_dict(weights)
-        return cls(model, domains, device)
+        return cls(model, domains, device, config.model.name)
 
     def _domain(self, domain: str | None) -> str:
         if domain is None:

@@ -24,15 +24,13 @@ import torch
 import torch.distributed as dist
 
 from .checkpoint import load_checkpoint, save_checkpoint
-from .codecs import HeatmapCodec
 from .config import ExperimentConfig, dump_config
 from .data.augment import augment_batch
 from .data.catalog import build_dataset
 from .data.dataset import LandmarkDataset
 from .data.sampling import epoch_schedule
-from .losses import LOSSES
 from .metrics import radial_errors, summarise
-from .models import build_model
+from .models import build_model, codec_for
 from .types import DatasetSpec
 
 
@@ -44,7 +42,7 @@ class DomainData:
     spec: DatasetSpec
     train: LandmarkDataset
     val: LandmarkDataset | None
-    codec: HeatmapCodec
+    codec: object
     weight: float
     sigma_mm: float | None
 
@@ -61,7 +59,7 @@ def domain_meta(d: DomainData, cfg) -> dict:
     """What a checkpoint keeps of a domain to predict without its dataset."""
     return {"dataset": cfg.dataset, "landmark_names": list(d.spec.landmark_names),
             "num_landmarks": d.spec.num_landmarks, "input_size": list(d.train.input_size),
-            "resize": d.train.mode, "sigma": d.codec.sigma, "unit": d.spec.unit,
+            "resize": d.train.mode, "sigma": cfg.sigma, "unit": d.spec.unit,
             "thresholds": list(d.spec.thresholds), "spec_name": d.spec.name}
 
 
@@ -76,8 +74,8 @@ def load_domains(config: ExperimentConfig) -> dict[str, DomainData]:
                if dc.val_split and spec.splits.get(dc.val_split) else None)
         if dc.sigma_mm is not None and any(r.spacing is None for r in train.records):
             raise ValueError(f"domain {dc.name}: sigma_mm needs spacing for every image")
-        out[dc.name] = DomainData(dc.name, spec, train, val, HeatmapCodec(dc.sigma),
-                                  dc.loss_weight, dc.sigma_mm)
+        codec = codec_for(config.model.name, dc.sigma, config.optim.loss)
+        out[dc.name] = DomainData(dc.name, spec, train, val, codec, dc.loss_weight, dc.sigma_mm)
     return out
 
 
@@ -215,7 +213,6 @@ def fit(config: ExperimentConfig, resume: bool = False, progress: bool = True,
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
-    loss_fn = LOSSES[config.optim.loss]
     use_amp = config.train.amp and device.type == "cuda"
     writer = _tensorboard(out_dir) if main else None
     history = []
@@ -239,7 +236,7 @@ def fit(config: ExperimentConfig, resume: bool = False, progress: bool = True,
                             else contextlib.nullcontext())
                 with autocast:
                     outputs = net(batch["image"], domain)
-                loss = loss_fn(outputs, targets) * d.weight
+                loss = d.codec.loss(outputs, targets) * d.weight
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()

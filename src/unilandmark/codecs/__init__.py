@@ -1,11 +1,28 @@
-"""Codecs: ``encode(points, visible, size) -> targets`` and ``decode(outputs) -> Prediction``.
+"""Codecs: ``encode(points, visible, size) -> targets``, ``decode(outputs) -> Prediction``
+and ``loss(outputs, targets)``.
 
 ``CODECS`` maps a name to its class; each family of detectors is a codec + a head + a loss.
 """
 
-from .heatmap import HeatmapCodec, decode_heatmap, render_gaussians
+from .families import (
+    DirectRegressionCodec,
+    DisplacementCodec,
+    DSNTCodec,
+    LearnedSigmaHeatmapCodec,
+    PatchClassCodec,
+    PixelClassCodec,
+)
+from .heatmap import HeatmapCodec, decode_heatmap, decode_peaks, render_gaussians
 
-CODECS = {"heatmap": HeatmapCodec}
+CODECS = {
+    "heatmap": HeatmapCodec,
+    "heatmap-sigma": LearnedSigmaHeatmapCodec,
+    "pixel-class": PixelClassCodec,
+    "patch-class": PatchClassCodec,
+    "direct-regression": DirectRegressionCodec,
+    "dsnt": DSNTCodec,
+    "displacement": DisplacementCodec,
+}
 
 
 def build_codec(name: str, **kwargs):
@@ -14,4 +31,5 @@ def build_codec(name: str, **kwargs):
     return CODECS[name](**kwargs)
 
 
-__all__ = ["CODECS", "HeatmapCodec", "build_codec", "decode_heatmap", "render_gaussians"]
+__all__ = ["CODECS", "HeatmapCodec", "build_codec", "decode_heatmap", "decode_peaks",
+           "render_gaussians"]

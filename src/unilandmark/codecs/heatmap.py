@@ -37,15 +37,22 @@ def render_gaussians(points: torch.Tensor, size: tuple[int, int],
 
 
 class HeatmapCodec:
-    """Gaussian heatmaps with a fixed sigma (pixels of the heatmap) and BCE-ready targets."""
+    """Gaussian heatmaps with a fixed sigma (pixels of the heatmap).
+
+    ``loss``: ``bce`` (GU2Net; outputs are logits), ``mse`` (on sigmoid(logits)) or
+    ``awing`` (adaptive wing loss of Wang et al. 2019 on sigmoid(logits)).
+    """
 
     name = "heatmap"
 
-    def __init__(self, sigma: float = 3.0, refine: bool = True):
+    def __init__(self, sigma: float = 3.0, refine: bool = True, loss: str = "bce"):
         if sigma <= 0:
             raise ValueError(f"sigma must be positive, got {sigma}")
+        if loss not in ("bce", "mse", "awing"):
+            raise ValueError(f"unknown heatmap loss {loss!r}; expected bce, mse or awing")
         self.sigma = float(sigma)
         self.refine = refine
+        self.loss_name = loss
 
     def encode(self, points: torch.Tensor, visible: torch.Tensor, size: tuple[int, int],
                sigma: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -56,20 +63,31 @@ class HeatmapCodec:
     def decode(self, outputs: dict[str, torch.Tensor]) -> Prediction:
         return decode_heatmap(outputs["heatmap"], self.refine)
 
+    def loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
+        from ..losses import LOSSES
+
+        return LOSSES[self.loss_name](outputs, targets)
+
 
 def decode_heatmap(logits: torch.Tensor, refine: bool = True) -> Prediction:
-    """Argmax (+ log-parabola refinement) of (B, K, H, W) logits."""
-    b, k, h, w = logits.shape
-    flat = logits.reshape(b, k, h * w)
-    peak, index = flat.max(dim=-1)
+    """Argmax (+ log-parabola refinement) of (B, K, H, W) logits; confidence sigmoid(peak)."""
+    logp = torch.nn.functional.logsigmoid(logits.float())
+    pts, peak = decode_peaks(logp, refine)
+    return Prediction(points=pts.to(logits.dtype), confidence=torch.exp(peak))
+
+
+def decode_peaks(logscore: torch.Tensor, refine: bool = True):
+    """Argmax of a (B, K, H, W) log-score map, refined by a parabola through the peak and
+    its neighbours along each axis. Returns (points (B, K, 2), peak log-score (B, K))."""
+    b, k, h, w = logscore.shape
+    peak, index = logscore.reshape(b, k, h * w).max(dim=-1)
     y = torch.div(index, w, rounding_mode="floor")
     x = index - y * w
-    pts = torch.stack([x, y], dim=-1).to(logits.dtype)
+    pts = torch.stack([x, y], dim=-1).to(logscore.dtype)
     if refine:
-        logp = torch.nn.functional.logsigmoid(logits.float())
-        pts = pts + torch.stack([_offset(logp, x, y, dx=1, dy=0, n=w, coord=x),
-                                 _offset(logp, x, y, dx=0, dy=1, n=h, coord=y)], -1).to(pts.dtype)
-    return Prediction(points=pts, confidence=torch.sigmoid(peak))
+        pts = pts + torch.stack([_offset(logscore, x, y, dx=1, dy=0, n=w, coord=x),
+                                 _offset(logscore, x, y, dx=0, dy=1, n=h, coord=y)], -1)
+    return pts, peak
 
 
 def _offset(logp, x, y, dx, dy, n, coord):

@@ -1,0 +1,171 @@
+"""Compare the survey's families of landmark detectors with the same budget and backbone.
+
+Every family trains on the same data with the same epochs, batch size, optimiser and
+backbone width, then is scored on the held-out split: MRE (px and mm where known), SDR,
+parameters, training seconds and inference milliseconds per image (batch 1, model and
+decoding, preprocessing excluded).
+
+    python benchmarks/compare_families.py --quick --json out/families_quick.json
+    python benchmarks/compare_families.py --dataset isbi2015 --root ../shared/data/isbi2015 \\
+        --epochs 20 --size 208x256 --json out/families_isbi.json
+
+``--quick`` uses the synthetic phantoms (head, hand, chest at 64 x 64) and fits in a few
+minutes on a 2-core CPU. Output: ``{"families": [{"name", "model", "mre_px", "mre_mm",
+"sdr", "params", "train_s", "ms_per_image", "domains": {...}}, ...]}``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, write_json  # noqa: E402
+
+from unilandmark.config import load_config  # noqa: E402
+from unilandmark.data.catalog import build_dataset  # noqa: E402
+from unilandmark.data.dataset import LandmarkDataset  # noqa: E402
+from unilandmark.data.synthetic import make_synthetic  # noqa: E402
+from unilandmark.metrics import radial_errors  # noqa: E402
+from unilandmark.models import FAMILY, count_parameters  # noqa: E402
+from unilandmark.predict import Detector  # noqa: E402
+from unilandmark.train import fit, predict_dataset  # noqa: E402
+
+#: (survey family, model name) compared by default, one row each
+FAMILIES = [
+    ("pixel classification", "pixel-class"),
+    ("patch classification", "patch-class"),
+    ("coordinate regression (direct)", "direct-regression"),
+    ("coordinate regression (integral / DSNT)", "dsnt"),
+    ("heatmap regression (fixed sigma, BCE)", "unet"),
+    ("heatmap regression (learnable sigma)", "heatmap-sigma"),
+    ("heatmap regression (adaptive wing)", "heatmap-awing"),
+    ("displacement-map regression", "displacement"),
+    ("spatial configuration net", "scn"),
+    ("universal local x global (GU2Net)", "gu2net"),
+]
+
+
+def domains_for(args, data_root: Path) -> list[dict]:
+    if args.dataset == "synthetic":
+        return [{"name": d, "dataset": "synthetic", "root": str(data_root),
+                 "options": {"domain": d}, "input_size": list(args.input),
+                 "sigma": args.sigma, "train_split": "train", "val_split": "val"}
+                for d in ("head", "hand", "chest")]
+    if args.dataset == "isbi2015":
+        return [{"name": "head", "dataset": "isbi2015", "root": args.root,
+                 "options": {"annotator": "senior"}, "input_size": list(args.input),
+                 "sigma": args.sigma, "train_split": "gu2net-train",
+                 "val_split": "gu2net-val"}]
+    raise SystemExit(f"unknown --dataset {args.dataset!r}")
+
+
+TEST_SPLIT = {"synthetic": "test", "isbi2015": "test1"}
+
+
+def evaluate_family(run, cfg, args, threads) -> dict:
+    detector = Detector.from_checkpoint(run.best_path)
+    model = detector.model
+    per_domain, all_px, all_mm = {}, [], []
+    ms = []
+    for dc in cfg.domains:
+        spec = build_dataset(dc.dataset, dc.root, **dc.options)
+        spec = replace(spec, domain=dc.name)
+        test = LandmarkDataset(spec, TEST_SPLIT[args.dataset], dc.input_size, dc.resize,
+                               cfg.train.cache_dir)
+        codec = detector.codecs[dc.name]
+        pred, _ = predict_dataset(model, test, codec, dc.name, "cpu")
+        truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in test.records])
+        e_px = radial_errors(pred, truth)
+        entry = {"mre_px": float(np.nanmean(e_px)), "n_images": len(test)}
+        all_px.append(e_px[np.isfinite(e_px)])
+        if all(r.spacing for r in test.records):
+            scale = np.array([r.spacing for r in test.records])[:, None, :]
+            e_mm = radial_errors(pred, truth, scale)
+            entry["mre_mm"] = float(np.nanmean(e_mm))
+            entry["sdr_mm"] = {f"{t:.1f}": float(100 * np.mean(e_mm[np.isfinite(e_mm)] <= t))
+                               for t in spec.thresholds}
+            all_mm.append(e_mm[np.isfinite(e_mm)])
+        per_domain[dc.name] = entry
+        x = test.batch([0])["image"]
+        with torch.inference_mode():
+            for i in range(6):
+                t0 = time.perf_counter()
+                codec.decode(model(x, dc.name))
+                if i:
+                    ms.append(1000 * (time.perf_counter() - t0))
+    px = np.concatenate(all_px)
+    mm = np.concatenate(all_mm) if all_mm else None
+    thresholds = (2.0, 2.5, 3.0, 4.0) if args.dataset == "isbi2015" else (1.0, 2.0, 4.0)
+    if mm is not None and args.dataset == "isbi2015":
+        sdr = {f"{t:.1f}mm": float(100 * np.mean(mm <= t)) for t in thresholds}
+    else:
+        sdr = {f"{t:.1f}px": float(100 * np.mean(px <= t)) for t in thresholds}
+    return {"mre_px": float(px.mean()), "mre_mm": float(mm.mean()) if mm is not None else None,
+            "sdr": sdr, "params": count_parameters(model), "ms_per_image": float(np.median(ms)),
+            "domains": per_domain, "threads": threads}
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="synthetic phantoms, CPU minutes")
+    p.add_argument("--dataset", default=None, help="synthetic (default) or isbi2015")
+    p.add_argument("--root", default="../shared/data/isbi2015")
+    p.add_argument("--families", default=None, help="comma-separated model names")
+    p.add_argument("--epochs", type=int, default=None)
+    p.add_argument("--width", type=int, default=16)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--batch", type=int, default=6)
+    p.add_argument("--size", default=None, help="input WxH")
+    p.add_argument("--sigma", type=float, default=2.0)
+    p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--out", default=None, help="run folder (default: a temporary one)")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    a.dataset = a.dataset or "synthetic"
+    a.epochs = a.epochs or (30 if a.quick or a.dataset == "synthetic" else 20)
+    size = a.size or ("64x64" if a.dataset == "synthetic" else "208x256")
+    a.input = tuple(int(v) for v in size.lower().split("x"))
+    threads = a.threads or torch.get_num_threads()
+    torch.set_num_threads(threads)
+    chosen = [f for f in FAMILIES if not a.families or f[1] in a.families.split(",")]
+    work = Path(a.out) if a.out else Path(tempfile.mkdtemp(prefix="families-"))
+    data_root = work / "phantoms"
+    if a.dataset == "synthetic":
+        make_synthetic(data_root, train=40, val=10, test=15, size=a.input, seed=11)
+    rows = []
+    for family, model in chosen:
+        cfg = load_config(data={
+            "name": f"compare-{model}", "out_dir": str(work / model),
+            "domains": domains_for(a, data_root),
+            "model": {"name": model, "width": a.width, "depth": a.depth,
+                      "global_width": 2 * a.width},
+            "optim": {"cycle_epochs": 3},
+            "train": {"epochs": a.epochs, "batch_size": a.batch, "seed": 0, "threads": threads,
+                      "cache_dir": None if a.dataset == "synthetic" else "cache"}})
+        t0 = time.time()
+        run = fit(cfg, progress=False, log=lambda *_: None)
+        train_s = time.time() - t0
+        row = {"name": family, "model": model, "survey_family": FAMILY[model],
+               "train_s": round(train_s, 1), **evaluate_family(run, cfg, a, threads)}
+        rows.append(row)
+        mm = f"{row['mre_mm']:.3f}" if row["mre_mm"] is not None else "-"
+        print(f"{family:42s} MRE {row['mre_px']:7.3f} px  {mm:>7s} mm  "
+              f"params {row['params']:>9,d}  train {train_s:6.1f} s  "
+              f"{row['ms_per_image']:6.1f} ms/img", flush=True)
+    payload = {"benchmark": "compare_families", "dataset": a.dataset, "epochs": a.epochs,
+               "input": list(a.input), "width": a.width, "depth": a.depth,
+               "machine": machine(), "families": rows}
+    write_json(a.json, payload)
+    return payload
+
+
+if __name__ == "__main__":
+    main()
