@@ -28,7 +28,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-
 from unilandmark.config import load_config  # noqa: E402
 from unilandmark.data.catalog import build_dataset  # noqa: E402
 from unilandmark.data.dataset import LandmarkDataset  # noqa: E402
