@@ -44,13 +44,23 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
 
 def slim_checkpoint(src: str | Path, dst: str | Path, fp16: bool = True,
                     provenance: dict | None = None) -> int:
-    """Keep what prediction needs (weights, config, domains, versions), optionally in
-    float16, plus ``provenance`` (data, protocol, figures). Returns the file size."""
-    state = load_checkpoint(src)
-    weights = {k: (v.half() if fp16 and v.is_floating_point() else v)
-               for k, v in state["model"].items()}
-    keep = {"model": weights, "config": state["config"], "domains": state["domains"],
-            "epoch": state.get("epoch"), "best": state.get("best"),
-            "provenance": provenance or {}}
-    save_checkpoint(dst, keep)
+    """Keep what prediction needs (weights, config, domains, versions; both stages of a
+    cascade), optionally in float16, plus ``provenance`` (data, protocol, figures).
+    Returns the file size in bytes."""
+    save_checkpoint(dst, _slim(load_checkpoint(src), fp16, provenance or {}))
     return Path(dst).stat().st_size
+
+
+def _half(weights: dict, fp16: bool) -> dict:
+    return {k: (v.half() if fp16 and v.is_floating_point() else v) for k, v in weights.items()}
+
+
+def _slim(state: dict, fp16: bool, provenance: dict) -> dict:
+    keep = {"config": state["config"], "domains": state["domains"],
+            "epoch": state.get("epoch"), "best": state.get("best"), "provenance": provenance}
+    if state.get("kind") == "cascade":
+        return {**keep, "kind": "cascade", "stage1": _slim(state["stage1"], fp16, {}),
+                "refiner": _half(state["refiner"], fp16),
+                "refine_config": state["refine_config"],
+                "refine_domains": state["refine_domains"]}
+    return {**keep, "model": _half(state["model"], fp16)}

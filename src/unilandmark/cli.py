@@ -228,6 +228,28 @@ def train_cmd(
                   f"\nmetrics: {result.out_dir / 'metrics.jsonl'}")
 
 
+@app.command("refine")
+@_friendly
+def refine_cmd(
+    config: Path = typer.Argument(..., help="Refinement YAML (stage1 checkpoint, patch, ...)."),
+    set_: list[str] = typer.Option(None, "--set", help="Override key=value (repeatable)."),
+) -> None:
+    """Train a coarse-to-fine stage 2 on top of a trained stage-1 checkpoint."""
+    import yaml as _yaml
+
+    from .config import set_dotted
+    from .refine import RefineConfig, fit_refiner
+
+    if not config.is_file():
+        raise FileNotFoundError(f"{config}: no such config file")
+    data = _yaml.safe_load(config.read_text()) or {}
+    for item in set_ or []:
+        key, _, value = item.partition("=")
+        set_dotted(data, key.strip(), _yaml.safe_load(value))
+    best = fit_refiner(RefineConfig.model_validate(data), log=console.print)
+    console.print(f"cascade checkpoint (stage 1 + stage 2): {best}")
+
+
 def _collect_images(inputs: list[Path]) -> list[Path]:
     from .io import is_image_file
 

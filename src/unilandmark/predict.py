@@ -51,6 +51,7 @@ class Detector:
         self.device = torch.device(device)
         self.model_name = model_name
         self.codecs = {n: codec_for(model_name, m.get("sigma", 3.0)) for n, m in domains.items()}
+        self.refiner = None  # (model, codec, RefineConfig) of a coarse-to-fine cascade
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None,
@@ -61,14 +62,28 @@ class Detector:
             if not Path(path).is_file():
                 raise FileNotFoundError(
                     f"{path}: no built-in model is installed in this build; pass --checkpoint")
-        state = load_checkpoint(path, map_location="cpu")
+        return cls.from_checkpoint_state(load_checkpoint(path, map_location="cpu"), device)
+
+    @classmethod
+    def from_checkpoint_state(cls, state: dict, device: str = "cpu") -> Detector:
+        """Build from a loaded checkpoint dict (a training checkpoint or a cascade)."""
+        if state.get("kind") == "cascade":
+            from .codecs import HeatmapCodec
+            from .refine import RefineConfig
+
+            detector = cls.from_checkpoint_state(state["stage1"], device)
+            rc = RefineConfig.model_validate(state["refine_config"])
+            refiner = build_model("unet", state["refine_domains"], width=rc.width,
+                                  depth=rc.depth)
+            refiner.load_state_dict(_float_weights(state["refiner"]))
+            detector.refiner = (refiner.to(device).eval(), HeatmapCodec(rc.sigma), rc)
+            return detector
         config = ExperimentConfig.model_validate(state["config"])
         domains = state["domains"]
         model = build_model(config.model.name,
                             {n: m["num_landmarks"] for n, m in domains.items()},
                             **config.model.kwargs())
-        weights = {k: v.float() if v.is_floating_point() else v for k, v in state["model"].items()}
-        model.load_state_dict(weights)
+        model.load_state_dict(_float_weights(state["model"]))
         return cls(model, domains, device, config.model.name)
 
     def _domain(self, domain: str | None) -> str:
@@ -96,7 +111,7 @@ class Detector:
         results = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            arrays, geometries, ids, paths = [], [], [], []
+            arrays, geometries, ids, paths, raws = [], [], [], [], []
             for item in chunk:
                 if isinstance(item, (str, os.PathLike)):
                     array, sp = read_image(item)
@@ -108,6 +123,7 @@ class Detector:
                         raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
                     ids.append(f"array{start + len(ids)}")
                     paths.append(None)
+                raws.append((array, sp))
                 image, geometry = preprocess(array, sp, size, meta.get("resize", "stretch"))
                 arrays.append(image)
                 geometries.append(geometry)
@@ -115,13 +131,34 @@ class Detector:
             pred = self.codecs[domain].decode(self.model(x, domain))
             pts = pred.points.double().cpu().numpy()
             conf = pred.confidence.float().cpu().numpy()
+            originals = np.stack([g.to_original(pts[j]) for j, g in enumerate(geometries)])
+            if self.refiner is not None and domain in self.refiner[0].domains:
+                originals, conf = self._refine(raws, originals, domain)
             for j, g in enumerate(geometries):
-                original = g.to_original(pts[j])
+                original = originals[j]
                 results.append(LandmarkResult(
                     id=ids[j], domain=domain, names=tuple(meta["landmark_names"]),
                     points=original, confidence=conf[j], spacing=g.spacing,
                     points_mm=g.to_mm(original), image_path=paths[j]))
         return results
+
+
+    def _refine(self, raws, points, domain):
+        from .refine import _cache_size, refine_points
+
+        refiner, codec, rc = self.refiner
+        images, geometries = [], []
+        for array, sp in raws:
+            size = _cache_size((array.shape[1], array.shape[0]), rc.scale)
+            image, geometry = preprocess(array, sp, size, "stretch")
+            images.append(torch.from_numpy(image))
+            geometries.append(geometry)
+        return refine_points(refiner, codec, torch.stack(images), geometries, points, domain,
+                             rc.patch_size, rc.scale)
+
+
+def _float_weights(weights: dict) -> dict:
+    return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
 
 
 def _stem(path) -> str:
