@@ -43,7 +43,7 @@ FAMILIES = [
     ("patch classification", "patch-class"),
     ("coordinate regression (direct)", "direct-regression"),
     ("coordinate regression (integral / DSNT)", "dsnt"),
-    ("heatmap regression (fixed sigma, BCE)", "unet"),
+    ("heatmap regression (fixed sigma, BCE)", "heatmap"),
     ("heatmap regression (learnable sigma)", "heatmap-sigma"),
     ("heatmap regression (adaptive wing)", "heatmap-awing"),
     ("displacement-map regression", "displacement"),

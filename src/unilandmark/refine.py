@@ -174,9 +174,6 @@ def fit_refiner(config: RefineConfig, log=print) -> Path:
         domains[dc.name] = _load_domain(dc.name, dc, config.scale, config.cache_dir, errors)
     refiner = build_model("unet", {n: d.train.spec.num_landmarks for n, d in domains.items()},
                           width=config.width, depth=config.depth)
-    with torch.no_grad():  # start at the background prior (sigmoid = 0.01): no time is
-        for head in refiner.local.outputs.values():  # spent learning that most pixels are 0
-            head.bias.fill_(-4.6)
     codec = HeatmapCodec(config.sigma)
     optimizer = torch.optim.Adam(refiner.parameters(), lr=config.lr)
     rng = np.random.default_rng(config.seed)

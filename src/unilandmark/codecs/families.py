@@ -258,9 +258,9 @@ class DisplacementCodec:
 
     Outputs: ``{"mask": (B, K, H, W) logits, "offset": (B, 2K, H, W)}`` with offsets in
     units of ``radius``. Loss: BCE on the mask + L1 on the offsets inside it. Decode by
-    weighted voting: every pixel within ``radius`` of the mask's peak votes for
-    pixel + offset with weight sigmoid(mask); the point is the weighted mean of the votes;
-    confidence = the peak's probability.
+    weighted voting: every pixel votes for pixel + offset with weight sigmoid(mask) into a
+    Hough accumulator; the point is the weighted mean of the votes within 2.5 px of the
+    accumulator's (3x3-smoothed) peak; confidence = the mask's peak probability.
     """
 
     name = "displacement"
@@ -285,16 +285,21 @@ class DisplacementCodec:
         prob = torch.sigmoid(logits)
         off = outputs["offset"].float().reshape(b, k, 2, h, w) * self.radius
         xs, ys = _grid(h, w, logits.device)
-        peak, index = prob.reshape(b, k, -1).max(-1)
-        py = torch.div(index, w, rounding_mode="floor").float()
-        px = index.float() - py * w
-        near = ((xs - px[..., None, None]) ** 2 + (ys - py[..., None, None]) ** 2
-                <= self.radius ** 2)
+        vx, vy = xs + off[:, :, 0], ys + off[:, :, 1]  # every pixel's vote
+        # Hough accumulator: votes splatted to their nearest pixel, weighted by trust
+        ix = vx.round().clamp(0, w - 1).long()
+        iy = vy.round().clamp(0, h - 1).long()
+        acc = torch.zeros(b, k, h * w, device=logits.device)
+        acc.scatter_add_(2, (iy * w + ix).reshape(b, k, -1), prob.reshape(b, k, -1))
+        smooth = F.avg_pool2d(acc.reshape(b * k, 1, h, w), 3, 1, 1).reshape(b, k, h * w)
+        best = (smooth + 1e-3 * acc).argmax(-1)  # the raw count breaks ties
+        by = torch.div(best, w, rounding_mode="floor").float()
+        bx = best.float() - by * w
+        near = (vx - bx[..., None, None]) ** 2 + (vy - by[..., None, None]) ** 2 <= 2.5 ** 2
         wgt = prob * near
-        vx = ((xs + off[:, :, 0]) * wgt).sum((-2, -1))
-        vy = ((ys + off[:, :, 1]) * wgt).sum((-2, -1))
         total = wgt.sum((-2, -1)).clamp(min=1e-12)
-        return Prediction(points=torch.stack([vx / total, vy / total], -1), confidence=peak)
+        pts = torch.stack([(vx * wgt).sum((-2, -1)) / total, (vy * wgt).sum((-2, -1)) / total], -1)
+        return Prediction(points=pts, confidence=prob.reshape(b, k, -1).max(-1).values)
 
     def loss(self, outputs, targets):
         logits = outputs["mask"].float()

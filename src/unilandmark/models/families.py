@@ -1,7 +1,8 @@
 """FamilyNet: one shared backbone, a per-domain head of any family.
 
-The backbone is the plain U-Net trunk shared by all domains (per-domain 1x1 input), so
-the families differ only in head, codec and loss and compare on equal footing.
+The backbone is a U-Net trunk of plain 3x3 convs shared by all domains, with BatchNorm
+and the 1x1 input per domain, so the families differ only in head, codec and loss and
+compare on equal footing.
 ``forward(x, domain) -> dict`` of the head's outputs.
 """
 
@@ -15,7 +16,8 @@ from .layers import UNetTrunk
 
 class FamilyNet(nn.Module):
     def __init__(self, domains: dict[str, int], head: str, in_channels: int = 1,
-                 width: int = 32, depth: int = 4, block: str = "plain", **head_kwargs):
+                 width: int = 32, depth: int = 4, block: str = "plain-domain-norm",
+                 **head_kwargs):
         super().__init__()
         if head not in HEADS:
             raise KeyError(f"unknown head {head!r}; known: {', '.join(HEADS)}")

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DilatedStack, UNetTrunk
+from .layers import DilatedStack, UNetTrunk, init_prior_bias
 
 
 def product_logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,8 @@ class LocalNet(nn.Module):
         names = list(domains)
         self.inputs = nn.ModuleDict({d: nn.Conv2d(in_channels, width, 1) for d in names})
         self.trunk = UNetTrunk(width, depth, names, block)
-        self.outputs = nn.ModuleDict({d: nn.Conv2d(width, k, 1) for d, k in domains.items()})
+        self.outputs = nn.ModuleDict({d: init_prior_bias(nn.Conv2d(width, k, 1))
+                                      for d, k in domains.items()})
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
         return self.outputs[domain](self.trunk(self.inputs[domain](x), domain))

@@ -12,13 +12,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layers import PRIOR_BIAS, init_prior_bias
+
 
 class HeatmapHead(nn.Module):
     """1x1 conv -> ``{"heatmap": (B, K, H, W)}`` (logits, or values for regression)."""
 
-    def __init__(self, width: int, k: int, **_):
+    def __init__(self, width: int, k: int, prior: bool = True, **_):
         super().__init__()
         self.out = nn.Conv2d(width, k, 1)
+        if prior:
+            init_prior_bias(self.out)
 
     def forward(self, feats, image):
         return {"heatmap": self.out(feats)}
@@ -28,7 +32,7 @@ class SigmaHeatmapHead(HeatmapHead):
     """Heatmap values plus a learnable sigma per landmark (initialised at ``sigma``)."""
 
     def __init__(self, width: int, k: int, sigma: float = 3.0, **_):
-        super().__init__(width, k)
+        super().__init__(width, k, prior=False)  # regressed values start near 0 anyway
         self.log_sigma = nn.Parameter(torch.full((k,), math.log(sigma)))
 
     def forward(self, feats, image):
@@ -41,6 +45,9 @@ class PixelClassHead(nn.Module):
     def __init__(self, width: int, k: int, **_):
         super().__init__()
         self.out = nn.Conv2d(width, k + 1, 1)
+        with torch.no_grad():  # background first: p(background) ~ 0.99 at the start
+            self.out.bias.zero_()
+            self.out.bias[0] = -PRIOR_BIAS + math.log(k)
 
     def forward(self, feats, image):
         return {"classes": self.out(feats)}
@@ -85,6 +92,8 @@ class DisplacementHead(nn.Module):
         super().__init__()
         self.k = k
         self.out = nn.Conv2d(width, 3 * k, 1)
+        with torch.no_grad():
+            self.out.bias[:k].fill_(PRIOR_BIAS)
 
     def forward(self, feats, image):
         out = self.out(feats)
@@ -108,7 +117,10 @@ class SpatialConfigurationHead(nn.Module):
         chans = [k, sc_width, sc_width, sc_width]
         for a, b in zip(chans[:-1], chans[1:], strict=True):
             layers += [nn.Conv2d(a, b, 7, padding=3), nn.LeakyReLU(0.1)]
-        layers += [nn.Conv2d(sc_width, k, 7, padding=3), nn.Tanh()]
+        last = nn.Conv2d(sc_width, k, 7, padding=3)
+        with torch.no_grad():  # start with H_SC = tanh(1) ~ 0.76, not 0: the product
+            last.bias.fill_(1.0)  # H_LA x H_SC would otherwise hide H_LA's gradient
+        layers += [last, nn.Tanh()]
         self.spatial = nn.Sequential(*layers)
         self.log_sigma = nn.Parameter(torch.full((k,), math.log(sigma)))
 
