@@ -1,0 +1,62 @@
+"""Score a checkpoint (or the built-in model) on ISBI 2015 test1 + test2 under every
+head protocol: isbi2015-test1/-test2 (senior), isbi2015-mean-test1/-test2 and the pooled
+gu2net-head. Predicts the 250 test images once, writes the prediction CSV and a JSON.
+
+    python benchmarks/evaluate_isbi2015.py --checkpoint runs/isbi2015_cpu/best.pt \\
+        --root ../shared/data/isbi2015 --json out/isbi_stage1.json --csv out/isbi_stage1.csv
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, write_json  # noqa: E402
+from unilandmark import isbi2015  # noqa: E402
+from unilandmark.evaluate import evaluate, read_predictions, write_predictions  # noqa: E402
+from unilandmark.predict import Detector, result_rows  # noqa: E402
+from unilandmark.protocols import PROTOCOLS  # noqa: E402
+
+HEAD_PROTOCOLS = ("isbi2015-test1", "isbi2015-test2", "isbi2015-mean-test1",
+                  "isbi2015-mean-test2", "gu2net-head")
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--checkpoint", default=None, help="default: the built-in model")
+    p.add_argument("--root", default="../shared/data/isbi2015")
+    p.add_argument("--domain", default="head")
+    p.add_argument("--csv", required=True, help="prediction CSV to write")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    senior = isbi2015(a.root, "senior")
+    records = senior.split_records("test1") + senior.split_records("test2")
+    detector = Detector.from_checkpoint(a.checkpoint)
+    t0 = time.time()
+    results = detector.predict_many([r.image_path for r in records], a.domain)
+    seconds = time.time() - t0
+    write_predictions(a.csv, result_rows(results))
+    table = read_predictions(a.csv)
+    reports = {}
+    for name in HEAD_PROTOCOLS:
+        protocol = PROTOCOLS[name]
+        spec = isbi2015(a.root, protocol.annotator)
+        report, *_ = evaluate(table, spec, protocol.split, protocol)
+        reports[name] = {k: report[k] for k in ("mre", "sd", "median", "sdr", "n_images",
+                                                "n_points", "unit")}
+        sdr = "  ".join(f"{t}:{v:.2f}%" for t, v in report["sdr"].items())
+        print(f"{name:22s} MRE {report['mre']:.3f} ± {report['sd']:.3f} mm  median "
+              f"{report['median']:.3f}  SDR {sdr}")
+    print(f"predicted {len(records)} images in {seconds:.1f} s "
+          f"({1000 * seconds / len(records):.0f} ms per image, reading included)")
+    write_json(a.json, {"benchmark": "evaluate_isbi2015", "checkpoint": a.checkpoint or
+                        "built-in", "predict_s": seconds, "machine": machine(),
+                        "protocols": reports})
+    return reports
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,44 @@
+"""The built-in model: `predict` on ISBI test2 then `evaluate` reproduces its recorded
+figures (the provenance file next to the weights, the same numbers as docs/results.md)."""
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from unilandmark.cli import app
+from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME, Detector
+
+PROVENANCE = PRETRAINED_DIR / PRETRAINED_NAME.replace(".pt", ".json")
+
+
+@pytest.fixture(scope="module")
+def provenance():
+    if not (PRETRAINED_DIR / PRETRAINED_NAME).is_file():
+        pytest.skip("no built-in model in this checkout")
+    return json.loads(PROVENANCE.read_text())
+
+
+def test_builtin_model_loads_with_its_provenance(provenance):
+    detector = Detector.from_checkpoint(None)
+    assert "head" in detector.domains
+    assert (PRETRAINED_DIR / PRETRAINED_NAME).stat().st_size < 10 * 2**20
+    assert {"data", "training", "protocols"} <= set(provenance)
+
+
+@pytest.mark.slow
+def test_predict_then_evaluate_reproduces_the_recorded_figures(provenance, isbi_root, tmp_path):
+    runner = CliRunner()
+    preds = tmp_path / "test2.csv"
+    r = runner.invoke(app, ["predict", str(isbi_root / "RawImage" / "Test2Data"), "--domain",
+                            "head", "--out", str(preds)])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root), "--protocol",
+                            "isbi2015-test2", "--predictions", str(preds), "--json",
+                            str(tmp_path / "r.json")])
+    assert r.exit_code == 0, r.output
+    report = json.loads((tmp_path / "r.json").read_text())
+    recorded = provenance["protocols"]["isbi2015-test2"]
+    assert report["mre"] == pytest.approx(recorded["mre"], abs=2e-3)
+    for t, v in recorded["sdr"].items():
+        assert report["sdr"][t] == pytest.approx(v, abs=0.2)
