@@ -9,9 +9,11 @@ decoding, preprocessing excluded).
     python benchmarks/compare_families.py --dataset isbi2015 --root ../shared/data/isbi2015 \\
         --epochs 20 --size 208x256 --json out/families_isbi.json
 
-``--quick`` uses the synthetic phantoms (head, hand, chest at 64 x 64) and fits in a few
-minutes on a 2-core CPU. Output: ``{"families": [{"name", "model", "mre_px", "mre_mm",
-"sdr", "params", "train_s", "ms_per_image", "domains": {...}}, ...]}``.
+``--quick`` uses the synthetic phantoms (head, hand, chest at 64 x 64) and fits in about
+ten minutes on a 2-core CPU. Coarse-to-fine is a cascade: ``heatmap`` on half the input,
+then a patch refiner (``unilandmark.refine``) trained on its errors. Output:
+``{"families": [{"name", "model", "mre_px", "mre_mm", "sdr", "params", "train_s",
+"ms_per_image", "domains": {...}}, ...]}``.
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
 from unilandmark.config import load_config  # noqa: E402
 from unilandmark.data.catalog import build_dataset  # noqa: E402
-from unilandmark.data.dataset import LandmarkDataset  # noqa: E402
 from unilandmark.data.synthetic import make_synthetic  # noqa: E402
+from unilandmark.io import read_image  # noqa: E402
 from unilandmark.metrics import radial_errors  # noqa: E402
 from unilandmark.models import FAMILY, count_parameters  # noqa: E402
 from unilandmark.predict import Detector  # noqa: E402
-from unilandmark.train import fit, predict_dataset  # noqa: E402
+from unilandmark.refine import RefineConfig, fit_refiner  # noqa: E402
+from unilandmark.train import fit  # noqa: E402
 
 #: (survey family, model name) compared by default, one row each
 FAMILIES = [
@@ -49,18 +51,20 @@ FAMILIES = [
     ("displacement-map regression", "displacement"),
     ("spatial configuration net", "scn"),
     ("universal local x global (GU2Net)", "gu2net"),
+    ("coarse-to-fine (heatmap at 1/2 input + patch refiner)", "cascade"),
 ]
 
 
-def domains_for(args, data_root: Path) -> list[dict]:
+def domains_for(args, data_root: Path, input_size=None) -> list[dict]:
+    size = list(input_size or args.input)
     if args.dataset == "synthetic":
         return [{"name": d, "dataset": "synthetic", "root": str(data_root),
-                 "options": {"domain": d}, "input_size": list(args.input),
+                 "options": {"domain": d}, "input_size": size,
                  "sigma": args.sigma, "train_split": "train", "val_split": "val"}
                 for d in ("head", "hand", "chest")]
     if args.dataset == "isbi2015":
         return [{"name": "head", "dataset": "isbi2015", "root": args.root,
-                 "options": {"annotator": "senior"}, "input_size": list(args.input),
+                 "options": {"annotator": "senior"}, "input_size": size,
                  "sigma": args.sigma, "train_split": "gu2net-train",
                  "val_split": "gu2net-val"}]
     raise SystemExit(f"unknown --dataset {args.dataset!r}")
@@ -69,37 +73,33 @@ def domains_for(args, data_root: Path) -> list[dict]:
 TEST_SPLIT = {"synthetic": "test", "isbi2015": "test1"}
 
 
-def evaluate_family(run, cfg, args, threads) -> dict:
-    detector = Detector.from_checkpoint(run.best_path)
-    model = detector.model
-    per_domain, all_px, all_mm = {}, [], []
-    ms = []
+def evaluate_family(detector: Detector, cfg, args, threads) -> dict:
+    """Score a Detector on the held-out split of every domain; time one in-memory image
+    (preprocessing + model + decoding, and stage 2 for a cascade)."""
+    per_domain, all_px, all_mm, ms = {}, [], [], []
     for dc in cfg.domains:
         spec = build_dataset(dc.dataset, dc.root, **dc.options)
-        spec = replace(spec, domain=dc.name)
-        test = LandmarkDataset(spec, TEST_SPLIT[args.dataset], dc.input_size, dc.resize,
-                               cfg.train.cache_dir)
-        codec = detector.codecs[dc.name]
-        pred, _ = predict_dataset(model, test, codec, dc.name, "cpu")
-        truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in test.records])
+        records = spec.split_records(TEST_SPLIT[args.dataset])
+        results = detector.predict_many([r.image_path for r in records], dc.name)
+        pred = np.stack([r.points for r in results])
+        truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
         e_px = radial_errors(pred, truth)
-        entry = {"mre_px": float(np.nanmean(e_px)), "n_images": len(test)}
+        entry = {"mre_px": float(np.nanmean(e_px)), "n_images": len(records)}
         all_px.append(e_px[np.isfinite(e_px)])
-        if all(r.spacing for r in test.records):
-            scale = np.array([r.spacing for r in test.records])[:, None, :]
+        if all(r.spacing for r in records):
+            scale = np.array([r.spacing for r in records])[:, None, :]
             e_mm = radial_errors(pred, truth, scale)
             entry["mre_mm"] = float(np.nanmean(e_mm))
             entry["sdr_mm"] = {f"{t:.1f}": float(100 * np.mean(e_mm[np.isfinite(e_mm)] <= t))
                                for t in spec.thresholds}
             all_mm.append(e_mm[np.isfinite(e_mm)])
         per_domain[dc.name] = entry
-        x = test.batch([0])["image"]
-        with torch.inference_mode():
-            for i in range(6):
-                t0 = time.perf_counter()
-                codec.decode(model(x, dc.name))
-                if i:
-                    ms.append(1000 * (time.perf_counter() - t0))
+        array, spacing = read_image(records[0].image_path)
+        for i in range(6):
+            t0 = time.perf_counter()
+            detector.predict(array, dc.name, spacing=spacing)
+            if i:
+                ms.append(1000 * (time.perf_counter() - t0))
     px = np.concatenate(all_px)
     mm = np.concatenate(all_mm) if all_mm else None
     thresholds = (2.0, 2.5, 3.0, 4.0) if args.dataset == "isbi2015" else (1.0, 2.0, 4.0)
@@ -107,9 +107,36 @@ def evaluate_family(run, cfg, args, threads) -> dict:
         sdr = {f"{t:.1f}mm": float(100 * np.mean(mm <= t)) for t in thresholds}
     else:
         sdr = {f"{t:.1f}px": float(100 * np.mean(px <= t)) for t in thresholds}
+    params = count_parameters(detector.model)
+    if detector.refiner is not None:
+        params += count_parameters(detector.refiner[0])
     return {"mre_px": float(px.mean()), "mre_mm": float(mm.mean()) if mm is not None else None,
-            "sdr": sdr, "params": count_parameters(model), "ms_per_image": float(np.median(ms)),
+            "sdr": sdr, "params": params, "ms_per_image": float(np.median(ms)),
             "domains": per_domain, "threads": threads}
+
+
+def train_family(model, a, work, data_root, threads, input_size=None, name=None):
+    cfg = load_config(data={
+        "name": f"compare-{name or model}", "out_dir": str(work / (name or model)),
+        "domains": domains_for(a, data_root, input_size),
+        "model": {"name": model, "width": a.width, "depth": a.depth,
+                  "global_width": 2 * a.width},
+        "optim": {"cycle_epochs": 3},
+        "train": {"epochs": a.epochs, "batch_size": a.batch, "seed": 0, "threads": threads,
+                  "cache_dir": None if a.dataset == "synthetic" else "cache"}})
+    return cfg, fit(cfg, progress=False, log=lambda *_: None)
+
+
+def train_cascade(a, work, data_root, threads):
+    """Coarse-to-fine: ``heatmap`` on half the input, then a patch refiner at full scale."""
+    half = (a.input[0] // 2, a.input[1] // 2)
+    cfg, stage1 = train_family("heatmap", a, work, data_root, threads, half, "cascade-stage1")
+    scale = 1.0 if a.dataset == "synthetic" else 2.0
+    rc = RefineConfig(out_dir=str(work / "cascade"), stage1=str(stage1.best_path),
+                      patch_size=24 if a.dataset == "synthetic" else 64, scale=scale,
+                      width=a.width, depth=a.depth, sigma=a.sigma, epochs=a.epochs,
+                      batch_size=32, cache_dir=cfg.train.cache_dir, threads=threads)
+    return cfg, fit_refiner(rc, log=lambda *_: None)
 
 
 def main(argv=None):
@@ -141,19 +168,17 @@ def main(argv=None):
         make_synthetic(data_root, train=40, val=10, test=15, size=a.input, seed=11)
     rows = []
     for family, model in chosen:
-        cfg = load_config(data={
-            "name": f"compare-{model}", "out_dir": str(work / model),
-            "domains": domains_for(a, data_root),
-            "model": {"name": model, "width": a.width, "depth": a.depth,
-                      "global_width": 2 * a.width},
-            "optim": {"cycle_epochs": 3},
-            "train": {"epochs": a.epochs, "batch_size": a.batch, "seed": 0, "threads": threads,
-                      "cache_dir": None if a.dataset == "synthetic" else "cache"}})
         t0 = time.time()
-        run = fit(cfg, progress=False, log=lambda *_: None)
+        if model == "cascade":
+            cfg, best = train_cascade(a, work, data_root, threads)
+        else:
+            cfg, run = train_family(model, a, work, data_root, threads)
+            best = run.best_path
         train_s = time.time() - t0
-        row = {"name": family, "model": model, "survey_family": FAMILY[model],
-               "train_s": round(train_s, 1), **evaluate_family(run, cfg, a, threads)}
+        detector = Detector.from_checkpoint(best)
+        row = {"name": family, "model": model,
+               "survey_family": FAMILY.get(model, "coarse-to-fine multi-stage"),
+               "train_s": round(train_s, 1), **evaluate_family(detector, cfg, a, threads)}
         rows.append(row)
         mm = f"{row['mre_mm']:.3f}" if row["mre_mm"] is not None else "-"
         print(f"{family:42s} MRE {row['mre_px']:7.3f} px  {mm:>7s} mm  "
