@@ -1,0 +1,48 @@
+"""The benchmark scripts run and write their JSON (tiny budgets: figures are not checked
+here; they live in docs/results.md with their commands)."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_compare_families_lists_all_seven_families(tmp_path):
+    out = tmp_path / "families.json"
+    _load("compare_families").main(["--quick", "--epochs", "1", "--width", "8",
+                                    "--out", str(tmp_path / "work"), "--json", str(out)])
+    rows = json.loads(out.read_text())["families"]
+    survey = " ".join(r["survey_family"] for r in rows)
+    for family in ("pixel classification", "patch classification", "coordinate regression",
+                   "heatmap regression", "displacement-map regression",
+                   "spatial configuration net", "coarse-to-fine"):
+        assert family in survey, family
+    for r in rows:
+        assert {"name", "mre_px", "mre_mm", "sdr", "params", "train_s", "ms_per_image"} <= set(r)
+        assert r["params"] > 0 and r["ms_per_image"] > 0 and r["mre_px"] >= 0
+
+
+def test_speed_benchmarks_write_rows(tmp_path):
+    out = tmp_path / "t.json"
+    _load("train_throughput").main(["--quick", "--models", "gu2net", "--device", "cpu",
+                                    "--width", "8", "--repeats", "1", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert {r["domain"] for r in rows} == {"head", "hand", "chest"}
+    assert all(r["images_per_s"] > 0 for r in rows)
+    out = tmp_path / "i.json"
+    _load("inference_latency").main(["--quick", "--models", "unet", "--device", "cpu",
+                                     "--width", "8", "--batches", "1,2", "--repeats", "1",
+                                     "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert len(rows) == 6 and all(r["ms_per_image"] > 0 for r in rows)
