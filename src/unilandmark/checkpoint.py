@@ -62,5 +62,6 @@ def _slim(state: dict, fp16: bool, provenance: dict) -> dict:
         return {**keep, "kind": "cascade", "stage1": _slim(state["stage1"], fp16, {}),
                 "refiner": _half(state["refiner"], fp16),
                 "refine_config": state["refine_config"],
+                "refine_model": state.get("refine_model", "unet"),
                 "refine_domains": state["refine_domains"]}
     return {**keep, "model": _half(state["model"], fp16)}

@@ -73,8 +73,8 @@ class Detector:
 
             detector = cls.from_checkpoint_state(state["stage1"], device)
             rc = RefineConfig.model_validate(state["refine_config"])
-            refiner = build_model("unet", state["refine_domains"], width=rc.width,
-                                  depth=rc.depth)
+            refiner = build_model(state.get("refine_model", "unet"), state["refine_domains"],
+                                  width=rc.width, depth=rc.depth)
             refiner.load_state_dict(_float_weights(state["refiner"]))
             detector.refiner = (refiner.to(device).eval(), HeatmapCodec(rc.sigma), rc)
             return detector

@@ -33,6 +33,8 @@ from .data.dataset import LandmarkDataset
 from .metrics import radial_errors
 from .models import build_model
 
+REFINER_MODEL = "heatmap"
+
 
 class RefineConfig(BaseModel):
     """Stage-2 settings; ``stage1`` is a training checkpoint (its domains are reused)."""
@@ -172,7 +174,10 @@ def fit_refiner(config: RefineConfig, log=print) -> Path:
         s1 = np.nanmean(np.linalg.norm(errors, axis=-1))
         log(f"{dc.name}: stage-1 validation error {s1:.2f} original px")
         domains[dc.name] = _load_domain(dc.name, dc, config.scale, config.cache_dir, errors)
-    refiner = build_model("unet", {n: d.train.spec.num_landmarks for n, d in domains.items()},
+    # the family backbone: BatchNorm per domain (shared BatchNorm would average the
+    # domains' statistics, see docs/families.md), background-prior output bias
+    refiner = build_model(REFINER_MODEL,
+                          {n: d.train.spec.num_landmarks for n, d in domains.items()},
                           width=config.width, depth=config.depth)
     codec = HeatmapCodec(config.sigma)
     optimizer = torch.optim.Adam(refiner.parameters(), lr=config.lr)
@@ -232,6 +237,7 @@ def fit_refiner(config: RefineConfig, log=print) -> Path:
                          "refined": float(np.nanmean(radial_errors(refined, truth, sp)))}
         score = float(np.mean([v["refined"] for v in val.values()]))
         state = {"kind": "cascade", "stage1": stage1, "refiner": refiner.state_dict(),
+                 "refine_model": REFINER_MODEL,
                  "refine_config": config.model_dump(mode="json"),
                  "refine_domains": {n: d.train.spec.num_landmarks for n, d in domains.items()},
                  "config": stage1["config"], "domains": stage1["domains"], "epoch": epoch}
@@ -247,4 +253,8 @@ def fit_refiner(config: RefineConfig, log=print) -> Path:
         vals = "  ".join(f"{n} {v['stage1']:.3f} -> {v['refined']:.3f}" for n, v in val.items())
         log(f"refine epoch {epoch + 1}/{config.epochs}  loss {entry['loss']:.5f}  val {vals}"
             f"{'  *best*' if improved else ''}  ({entry['time_s']:.1f} s)")
+    stage1_score = float(np.mean([v["stage1"] for v in val.values()]))
+    if best >= stage1_score:
+        log(f"warning: stage 2 did not improve on stage 1 on validation ({best:.3f} vs "
+            f"{stage1_score:.3f}); predict with the stage-1 checkpoint instead")
     return out_dir / "refine_best.pt"
