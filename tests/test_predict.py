@@ -83,3 +83,20 @@ def test_cli_predict_missing_input(tmp_path, trained_run):
                                  str(tmp_path / "p.csv")])
     assert r.exit_code == 2 and "no such file or folder" in r.output
     assert not (tmp_path / "p.csv").exists()
+
+
+def test_cli_predict_spacing_fallback_gives_millimetres(trained_run, phantoms, tmp_path):
+    image = sorted((phantoms / "head" / "images").glob("*.png"))[0]
+    out = tmp_path / "p.csv"
+    r = CliRunner().invoke(app, ["predict", str(image), "--domain", "head", "--checkpoint",
+                                 str(trained_run.best_path), "--out", str(out),
+                                 "--spacing", "0.5"])
+    assert r.exit_code == 0, r.output
+    header, first = out.read_text().splitlines()[:2]
+    assert header == "image,landmark,x,y,name,x_mm,y_mm,confidence,domain"
+    cells = dict(zip(header.split(","), first.split(","), strict=True))
+    assert float(cells["x_mm"]) == pytest.approx(0.5 * float(cells["x"]))
+    r = CliRunner().invoke(app, ["predict", str(image), "--domain", "head", "--checkpoint",
+                                 str(trained_run.best_path), "--out", str(out),
+                                 "--spacing", "-1"])
+    assert r.exit_code == 2 and "--spacing must be positive" in r.output

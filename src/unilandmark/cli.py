@@ -277,6 +277,8 @@ def predict_cmd(
     overlay: Path = typer.Option(None, "--overlay", help="Draw overlays into this folder."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
     batch_size: int = typer.Option(4),
+    spacing: float = typer.Option(None, help="mm per pixel for images whose file has no "
+                                             "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI"),
 ) -> None:
     """Predict landmarks on new images (no ground truth needed)."""
     from .evaluate import write_predictions
@@ -285,7 +287,10 @@ def predict_cmd(
 
     paths = _collect_images(inputs)
     detector = Detector.from_checkpoint(checkpoint, device=device)
-    results = detector.predict_many(paths, domain, batch_size=batch_size)
+    if spacing is not None and spacing <= 0:
+        raise ValueError(f"--spacing must be positive, got {spacing}")
+    sp = (spacing, spacing) if spacing else None
+    results = detector.predict_many(paths, domain, spacing=sp, batch_size=batch_size)
     write_predictions(out, result_rows(results))
     console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to {out}")
     if overlay:

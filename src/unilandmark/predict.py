@@ -99,7 +99,8 @@ class Detector:
     @torch.no_grad()
     def predict(self, image, domain: str | None = None, spacing: Spacing | None = None,
                 ) -> LandmarkResult:
-        """One image: a path (any supported format) or a 2-D array (then ``spacing``)."""
+        """One image: a path (any supported format) or a 2-D array. ``spacing`` (mm per
+        pixel, (x, y)) applies where the file carries none (and to arrays)."""
         return self.predict_many([image], domain, spacing)[0]
 
     @torch.no_grad()
@@ -115,6 +116,7 @@ class Detector:
             for item in chunk:
                 if isinstance(item, (str, os.PathLike)):
                     array, sp = read_image(item)
+                    sp = sp or spacing  # the file's own spacing wins
                     ids.append(_stem(item))
                     paths.append(str(item))
                 else:
