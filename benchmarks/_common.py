@@ -49,3 +49,14 @@ def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def print_rows(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:
+    """Print benchmark rows: model, domain, device, input, batch, then ``columns``
+    given as (header, key, format spec)."""
+    print(f"{'model':8s} {'domain':6s} {'device':6s} {'input':>9s} {'batch':>5s} " +
+          " ".join(f"{h:>9s}" for h, _, _ in columns))
+    for r in rows:
+        print(f"{r['model']:8s} {r['domain']:6s} {r['device']:6s} "
+              f"{r['input'][0]:>4d}x{r['input'][1]:<4d} {r['batch']:>5d} " +
+              " ".join(format(r[k], f">9{spec}") for _, k, spec in columns))

@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import PAPER_DOMAINS, devices, machine, timed, write_json  # noqa: E402
+from _common import PAPER_DOMAINS, devices, machine, print_rows, timed, write_json  # noqa: E402
 from unilandmark.codecs import HeatmapCodec  # noqa: E402
 from unilandmark.models import build_model  # noqa: E402
 
@@ -61,12 +61,7 @@ def main(argv=None):
     for device in devices(a.device):
         rows += run(a.models.split(","), device, batches, a.warmup, a.repeats,
                     0.25 if a.quick else 1.0, a.width)
-    print(f"{'model':8s} {'domain':6s} {'device':6s} {'input':>9s} {'batch':>5s} "
-          f"{'ms/image':>9s}")
-    for r in rows:
-        print(f"{r['model']:8s} {r['domain']:6s} {r['device']:6s} "
-              f"{r['input'][0]:>4d}x{r['input'][1]:<4d} {r['batch']:>5d} "
-              f"{r['ms_per_image']:>9.1f}")
+    print_rows(rows, [("ms/image", "ms_per_image", ".1f")])
     write_json(a.json, {"benchmark": "inference_latency", "machine": machine(), "rows": rows,
                         "args": vars(a)})
     return rows

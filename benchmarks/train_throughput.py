@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import PAPER_DOMAINS, devices, machine, timed, write_json  # noqa: E402
+from _common import PAPER_DOMAINS, devices, machine, print_rows, timed, write_json  # noqa: E402
 from unilandmark.losses import heatmap_bce  # noqa: E402
 from unilandmark.models import build_model  # noqa: E402
 
@@ -73,12 +73,7 @@ def main(argv=None):
     rows = []
     for device in devices(a.device):
         rows += run(a.models.split(","), device, batch, a.warmup, a.repeats, scale, a.width)
-    print(f"{'model':8s} {'domain':6s} {'device':6s} {'input':>9s} {'batch':>5s} "
-          f"{'s/step':>8s} {'img/s':>8s}")
-    for r in rows:
-        print(f"{r['model']:8s} {r['domain']:6s} {r['device']:6s} "
-              f"{r['input'][0]:>4d}x{r['input'][1]:<4d} {r['batch']:>5d} "
-              f"{r['s_per_step']:>8.3f} {r['images_per_s']:>8.2f}")
+    print_rows(rows, [("s/step", "s_per_step", ".3f"), ("img/s", "images_per_s", ".2f")])
     write_json(a.json, {"benchmark": "train_throughput", "machine": machine(), "rows": rows,
                         "args": vars(a)})
     return rows

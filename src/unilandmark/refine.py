@@ -65,6 +65,7 @@ class _Domain:
     train: LandmarkDataset  # images at 1 / scale
     val: LandmarkDataset | None
     jitter: np.ndarray  # (N, K, 2) stage-1 error vectors in original px
+    stage1_val: np.ndarray  # (N, K, 2) stage-1 points on the validation split, original px
 
 
 def crop_patches(images: torch.Tensor, centres: torch.Tensor, size: int,
@@ -90,7 +91,8 @@ def _cache_size(original_size, scale):
     return max(8, round(original_size[0] / scale)), max(8, round(original_size[1] / scale))
 
 
-def _load_domain(name, dc: DomainConfig, scale: float, cache_dir, stage1_errors) -> _Domain:
+def _load_domain(name, dc: DomainConfig, scale: float, cache_dir, stage1_errors,
+                 stage1_val) -> _Domain:
     spec = build_dataset(dc.dataset, dc.root, **dc.options)
     first = spec.split_records(dc.train_split)[0]
     from .io import read_image_info
@@ -100,7 +102,7 @@ def _load_domain(name, dc: DomainConfig, scale: float, cache_dir, stage1_errors)
     train = LandmarkDataset(spec, dc.train_split, cache, "stretch", cache_dir)
     val = (LandmarkDataset(spec, dc.val_split, cache, "stretch", cache_dir)
            if dc.val_split and spec.splits.get(dc.val_split) else None)
-    return _Domain(name, dc, train, val, stage1_errors)
+    return _Domain(name, dc, train, val, stage1_errors, stage1_val)
 
 
 def _stage1_predictions(state: dict, dc: DomainConfig, domain: str, split: str, cache_dir):
@@ -173,7 +175,8 @@ def fit_refiner(config: RefineConfig, log=print) -> Path:
         errors = pts - truth
         s1 = np.nanmean(np.linalg.norm(errors, axis=-1))
         log(f"{dc.name}: stage-1 validation error {s1:.2f} original px")
-        domains[dc.name] = _load_domain(dc.name, dc, config.scale, config.cache_dir, errors)
+        domains[dc.name] = _load_domain(dc.name, dc, config.scale, config.cache_dir, errors,
+                                        pts)
     # the family backbone: BatchNorm per domain (shared BatchNorm would average the
     # domains' statistics, see docs/families.md), background-prior output bias
     refiner = build_model(REFINER_MODEL,
@@ -226,8 +229,7 @@ def fit_refiner(config: RefineConfig, log=print) -> Path:
         for name, d in domains.items():
             if d.val is None:
                 continue
-            pts1, records = _stage1_predictions(stage1, d.config, name, d.config.val_split,
-                                                config.cache_dir)
+            pts1, records = d.stage1_val, d.val.records  # stage 1 is fixed: predicted once
             images = torch.from_numpy(d.val.images.astype(np.float32))
             refined, _ = refine_points(refiner, codec, images, d.val.geometries, pts1, name,
                                        size, scale)
