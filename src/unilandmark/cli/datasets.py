@@ -1,0 +1,115 @@
+"""``unilandmark datasets ...``: list, check, export and make datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from ..data.faults import DatasetError
+from .common import OPT_HELP, build_spec, console, err_console, friendly
+
+datasets_app = typer.Typer(no_args_is_help=True, help="List, check, export and make datasets.")
+
+
+@datasets_app.command("list")
+def datasets_list() -> None:
+    """List the dataset adapters and the named evaluation protocols."""
+    from ..data.catalog import DATASETS
+    from ..protocols import PROTOCOLS
+
+    console.print("[bold]datasets[/bold]")
+    for name, builder in DATASETS.items():
+        doc = (builder.__doc__ or "").strip().splitlines()[0]
+        console.print(f"  {name:16s} {doc}")
+    console.print("[bold]protocols[/bold]")
+    for name, p in PROTOCOLS.items():
+        console.print(f"  {name:22s} {p.description}")
+
+
+@datasets_app.command("check")
+@friendly
+def datasets_check(
+    name: str = typer.Argument(..., help="Adapter name (see `datasets list`)."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder (or table for csv)."),
+    annotator: str = typer.Option(None, help="isbi2015: senior, junior or mean."),
+    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    json_out: Path = typer.Option(None, "--json", help="Also write the summary as JSON."),
+    header_only: bool = typer.Option(False, help="Read image headers only (faster)."),
+) -> None:
+    """Validate every record; print a summary and ALL faults; exit 1 when there are faults."""
+    from ..data.validate import check_dataset
+    from ..report import write_json
+
+    try:
+        spec = build_spec(name, root, annotator, opt)
+    except DatasetError as err:
+        err_console.print(f"[red]{len(err.faults)} fault(s) in {name} at {root}:[/red]")
+        for f in err.faults:
+            err_console.print(f"  - {f}", highlight=False, markup=False)
+        raise typer.Exit(1) from None
+    summary, faults = check_dataset(spec, read_pixels=not header_only)
+    console.print(f"[bold]{spec.name}[/bold] ({spec.domain}) at {root}")
+    console.print(f"  records: {summary['records']}   landmarks: {summary['landmarks']}   "
+                  f"visible points: {summary['visible_points']}   unit: {summary['unit']}")
+    console.print("  splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
+    sp = summary["spacing_mm"]
+    console.print("  spacing (mm/px): " + (f"x {sp['min'][0]:g}..{sp['max'][0]:g}, "
+                                            f"y {sp['min'][1]:g}..{sp['max'][1]:g}" if sp else
+                                            "none") + f"   without spacing: "
+                                                      f"{summary['without_spacing']}")
+    sz = summary["image_size"]
+    if sz:
+        console.print(f"  image size (W x H): {sz['min'][0]:g}x{sz['min'][1]:g} .. "
+                      f"{sz['max'][0]:g}x{sz['max'][1]:g} ({summary['image_sizes_distinct']} "
+                      "distinct)")
+    for key, value in summary["info"].items():
+        console.print(f"  {key.replace('_', ' ')}: {value}")
+    if json_out:
+        write_json(json_out, {**summary, "faults": [str(f) for f in faults]})
+    if faults:
+        err_console.print(f"[red]{len(faults)} fault(s):[/red]")
+        for f in faults:
+            err_console.print(f"  - {f}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    console.print("[green]no faults[/green]")
+
+
+@datasets_app.command("export")
+@friendly
+def datasets_export(
+    name: str = typer.Argument(...),
+    root: Path = typer.Option(..., "--root"),
+    split: str = typer.Option(..., "--split"),
+    annotator: str = typer.Option(None),
+    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    out: Path = typer.Option(..., "--out", help="Prediction-format CSV to write."),
+) -> None:
+    """Write a split's ground truth in the prediction CSV format."""
+    from ..evaluate import export_ground_truth
+
+    spec = build_spec(name, root, annotator, opt)
+    n = export_ground_truth(spec, split, out)
+    console.print(f"wrote {n} images x {spec.num_landmarks} landmarks of {name}/{split} "
+                  f"({spec.info.get('annotator') or 'ground truth'}) to {out}")
+
+
+@datasets_app.command("make-synthetic")
+@friendly
+def datasets_make_synthetic(
+    out: Path = typer.Option(..., "--out", help="Folder to write the phantom domains into."),
+    domains: str = typer.Option("head,hand,chest", help="Comma-separated phantom domains."),
+    train: int = typer.Option(60), val: int = typer.Option(15), test: int = typer.Option(15),
+    size: str = typer.Option("192x192", help="Image size WxH."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Write synthetic phantom domains (PNG + landmarks.csv in the csv adapter format)."""
+    from ..data.synthetic import make_synthetic
+
+    w, h = (int(v) for v in size.lower().split("x"))
+    written = make_synthetic(out, [d.strip() for d in domains.split(",")], train, val, test,
+                             (w, h), seed)
+    for domain, table in written.items():
+        console.print(f"{domain}: {train + val + test} images, table {table}")
+
+

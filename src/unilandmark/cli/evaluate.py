@@ -1,0 +1,52 @@
+"""``unilandmark evaluate``: score a prediction CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import OPT_HELP, build_spec, console, friendly
+
+
+@friendly
+def evaluate_cmd(
+    name: str = typer.Argument(..., help="Dataset adapter name."),
+    root: Path = typer.Option(..., "--root"),
+    predictions: Path = typer.Option(..., "--predictions", help="Prediction CSV."),
+    split: str = typer.Option(None, "--split", help="Split (default: the protocol's)."),
+    annotator: str = typer.Option(None, help="Ground truth annotator (default: protocol's)."),
+    protocol: str = typer.Option(None, help="Named protocol (default: native spacing)."),
+    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    json_out: Path = typer.Option(None, "--json", help="Write the JSON report here."),
+    figures: Path = typer.Option(None, "--figures", help="Draw figures into this folder."),
+) -> None:
+    """Score a prediction CSV: table, JSON report and figures."""
+    from ..evaluate import evaluate, read_predictions
+    from ..protocols import PROTOCOLS, get_protocol
+    from ..report import draw_figures, print_report, write_json
+
+    chosen = PROTOCOLS.get(protocol) if protocol else None
+    if protocol and chosen is None:
+        raise KeyError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+    if chosen and chosen.annotator and annotator and annotator != chosen.annotator:
+        raise ValueError(f"protocol {protocol} uses annotator {chosen.annotator!r}, "
+                         f"not {annotator!r}")
+    if chosen and chosen.split and split and split != chosen.split:
+        raise ValueError(f"protocol {protocol} scores split {chosen.split!r}, not {split!r}")
+    annotator = annotator or (chosen.annotator if chosen else None)
+    split = split or (chosen.split if chosen else None)
+    if not split:
+        raise ValueError("give --split (the protocol does not fix one)")
+    spec = build_spec(name, root, annotator, opt)
+    table = read_predictions(predictions)
+    report, errors, records, pred = evaluate(table, spec, split, get_protocol(protocol, spec))
+    print_report(report, console)
+    if json_out:
+        write_json(json_out, report)
+        console.print(f"report: {json_out}")
+    if figures:
+        paths = draw_figures(report, errors, records, pred, figures)
+        console.print(f"figures: {', '.join(str(p) for p in paths)}")
+
+

@@ -1,0 +1,66 @@
+"""``unilandmark models``, ``slim`` and ``demo``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .common import console, friendly
+
+
+@friendly
+def slim_cmd(
+    src: Path = typer.Argument(..., help="A training checkpoint (best.pt)."),
+    dst: Path = typer.Argument(..., help="Where to write the slim checkpoint."),
+    fp16: bool = typer.Option(True, "--fp16/--fp32"),
+    provenance: Path = typer.Option(None, help="JSON file with data/protocol/figures."),
+) -> None:
+    """Strip a checkpoint to what prediction needs (for shipping a model)."""
+    from ..checkpoint import slim_checkpoint
+
+    prov = json.loads(provenance.read_text()) if provenance else None
+    size = slim_checkpoint(src, dst, fp16, prov)
+    console.print(f"wrote {dst} ({size / 1e6:.2f} MB)")
+
+
+def models_cmd(
+    domains: str = typer.Option("head=19,hand=37,chest=6",
+                                help="Domains as name=landmarks, comma-separated."),
+    width: int = typer.Option(64), depth: int = typer.Option(4),
+    global_width: int = typer.Option(128),
+) -> None:
+    """List the models with their parameter counts for the given domains."""
+    from rich.table import Table
+
+    from ..models import FAMILY, MODELS, build_model, codec_for, count_parameters
+
+    doms = {}
+    for item in domains.split(","):
+        name, k = item.split("=")
+        doms[name.strip()] = int(k)
+    table = Table(title=f"models for {doms} (width {width}, depth {depth})")
+    for col in ["model", "family", "codec", "parameters", *[f"used by {d}" for d in doms]]:
+        table.add_column(col, justify="left" if col in ("model", "family", "codec") else "right")
+    for name in MODELS:
+        kwargs = {"width": width, "depth": depth}
+        if name.startswith("gu2net"):
+            kwargs["global_width"] = global_width
+        model = build_model(name, doms, **kwargs)
+        table.add_row(name, FAMILY[name], codec_for(name).name, f"{count_parameters(model):,}",
+                      *[f"{count_parameters(model, [d]):,}" for d in doms])
+    console.print(table)
+
+
+def demo_cmd(
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything."),
+    epochs: int = typer.Option(None, help="Override the demo's epochs."),
+    seed: int = typer.Option(0),
+) -> None:
+    """Phantoms -> universal training on the CPU -> evaluation -> report, in minutes."""
+    from ..demo import run_demo
+
+    run_demo(out, epochs=epochs, seed=seed, log=console.print)
+
+

@@ -1,0 +1,62 @@
+"""``unilandmark predict``: landmarks on new images."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import console, friendly
+
+
+def _collect_images(inputs: list[Path]) -> list[Path]:
+    from ..io import is_image_file
+
+    paths = []
+    for item in inputs:
+        if item.is_dir():
+            found = sorted(p for p in item.iterdir() if p.is_file() and is_image_file(p))
+            if not found:
+                raise ValueError(f"{item}: no image files in this folder")
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            raise FileNotFoundError(f"{item}: no such file or folder")
+    return paths
+
+
+@friendly
+def predict_cmd(
+    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the built-in model."),
+    out: Path = typer.Option(..., "--out", help="Prediction CSV to write."),
+    overlay: Path = typer.Option(None, "--overlay", help="Draw overlays into this folder."),
+    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    batch_size: int = typer.Option(4),
+    spacing: float = typer.Option(None, help="mm per pixel for images whose file has no "
+                                             "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI"),
+) -> None:
+    """Predict landmarks on new images (no ground truth needed)."""
+    from ..evaluate import write_predictions
+    from ..predict import Detector, result_rows
+    from ..report import draw_overlay
+
+    paths = _collect_images(inputs)
+    detector = Detector.from_checkpoint(checkpoint, device=device)
+    if spacing is not None and spacing <= 0:
+        raise ValueError(f"--spacing must be positive, got {spacing}")
+    sp = (spacing, spacing) if spacing else None
+    results = detector.predict_many(paths, domain, spacing=sp, batch_size=batch_size)
+    write_predictions(out, result_rows(results))
+    console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to {out}")
+    if overlay:
+        overlay.mkdir(parents=True, exist_ok=True)
+        for r in results:
+            draw_overlay(r.image_path, r.points, None, overlay / f"{r.id}.png",
+                         title=f"{r.id} ({r.domain}): mean confidence "
+                               f"{float(r.confidence.mean()):.2f}")
+        console.print(f"overlays: {overlay}")
+
+
