@@ -111,15 +111,45 @@ def write_image(path: str | os.PathLike, array: np.ndarray,
             os.unlink(tmp)
 
 
+#: intensity percentiles mapped to 0 and 1 by :func:`normalise_intensity`
+INTENSITY_PERCENTILES = (0.5, 99.5)
+#: at most this many pixels (an even subsample) estimate the percentiles
+_PERCENTILE_SAMPLES = 1 << 18
+
+
+def intensity_window(array: np.ndarray) -> tuple[float, float]:
+    """``(low, high)``: the 0.5th and 99.5th intensity percentiles of ``array``.
+
+    Estimated on an even subsample of at most 2**18 pixels (deterministic), so the cost
+    does not grow with the image; the same image in any container (8-bit, 16-bit, float)
+    gets the same window up to the container's scale.
+    """
+    flat = np.asarray(array).reshape(-1)
+    step = max(1, flat.size // _PERCENTILE_SAMPLES)
+    sample = flat[::step].astype(np.float64)
+    lo, hi = np.percentile(sample, INTENSITY_PERCENTILES)
+    return float(lo), float(hi)
+
+
 def normalise_intensity(array: np.ndarray) -> np.ndarray:
-    """Scale any-dtype image to float32 in [0, 1]: 8-bit by 255, others by min-max."""
-    if array.dtype == np.uint8:
-        return array.astype(np.float32) / 255.0
-    arr = array.astype(np.float32)
-    lo, hi = float(np.min(arr)), float(np.max(arr))
-    if hi <= lo:
-        return np.zeros_like(arr)
-    return (arr - lo) / (hi - lo)
+    """Any-dtype image -> float32 in [0, 1]: the 0.5th..99.5th percentile window, clipped.
+
+    One convention for every container: an 8-bit radiograph and its 16-bit copy reach the
+    network identically (a fixed /255 for 8-bit but min-max for 16-bit would not), and a
+    few saturated or dead pixels do not compress the contrast. A constant image gives 0.
+    """
+    array = np.asarray(array)
+    lo, hi = intensity_window(array)
+    if not hi > lo:
+        lo, hi = float(np.min(array)), float(np.max(array))
+        if not hi > lo:
+            return np.zeros(array.shape, dtype=np.float32)
+    if array.dtype in (np.uint8, np.uint16):  # a lookup table: one gather per pixel
+        levels = np.arange(np.iinfo(array.dtype).max + 1, dtype=np.float32)
+        table = np.clip((levels - np.float32(lo)) * np.float32(1.0 / (hi - lo)), 0.0, 1.0)
+        return table[array]
+    out = (array.astype(np.float32) - np.float32(lo)) * np.float32(1.0 / (hi - lo))
+    return np.clip(out, 0.0, 1.0, out=out)
 
 
 def _reader(path) -> sitk.ImageFileReader:
