@@ -91,7 +91,7 @@ def measurement_columns(spec: MeasurementSpec) -> list[str]:
 
 
 def _fmt(value: float) -> str:
-    return f"{float(value):.6g}" if math.isfinite(float(value)) else ""
+    return repr(round(float(value), 6)) if math.isfinite(float(value)) else ""
 
 
 def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None = None,
@@ -165,6 +165,12 @@ def _row_spacing(row, path, rid, line_no, faults):
             return None
         return sp
     if row.get("x_mm") and row.get("y_mm"):
+        try:
+            float(row["x_mm"]), float(row["y_mm"])
+        except ValueError:
+            faults.append(Fault(path, rid, f"line {line_no}: x_mm, y_mm must be numbers, got "
+                                           f"{row['x_mm']!r}, {row['y_mm']!r}"))
+            return None
         return "derived"
     return None
 
@@ -269,6 +275,11 @@ def measure_file(path: str | Path, spec: MeasurementSpec | None = None,
     if not images:
         raise ValueError(f"{path}: no landmarks in this file")
     chosen, kept, skipped = choose_spec(images, domain, spec, str(path))
+    unnamed = [img.image for img in kept if any(n is None for n in img.names)]
+    if unnamed and chosen.landmarks is None:
+        raise ValueError(f"{path}: no landmark names for image(s) {unnamed[:5]} (no 'name' "
+                         f"column) and spec {chosen.name} lists no landmark order "
+                         "('landmarks'); add either")
     return measure_images(chosen, kept, truncate, skipped)
 
 
