@@ -244,6 +244,11 @@ measurements:
     values = measure(spec, np.array([[0, 0], [9, 9], [9, 9], [9, 9], [6, 8]]),
                      [str(k) for k in range(1, 6)])
     assert values["wrist_width"] == pytest.approx(10.0)
+    import yaml  # a spec is plain data: dumped and loaded back, it is the same spec
+
+    dumped = _write(tmp_path / "isbi.yaml", yaml.safe_dump(
+        ISBI.model_dump(by_alias=True, exclude_none=True, mode="json")))
+    assert load_spec(dumped) == ISBI
 
 
 def test_bad_spec_file_names_the_file_and_every_fault(tmp_path):
@@ -528,3 +533,55 @@ def test_benchmark_scores_the_junior_and_a_prediction_file(tmp_path, isbi_root, 
     counts = out["class_counts"]
     assert sum(counts["train"]["ANB"].values()) == 150
     assert sum(counts["test2"]["MW"].values()) == 100
+
+
+def test_evaluate_measures_mirrored_predictions_in_the_patients_frame(tmp_path, isbi_root,
+                                                                      isbi_spec):
+    from unilandmark import export_ground_truth
+
+    src = tmp_path / "senior.csv"
+    export_ground_truth(isbi_spec, "test2", src)
+    header, rows = _read_rows(src)
+    for row in rows:  # image 301 read left-right mirrored (width 1935)
+        mirrored = row["image"] == "301"
+        if mirrored:
+            row["x"] = repr(1934 - float(row["x"]))
+            row.pop("x_mm"), row.pop("y_mm")
+        row["orientation"] = "mirrored" if mirrored else "original"
+    flipped = tmp_path / "flipped.csv"
+    with open(flipped, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=[*header, "orientation"])
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root), "--protocol",
+                                 "isbi2015-test2", "--predictions", str(flipped),
+                                 "--measurements", "--truncate", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    report = json.loads(out.read_text())
+    assert report["mre"] > 0  # the landmarks themselves are far off for image 301
+    section = report["measurements"]
+    assert section["coordinates"] == "truncated to integers"
+    assert section["mirrored_predictions"] == 1
+    assert all(m["mae"] < 1e-9 and m["scr"] == 1 for m in section["measurements"])
+
+
+def test_evaluate_measurements_need_a_spec_that_fits(tmp_path, chest_root):
+    from unilandmark import export_ground_truth, shenzhen_chest
+
+    src = tmp_path / "chest.csv"
+    export_ground_truth(shenzhen_chest(chest_root), "all", src)
+    args = ["evaluate", "shenzhen_chest", "--root", str(chest_root), "--split", "all",
+            "--predictions", str(src)]
+    r = CliRunner().invoke(app, [*args, "--measurements"])
+    assert r.exit_code != 0 and "no built-in measurement spec fits" in r.output
+    text = (DOCS / "measurements.md").read_text()
+    block = next(b for b in re.findall(r"```yaml\n(.*?)```", text, flags=re.S)
+                 if "domain: chest" in b)
+    spec = _write(tmp_path / "chest.yaml", block)
+    out = tmp_path / "r.json"
+    r = CliRunner().invoke(app, [*args, "--measurement-spec", str(spec), "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    rows = {m["name"]: m for m in json.loads(out.read_text())["measurements"]["measurements"]}
+    assert rows["lung_height_ratio"]["mae"] == 0 and rows["lung_height_ratio"]["scr"] == 1
+    assert rows["base_width"]["n_compared"] == 0  # mm without spacing: undefined

@@ -129,17 +129,23 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
                     info["derived"] = _derived_spacing(row)
             elif sp is not None:
                 info["spacing"].add(sp)
+    by_image: dict[str, dict[int, tuple[float, float]]] = {}
+    for (rid, lm), xy in table.points.items():
+        by_image.setdefault(rid, {})[lm] = xy
+        if lm < 1:
+            faults.append(Fault(path, rid, f"landmark {lm}: landmarks are numbered from 1"))
     images = []
     for rid, info in extra.items():
         for key in ("orientation", "domain", "spacing"):
             if len(info[key]) > 1:
                 faults.append(Fault(path, rid, f"rows of this image disagree on {key}: "
                                                f"{sorted(info[key])}"))
-        k = max(lm for (r, lm) in table.points if r == rid)
+        given = by_image.get(rid, {})
+        k = max(given, default=0)
         points = np.full((k, 2), np.nan)
-        for j in range(k):
-            if (rid, j + 1) in table.points:
-                points[j] = table.points[(rid, j + 1)]
+        for lm, xy in given.items():
+            if lm >= 1:
+                points[lm - 1] = xy
         sp = next(iter(info["spacing"]), None) or info["derived"] or spacing
         images.append(ImageLandmarks(
             image=rid, points=points, names=tuple(info["names"].get(j + 1) for j in range(k)),

@@ -142,9 +142,9 @@ class Measurement(_Data):
     distance: Segment | None = None
     sign: Literal["x", "y"] | None = None
     ratio: tuple[Segment, Segment] | None = None
-    sum: list[Term] | None = None
+    sum: tuple[Term, ...] | None = None
     without_spacing: Literal["nan", "px"] = "nan"
-    classes: list[ClassRule] = Field(default_factory=list)
+    classes: tuple[ClassRule, ...] = ()
 
     @model_validator(mode="after")
     def _one_kind(self) -> Measurement:
@@ -181,9 +181,9 @@ class MeasurementSpec(_Data):
     description: str | None = None
     source: str | None = None
     frame: str | None = None
-    landmarks: list[Name] | None = None
+    landmarks: tuple[Name, ...] | None = None
     points: dict[str, Name] = Field(default_factory=dict)
-    measurements: list[Measurement] = Field(min_length=1)
+    measurements: tuple[Measurement, ...] = Field(min_length=1)
 
     @model_validator(mode="after")
     def _consistent(self) -> MeasurementSpec:
