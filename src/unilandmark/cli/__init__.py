@@ -11,6 +11,7 @@ import typer
 
 from .datasets import datasets_app
 from .evaluate import evaluate_cmd
+from .measure import measure_cmd
 from .models import demo_cmd, models_cmd, slim_cmd
 from .predict import predict_cmd
 from .train import train_cmd
@@ -21,6 +22,7 @@ app.add_typer(datasets_app, name="datasets")
 app.command("train")(train_cmd)
 app.command("predict")(predict_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("measure")(measure_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)
 app.command("demo")(demo_cmd)
