@@ -48,15 +48,18 @@ def checked_spacing(value, where: str) -> tuple[float, float] | None:
     if value is None:
         return None
     pair = value if isinstance(value, (tuple, list)) else (value, value)
-    if isinstance(value, bool) or len(pair) != 2:
-        raise ValueError(f"{where}: expected a number of mm per pixel, got {value!r}")
+    shown = value if isinstance(value, (tuple, list)) else repr(value)
     try:
+        if isinstance(value, bool) or len(pair) != 2:
+            raise TypeError
         pair = tuple(float(v) for v in pair)
     except (TypeError, ValueError):
-        raise ValueError(f"{where}: expected a number of mm per pixel, got {value!r}") from None
-    fault = spacing_fault(pair)
-    if fault:
-        raise ValueError(f"{where}: {fault}")
+        raise ValueError(f"{where} must be a number of mm per pixel, got {value!r}") from None
+    lo, hi = SANE_SPACING_MM
+    if not all(math.isfinite(v) and v > 0 for v in pair):
+        raise ValueError(f"{where} must be positive and finite (mm per pixel), got {shown}")
+    if not all(lo <= v <= hi for v in pair):
+        raise ValueError(f"{where} {shown} mm per pixel is implausible; expected {lo:g}..{hi:g}")
     return pair
 
 

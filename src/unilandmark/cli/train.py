@@ -20,9 +20,12 @@ def train_cmd(
     """Train a (universal) model; multi-GPU with `torchrun --nproc_per_node N -m
     unilandmark train ...`."""
     from ..config import load_config
+    from ..preflight import check_device, check_writable_dir
     from ..train import fit
 
     cfg = load_config(config, set_)
+    check_device(cfg.train.device, "train.device")
+    check_writable_dir(cfg.out_dir, "out_dir")
     result = fit(cfg, resume=resume, progress=progress, log=console.print)
     console.print(f"best checkpoint: {result.best_path}\nlast checkpoint: {result.last_path}"
                   f"\nmetrics: {result.out_dir / 'metrics.jsonl'}")
@@ -36,16 +39,17 @@ def refine_cmd(
     """Train a coarse-to-fine stage 2 on top of a trained stage-1 checkpoint."""
     import yaml as _yaml
 
-    from ..config import set_dotted
+    from ..config import read_yaml, set_dotted, validate_model
+    from ..preflight import check_writable_dir
     from ..refine import RefineConfig, fit_refiner
 
-    if not config.is_file():
-        raise FileNotFoundError(f"{config}: no such config file")
-    data = _yaml.safe_load(config.read_text()) or {}
+    data = read_yaml(config)
     for item in set_ or []:
         key, _, value = item.partition("=")
         set_dotted(data, key.strip(), _yaml.safe_load(value))
-    best = fit_refiner(RefineConfig.model_validate(data), log=console.print)
+    rc = validate_model(RefineConfig, data, str(config))
+    check_writable_dir(rc.out_dir, "out_dir")
+    best = fit_refiner(rc, log=console.print)
     console.print(f"cascade checkpoint (stage 1 + stage 2): {best}")
 
 

@@ -9,6 +9,7 @@ so a second run (or a second process) skips decoding full-resolution images.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from ..atomic import atomic_path
 from ..geometry import fit_geometry, resize_to_input
 from ..io import normalise_intensity, read_image
 from ..types import DatasetSpec, Geometry, Record, Sample
+
+log = logging.getLogger(__name__)
 
 
 def preprocess(array: np.ndarray, spacing, input_size: tuple[int, int], mode: str,
@@ -34,6 +37,24 @@ def _cache_key(record: Record, input_size, mode) -> str:
     text = f"{os.path.abspath(record.image_path)}|{stat.st_size}|{stat.st_mtime_ns}|" \
            f"{input_size[0]}x{input_size[1]}|{mode}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+def _read_cache(path: Path, input_size) -> tuple[np.ndarray, np.ndarray, tuple] | None:
+    """A cache entry ``(image, matrix, original_size)``, or None when it is corrupt or
+    does not fit (then it is removed with a warning, and rebuilt by the caller)."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            image, matrix = data["image"], data["matrix"]
+            original_size = tuple(int(v) for v in data["original_size"])
+        if image.shape != (1, input_size[1], input_size[0]) or matrix.shape != (3, 3) \
+                or len(original_size) != 2:
+            raise ValueError(f"shapes {image.shape}, {matrix.shape}")
+        return image, matrix, original_size
+    except Exception as err:  # noqa: BLE001 - any damage: rebuild the entry
+        log.warning("%s: corrupt cache entry (%s: %s); re-decoding the image and rewriting it",
+                    path, type(err).__name__, err)
+        path.unlink(missing_ok=True)
+        return None
 
 
 class LandmarkDataset(torch.utils.data.Dataset):
@@ -73,10 +94,11 @@ class LandmarkDataset(torch.utils.data.Dataset):
             cached = self.cache_dir / f"{self.spec.name}" / \
                 f"{record.id}-{_cache_key(record, self.input_size, self.mode)}.npz"
             if cached.is_file():
-                data = np.load(cached)
-                geometry = Geometry(tuple(int(v) for v in data["original_size"]),
-                                    record.spacing, data["matrix"], self.input_size)
-                return data["image"], geometry
+                hit = _read_cache(cached, self.input_size)
+                if hit is not None:
+                    image, matrix, original_size = hit
+                    return image, Geometry(original_size, record.spacing, matrix,
+                                           self.input_size)
         array, _ = read_image(record.image_path)
         image, geometry = preprocess(array, record.spacing, self.input_size, self.mode)
         image = image.astype(np.float16)

@@ -101,10 +101,14 @@ def sniff_delimiter(text: str) -> str:
     return best if counts[best] else ","
 
 
-def read_table(path: str | Path, log: FaultLog) -> Table | None:
+def read_table(path: str | Path, log: FaultLog, required: int | None = None,
+               ) -> Table | None:
     """Parse a table (see the module docstring); None when it cannot be read at all.
 
-    Rows with faults (ragged) are reported and left out; blank lines are skipped.
+    Rows with faults (ragged) are reported and left out; blank lines are skipped. With
+    ``required``, a row may stop after its first ``required`` cells (the optional
+    columns of a prediction file left empty); it may never have more cells than the
+    header.
     """
     path = Path(path)
     text = decode_table(path, log)
@@ -127,14 +131,16 @@ def read_table(path: str | Path, log: FaultLog) -> Table | None:
                 continue
             line = reader.line_num
             used = max((i + 1 for i, c in enumerate(cells) if c.strip()), default=0)
-            if used > len(header) or len(cells) < len(header):
+            least = len(header) if required is None else min(required, len(header))
+            if used > len(header) or len(cells) < least:
                 count = used if used > len(header) else len(cells)
                 first = cells[0].strip()
                 log.add(path, "", f"line {line}: {count} cells, the header has {len(header)} "
                                   f"(delimiter {_shown(delimiter)})"
                                   + (f"; first cell {first!r}" if first else ""))
                 continue
-            rows.append({h: cells[i].strip() for i, h in enumerate(header)})
+            rows.append({h: cells[i].strip() if i < len(cells) else ""
+                         for i, h in enumerate(header)})
             lines.append(line)
     except csv.Error as err:
         log.add(path, "", f"line {reader.line_num}: malformed CSV ({err})")
