@@ -113,6 +113,8 @@ def apply_voi(array: np.ndarray, ds, path) -> np.ndarray:
         if photometric == "MONOCHROME1":
             top = 2 ** int(ds.BitsStored) - 1
             values = slope * top + 2 * intercept - values
+        if np.array_equal(values, np.round(values)):  # a LUT is indexed by integers
+            values = values.astype(np.int64)
         out = np.asarray(apply_voi_lut(values, ds, index=0), dtype=np.float64)
     except Exception as err:  # noqa: BLE001 - a malformed VOI element of any kind
         raise DicomHeaderError(f"{path}: cannot apply the DICOM VOI LUT / window "

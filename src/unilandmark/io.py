@@ -256,8 +256,9 @@ def _spacing(path: Path, kind: str, reader: sitk.ImageFileReader, bad_spacing: s
     if fault is None:
         return spacing
     if bad_spacing == "raise":
-        raise ImageReadError(f"{path}: header {fault}")
-    log.warning("%s: header %s; ignored: no millimetres for this image", path, fault)
+        raise ImageReadError(f"{path}: spacing in the header: {fault}")
+    log.warning("%s: spacing in the header: %s; ignored: no millimetres for this image",
+                path, fault)
     return None
 
 
