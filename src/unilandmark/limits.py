@@ -48,7 +48,7 @@ def checked_spacing(value, where: str) -> tuple[float, float] | None:
     if value is None:
         return None
     pair = value if isinstance(value, (tuple, list)) else (value, value)
-    shown = value if isinstance(value, (tuple, list)) else repr(value)
+    shown = tuple(value) if isinstance(value, (tuple, list)) else value
     try:
         if isinstance(value, bool) or len(pair) != 2:
             raise TypeError

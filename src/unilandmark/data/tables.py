@@ -42,9 +42,11 @@ def csv_dataset(path: str | Path, images: str | Path | None = None,
         log.add(path, "", "table missing")
         log.raise_if_any()
     table = read_table(path, log)
-    if table is not None and not table.rows:
+    if table is None:
+        log.raise_if_any()
+    if not table.rows and not log.faults:
         log.add(path, "", "no rows")
-    log.raise_if_any()
+        log.raise_if_any()
     if {"image", "landmark", "x", "y"} <= set(table.header):
         names, records, splits = _long_table(table, images, fixed, log)
     else:
