@@ -32,6 +32,7 @@ __all__ = ["ImageReadError", "SUFFIXES", "image_suffix", "is_image_file", "read_
 
 log = logging.getLogger(__name__)
 
+
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the fault."""
 
@@ -244,7 +245,8 @@ def _spacing(path: Path, kind: str, reader: sitk.ImageFileReader, bad_spacing: s
         return None
     if kind == "dicom":
         try:
-            spacing = dicom.dicom_spacing(header or _dicom_header(path), path)
+            spacing = dicom.dicom_spacing(
+                header if header is not None else _dicom_header(path), path)
         except dicom.DicomHeaderError as err:
             raise ImageReadError(str(err)) from err
         if spacing is None:
