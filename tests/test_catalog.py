@@ -164,6 +164,6 @@ def test_csv_faults_together(tmp_path):
     with pytest.raises(DatasetError) as info:
         csv_dataset(tmp_path / "t.csv")
     text = str(info.value)
-    assert "spacing must be two positive numbers" in text
+    assert "line 2: spacing must be positive and finite, got (0, 0)" in text
     assert "not a finite number: 'abc'" in text and "a2.png' does not exist" in text
     assert "x and y must both be given" in text
