@@ -13,6 +13,7 @@ from .datasets import datasets_app
 from .evaluate import evaluate_cmd
 from .models import demo_cmd, models_cmd, slim_cmd
 from .predict import predict_cmd
+from .serve import serve_cmd
 from .train import refine_cmd, train_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -25,6 +26,7 @@ app.command("evaluate")(evaluate_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)
 app.command("demo")(demo_cmd)
+app.command("serve")(serve_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m unilandmark.cli`
