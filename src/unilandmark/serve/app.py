@@ -45,7 +45,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 #: largest accepted upload, bytes
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 #: confidence at or above ``high`` is drawn as confident, below ``low`` as doubtful
-CONFIDENCE_LEVELS = {"high": 0.5, "low": 0.25}
+CONFIDENCE_LEVELS = {"high": 0.5, "low": 0.2}
 #: header every state-changing request must carry (a cross-site form cannot set it)
 WRITE_HEADER = "x-unilandmark"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")

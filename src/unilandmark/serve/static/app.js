@@ -800,7 +800,7 @@
     wire();
     try {
       app.info = await api("GET", "/api/info");
-      $("folder").textContent = app.info.folder;
+      $("folder").textContent = app.info.folder.split(/[\\/]/).filter(Boolean).pop() || app.info.folder;
       $("folder").title = `${app.info.folder} (domain ${app.info.domain})`;
       $("format").value = app.info.save_format;
       $("level-high").textContent = app.info.confidence_levels.high;
