@@ -359,3 +359,31 @@ def test_cli_binds_loopback_by_default(folder, monkeypatch):
     assert missing.exit_code == 2 and "no such folder" in missing.output
     bad = runner.invoke(app, ["serve", str(folder), "--save", "xml"])
     assert bad.exit_code == 2 and "save format 'xml'" in bad.output
+
+
+def test_reviewed_images_can_be_trained_on_at_once(folder, detector, tmp_path):
+    from unilandmark.config import load_config
+    from unilandmark.train import fit
+
+    client = make_client(folder, detector)
+    names = client.get("/api/info").json()["names"]
+    for name in ("head_0000.png", "head_0001.png"):
+        points = client.get(f"/api/images/{name}/landmarks").json()["points"]
+        points[3] = None
+        client.post(f"/api/images/{name}/save", json={"points": points}, headers=WRITE)
+    domains = [
+        {"name": "reviewed_csv", "dataset": "csv", "root": str(folder / "landmarks_reviewed.csv"),
+         "options": {"images": str(folder), "spacing": 0.8}},
+        {"name": "reviewed_labelme", "dataset": "labelme", "root": str(folder),
+         "options": {"landmarks": names}},
+    ]
+    config = load_config(data={
+        "out_dir": str(tmp_path / "run"),
+        "domains": [{**d, "train_split": "all", "val_split": None, "input_size": [32, 32],
+                     "sigma": 2.0} for d in domains],
+        "model": {"name": "gu2net", "width": 8, "depth": 2, "global_width": 8},
+        "train": {"epochs": 1, "batch_size": 2, "cache_dir": None}})
+    result = fit(config, progress=False, log=lambda *_: None)
+    trained = Detector.from_checkpoint(result.last_path)
+    assert set(trained.domains) == {"reviewed_csv", "reviewed_labelme"}
+    assert trained.domains["reviewed_csv"]["landmark_names"] == names
