@@ -387,3 +387,23 @@ def test_reviewed_images_can_be_trained_on_at_once(folder, detector, tmp_path):
     trained = Detector.from_checkpoint(result.last_path)
     assert set(trained.domains) == {"reviewed_csv", "reviewed_labelme"}
     assert trained.domains["reviewed_csv"]["landmark_names"] == names
+
+
+class FlaggingDetector(CountingDetector):
+    """The built-in detector with quality verdicts attached, as later models give them."""
+
+    def predict(self, image, domain=None, spacing=None):
+        from types import SimpleNamespace
+
+        result = super().predict(image, domain, spacing)
+        flags = np.zeros(len(result.names), dtype=bool)
+        flags[[1, 6]] = True
+        return SimpleNamespace(**vars(result), flags=flags, qc="review",
+                               orientation="mirrored")
+
+
+def test_quality_flags_are_shown_where_the_model_gives_them(folder, builtin):
+    client = make_client(folder, FlaggingDetector(builtin))
+    state = client.get("/api/images/head_0000.png/landmarks").json()
+    assert [i for i, f in enumerate(state["flags"]) if f] == [1, 6]
+    assert state["qc"] == "review" and state["mirrored"] is True

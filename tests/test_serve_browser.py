@@ -171,3 +171,28 @@ def test_keyboard_hide_undo_and_a_bad_upload(browser, served, tmp_path):
     wait_for(browser, "return document.body.dataset.image === 'head_0001.png' && "
                       "document.body.dataset.state === 'ready'")
     assert browser.find_element("id", "status").text == "saved"
+
+
+def test_quality_flags_and_verdict_are_drawn(browser, phantoms, tmp_path, builtin):
+    from types import SimpleNamespace
+
+    class Flagging:
+        domains, model_name = builtin.domains, builtin.model_name
+
+        def predict(self, image, domain=None, spacing=None):
+            result = builtin.predict(image, domain, spacing=spacing)
+            flags = np.zeros(len(result.names), dtype=bool)
+            flags[[1, 6]] = True
+            return SimpleNamespace(**vars(result), flags=flags, qc="review")
+
+    folder = tmp_path / "flagged"
+    folder.mkdir()
+    shutil.copy(phantoms / "head" / "images" / "head_0003.png", folder)
+    with BackgroundServer(create_app(folder, Flagging())) as url:
+        open_page(browser, url, "head_0003.png")
+        rings = browser.execute_script(
+            "return [...document.querySelectorAll('#points g.landmark')]"
+            ".filter(g => g.querySelector('.flag-ring').style.display !== 'none')"
+            ".map(g => Number(g.dataset.index))")
+        assert rings == [1, 6]
+        assert browser.find_element("id", "qc").text == "QC: review"

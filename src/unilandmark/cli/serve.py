@@ -39,7 +39,9 @@ def serve_cmd(
         raise ValueError(f"the review app needs the 'serve' extra ({err.name} is missing): "
                          "pip install 'unilandmark[serve]'") from None
     from ..predict import Detector
+    from ..serve.saving import formats_of
 
+    formats_of(save)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
     if not 0 < port < 65536:

@@ -135,7 +135,7 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
         path = images.path(name)
         size, file_spacing = read_image_info(path)
         stat = path.stat()
-        status = next((i["status"] for i in store.listing() if i["name"] == name), None)
+        status = store.status_of(name)
         return {"name": name, "size": list(size),
                 "display_size": list(display_size(size, display_max_side)),
                 "spacing": list(file_spacing or spacing or ()) or None,

@@ -156,20 +156,23 @@ class ReviewStore:
     # -- reading -------------------------------------------------------------------------
     def listing(self) -> list[dict]:
         """``[{name, status}]`` of the folder's images (``new`` = not opened yet)."""
-        names = self.folder.names()
         on_disk = saved_ids(self.csv_path)
+        return [{"name": name, "status": self._status(name, on_disk)}
+                for name in self.folder.names()]
+
+    def status_of(self, name: str) -> str:
+        """The status of one image (``new`` when not opened and nothing saved)."""
+        self.folder.path(name)
+        return self._status(name, saved_ids(self.csv_path))
+
+    def _status(self, name: str, csv_ids: set[str]) -> str:
         with self._lock:
-            opened = {n: st.status for n, st in self._states.items()}
-        out = []
-        for name in names:
-            if name in opened:
-                status = opened[name]
-            elif image_stem(name) in on_disk or self._has_labelme(name):
-                status = SAVED
-            else:
-                status = NEW
-            out.append({"name": name, "status": status})
-        return out
+            state = self._states.get(name)
+        if state is not None:
+            return state.status
+        if image_stem(name) in csv_ids or self._has_labelme(name):
+            return SAVED
+        return NEW
 
     def _has_labelme(self, name: str) -> bool:
         try:
