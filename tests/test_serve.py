@@ -407,3 +407,28 @@ def test_quality_flags_are_shown_where_the_model_gives_them(folder, builtin):
     state = client.get("/api/images/head_0000.png/landmarks").json()
     assert [i for i, f in enumerate(state["flags"]) if f] == [1, 6]
     assert state["qc"] == "review" and state["mirrored"] is True
+
+
+def test_dicom_images_are_served_with_their_spacing(folder, detector):
+    from tests.test_io import _write_dicom
+
+    _write_dicom(folder / "scan.dcm", pixel_spacing=(0.2, 0.3))  # (row, column) = (y, x)
+    client = make_client(folder, detector)
+    assert "scan.dcm" in [i["name"] for i in client.get("/api/images").json()["images"]]
+    meta = client.get("/api/images/scan.dcm").json()
+    assert meta["size"] == [16, 12] and meta["spacing"] == [0.3, 0.2]
+    shown = client.get("/api/images/scan.dcm/display")
+    assert Image.open(io.BytesIO(shown.content)).size == (16, 12)
+    state = client.get("/api/images/scan.dcm/landmarks").json()
+    assert state["spacing"] == [0.3, 0.2] and len(state["points"]) == 19
+    points = [[2.0, 3.0]] + [None] * 18
+    client.post("/api/images/scan.dcm/save", json={"points": points, "format": "csv"},
+                headers=WRITE)
+    import csv
+
+    with open(folder / "landmarks_reviewed.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 19 and rows[0]["image"] == "scan" and rows[0]["name"] == "sella"
+    assert float(rows[0]["x_mm"]) == pytest.approx(2.0 * 0.3)
+    assert float(rows[0]["y_mm"]) == pytest.approx(3.0 * 0.2)
+    assert rows[0]["spacing_x"] == "0.3" and rows[1]["x"] == "" and rows[1]["x_mm"] == ""
