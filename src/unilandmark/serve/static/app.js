@@ -698,7 +698,7 @@
       return;
     }
     const tag = e.target && e.target.tagName;
-    if (tag === "INPUT" && e.target.type !== "range" && e.target.type !== "checkbox") return;
+    if (tag === "INPUT" && e.target.type !== "checkbox") return;
     if (tag === "SELECT" || tag === "TEXTAREA") return;
     const ctrl = e.ctrlKey || e.metaKey;
     const key = e.key;
@@ -770,6 +770,8 @@
     $("reset-view").addEventListener("click", resetFilter);
     $("help-button").addEventListener("click", () => $("help").showModal());
     for (const id of ["contrast", "brightness", "invert"]) $(id).addEventListener("input", applyFilter);
+    // give the keys back to the page once a control has been used
+    for (const id of ["contrast", "brightness", "format"]) $(id).addEventListener("change", (e) => e.target.blur());
     $("labels").addEventListener("change", () => canvas.classList.toggle("no-labels", !$("labels").checked));
     $("upload").addEventListener("change", (e) => {
       upload(e.target.files[0]);
