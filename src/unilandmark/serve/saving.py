@@ -117,7 +117,8 @@ def write_labelme(image_path: Path, names: Sequence[str], points: np.ndarray,
               for name, (x, y) in zip(names, points, strict=True)
               if math.isfinite(x) and math.isfinite(y)]
     data.update({"version": data.get("version", LABELME_VERSION), "flags": data.get("flags", {}),
-                 "shapes": shapes + kept, "imagePath": image_path.name, "imageData": None,
+                 "shapes": shapes + kept, "imagePath": image_path.name,
+                 "imageData": data.get("imageData"),
                  "imageHeight": int(size[1]), "imageWidth": int(size[0])})
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path

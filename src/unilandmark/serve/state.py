@@ -27,6 +27,7 @@ from .saving import (
     SavedFileError,
     csv_rows,
     formats_of,
+    labelme_file,
     read_csv,
     read_labelme,
     saved_ids,
@@ -150,6 +151,7 @@ class ReviewStore:
         self.csv_path = Path(csv_path) if csv_path else folder.root / DEFAULT_CSV_NAME
         self._states: dict[str, ImageState] = {}
         self._predictions: dict[tuple, object] = {}
+        self._labelme_seen: dict[str, tuple[tuple[int, int], bool]] = {}
         self._lock = threading.RLock()
         self._model_lock = threading.Lock()
 
@@ -175,10 +177,23 @@ class ReviewStore:
         return NEW
 
     def _has_labelme(self, name: str) -> bool:
+        """Whether the image's labelme JSON holds any of the landmarks (cached per file
+        version: labelme files can embed the whole image)."""
+        path = labelme_file(self.folder.root / name)
         try:
-            return read_labelme(self.folder.root / name, self.names) is not None
+            stat = path.stat()
+        except OSError:
+            return False
+        key = (stat.st_mtime_ns, stat.st_size)
+        cached = self._labelme_seen.get(name)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        try:
+            has = read_labelme(self.folder.root / name, self.names) is not None
         except SavedFileError:
-            return True  # a broken file of ours: opening the image reports it
+            has = True  # a broken file of ours: opening the image reports it
+        self._labelme_seen[name] = (key, has)
+        return has
 
     def get(self, name: str) -> ImageState:
         """The state of image ``name``, opening it (saved points or a prediction) if new."""
