@@ -20,10 +20,12 @@ def measurements_for(names: Sequence[str], points: np.ndarray, spacing: Spacing 
     """``[{name, value, unit, class, label}]`` for ``points`` (K, 2) original pixels (NaN:
     not visible), or None when no measurement spec applies to these landmarks.
 
-    ``value`` is None where a measurement is undefined (a landmark it needs is missing).
+    ``value`` is None where a measurement is undefined (a landmark it needs is missing);
+    ``unit`` is ``deg``, ``mm``, ``px`` or ``ratio``; ``class``/``label`` are the spec's
+    class of the value, where it defines classes.
     """
     try:
-        from ..measure import classify, measure, spec_for
+        from ..measure import class_labels, classify, measure, spec_for
     except ImportError:
         return None
     spec = spec_for(tuple(names))
@@ -32,34 +34,12 @@ def measurements_for(names: Sequence[str], points: np.ndarray, spacing: Spacing 
     values = measure(spec, np.asarray(points, dtype=np.float64), tuple(names),
                      spacing=spacing, mirrored=mirrored)
     classes = classify(spec, values)
+    labels = class_labels(spec)
     out = []
     for name, value in values.items():
         value = float(value)
+        number = classes.get(name)
         out.append({"name": name, "value": value if math.isfinite(value) else None,
-                    "unit": _unit(spec, name), "class": classes.get(name),
-                    "label": _class_label(spec, name, classes.get(name))})
+                    "unit": "px" if name.endswith("_px") else spec.unit(name),
+                    "class": number, "label": labels.get(name, {}).get(number)})
     return out
-
-
-def _measurement(spec, name):
-    for m in getattr(spec, "measurements", ()):
-        if m.name == name:
-            return m
-    return None
-
-
-def _unit(spec, name: str) -> str | None:
-    if name.endswith("_px"):
-        return "px"
-    m = _measurement(spec, name)
-    return getattr(m, "unit", None) if m is not None else None
-
-
-def _class_label(spec, name: str, number: int | None) -> str | None:
-    m = _measurement(spec, name)
-    if m is None or number is None:
-        return None
-    for rule in getattr(m, "classes", ()):
-        if getattr(rule, "class_", None) == number:
-            return getattr(rule, "label", None)
-    return None
