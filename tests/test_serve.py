@@ -432,3 +432,37 @@ def test_dicom_images_are_served_with_their_spacing(folder, detector):
     assert float(rows[0]["x_mm"]) == pytest.approx(2.0 * 0.3)
     assert float(rows[0]["y_mm"]) == pytest.approx(3.0 * 0.2)
     assert rows[0]["spacing_x"] == "0.3" and rows[1]["x"] == "" and rows[1]["x_mm"] == ""
+
+
+def test_measurements_follow_the_current_points(folder, detector):
+    measure_module = pytest.importorskip("unilandmark.measure",
+                                         reason="unilandmark.measure is not in this build")
+    client = make_client(folder, detector, spacing=(0.1, 0.1))
+    state = client.get("/api/images/head_0000.png/landmarks").json()
+    names = state["names"]
+    spec = measure_module.spec_for(names)
+    assert spec is not None  # the built-in head model's landmarks have a spec (ISBI 2015)
+
+    def expected(points):
+        pts = np.array([p if p is not None else [np.nan, np.nan] for p in points], float)
+        return measure_module.measure(spec, pts, names, spacing=(0.1, 0.1))
+
+    got = {m["name"]: m for m in state["measurements"]}
+    assert list(got) == list(expected(state["points"]))
+    for name, value in expected(state["points"]).items():
+        assert got[name]["value"] == pytest.approx(value) if np.isfinite(value) else \
+            got[name]["value"] is None
+    assert {m["unit"] for m in got.values()} <= {"deg", "mm", "px", "ratio"}
+    moved_points = moved(state["points"], 1, 5.0, -3.0)  # nasion: most angles change
+    live = client.post("/api/measure", json={"name": "head_0000.png",
+                                             "points": moved_points}, headers=WRITE).json()
+    after = {m["name"]: m["value"] for m in live["measurements"]}
+    for name, value in expected(moved_points).items():
+        if np.isfinite(value):
+            assert after[name] == pytest.approx(value)
+    assert after != {n: m["value"] for n, m in got.items()}
+    hidden = list(state["points"])
+    hidden[0] = None  # sella not visible: the angles through it are undefined
+    values = client.put("/api/images/head_0000.png/landmarks", json={"points": hidden},
+                        headers=WRITE).json()["measurements"]
+    assert {m["name"]: m["value"] for m in values}["SNA"] is None

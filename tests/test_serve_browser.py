@@ -196,3 +196,23 @@ def test_quality_flags_and_verdict_are_drawn(browser, phantoms, tmp_path, builti
             ".map(g => Number(g.dataset.index))")
         assert rings == [1, 6]
         assert browser.find_element("id", "qc").text == "QC: review"
+
+
+def test_measurements_update_while_dragging(browser, served):
+    pytest.importorskip("unilandmark.measure", reason="unilandmark.measure is not in this build")
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    folder, url = served
+    open_page(browser, url, "head_0002.png")
+    rows = ("[...document.querySelectorAll('#measurements tr')]"
+            ".map(r => [r.children[0].textContent, r.children[1].textContent])")
+    assert browser.find_element("id", "measurements-box").is_displayed()
+    before = dict(browser.execute_script(f"return {rows}"))
+    assert "SNA" in before
+    nasion = browser.find_element("css selector", 'g.landmark[data-index="1"] circle.hit')
+    chain = ActionChains(browser).move_to_element(nasion).click_and_hold()
+    chain.move_by_offset(25, 0).move_by_offset(25, 0).perform()
+    during = wait_for(browser, f"const t = Object.fromEntries({rows});"
+                               f"return t.SNA !== {before['SNA']!r} && t.SNA;")
+    ActionChains(browser).release().perform()
+    assert during != before["SNA"]  # recomputed before the mouse button was released
