@@ -36,7 +36,6 @@ from unilandmark.io import read_image  # noqa: E402
 from unilandmark.metrics import radial_errors  # noqa: E402
 from unilandmark.models import FAMILY, count_parameters  # noqa: E402
 from unilandmark.predict import Detector  # noqa: E402
-from unilandmark.refine import RefineConfig, fit_refiner  # noqa: E402
 from unilandmark.train import fit  # noqa: E402
 
 #: (survey family, model name) compared by default, one row each
@@ -108,8 +107,8 @@ def evaluate_family(detector: Detector, cfg, args, threads) -> dict:
     else:
         sdr = {f"{t:.1f}px": float(100 * np.mean(px <= t)) for t in thresholds}
     params = count_parameters(detector.model)
-    if detector.refiner is not None:
-        params += count_parameters(detector.refiner[0])
+    for refiner in detector.refiners:
+        params += count_parameters(refiner.model)
     return {"mre_px": float(px.mean()), "mre_mm": float(mm.mean()) if mm is not None else None,
             "sdr": sdr, "params": params, "ms_per_image": float(np.median(ms)),
             "domains": per_domain, "threads": threads}
@@ -132,11 +131,16 @@ def train_cascade(a, work, data_root, threads):
     half = (a.input[0] // 2, a.input[1] // 2)
     cfg, stage1 = train_family("heatmap", a, work, data_root, threads, half, "cascade-stage1")
     scale = 1.0 if a.dataset == "synthetic" else 2.0
-    rc = RefineConfig(out_dir=str(work / "cascade"), stage1=str(stage1.best_path),
-                      patch_size=24 if a.dataset == "synthetic" else 64, scale=scale,
-                      width=a.width, depth=a.depth, sigma=a.sigma, epochs=a.epochs,
-                      batch_size=32, cache_dir=cfg.train.cache_dir, threads=threads)
-    return cfg, fit_refiner(rc, log=lambda *_: None)
+    refine = load_config(data={
+        "name": "compare-cascade", "out_dir": str(work / "cascade"),
+        "stage": {"kind": "patch", "previous": str(stage1.best_path),
+                  "patch_size": 24 if a.dataset == "synthetic" else 64, "scale": scale,
+                  "sigma": a.sigma},
+        "model": {"name": "heatmap", "width": a.width, "depth": a.depth},
+        "optim": {"schedule": "constant", "lr": 1e-3},
+        "train": {"epochs": a.epochs, "batch_size": 32, "seed": 0, "threads": threads,
+                  "cache_dir": cfg.train.cache_dir}})
+    return cfg, fit(refine, progress=False, log=lambda *_: None)
 
 
 def main(argv=None):
@@ -170,7 +174,8 @@ def main(argv=None):
     for family, model in chosen:
         t0 = time.time()
         if model == "cascade":
-            cfg, best = train_cascade(a, work, data_root, threads)
+            cfg, cascade = train_cascade(a, work, data_root, threads)
+            best = cascade.best_path
         else:
             cfg, run = train_family(model, a, work, data_root, threads)
             best = run.best_path

@@ -1,5 +1,16 @@
 """Experiment configuration: pydantic models <-> YAML, with dotted ``key=value`` overrides.
 
+One schema for every training stage. ``stage.kind`` says what the stage learns:
+
+- ``image`` (the default): landmarks on the whole image resized into each domain's
+  network input (GU2Net or any family), from the domains listed under ``domains``.
+- ``patch``: a coarse-to-fine refinement stage on top of a trained checkpoint
+  (``stage.previous``, itself any stage or cascade): patches cropped around the previous
+  stage's estimates, at ``stage.scale`` original pixels (or ``stage.scale_mm`` mm) per
+  patch pixel. Its domains default to the previous stage's (their datasets, splits and
+  ground truth); list ``domains`` to refine a subset or to change the ground truth
+  (e.g. another annotator).
+
 The resolved configuration is saved in every checkpoint, so a checkpoint alone can rebuild
 its model and preprocessing.
 """
@@ -7,10 +18,10 @@ its model and preprocessing.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .data.augment import AugmentConfig
 
@@ -27,19 +38,30 @@ class DomainConfig(_Strict):
     root: str
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
-    val_split: str | None = "val"
+    val_split: str | None = Field("val", description="null: no validation (best = last)")
     input_size: tuple[int, int] = (416, 512)
     resize: str = "stretch"
-    sigma: float = 3.0
-    sigma_mm: float | None = None
-    loss_weight: float = 1.0
+    sigma: float = Field(3.0, gt=0)
+    sigma_mm: float | None = Field(None, gt=0)
+    loss_weight: float = Field(1.0, ge=0)
+    flip_pairs: list[tuple[str, str]] = Field(
+        default_factory=list,
+        description="landmark names that swap under a left-right mirror (e.g. left/right "
+                    "lung apex); used by flip augmentation and the orientation decision")
+
+    @field_validator("input_size")
+    @classmethod
+    def _positive_size(cls, v):
+        if min(v) < 8:
+            raise ValueError(f"input_size must be at least 8 x 8 pixels, got {list(v)}")
+        return v
 
 
 class ModelConfig(_Strict):
     name: str = "gu2net"
-    width: int = 64
-    depth: int = 4
-    global_width: int = 128
+    width: int = Field(64, gt=0)
+    depth: int = Field(4, gt=0)
+    global_width: int = Field(128, gt=0)
     dilations: tuple[int, ...] = (1, 2, 5, 2, 1)
 
     def kwargs(self) -> dict[str, Any]:
@@ -52,39 +74,70 @@ class ModelConfig(_Strict):
 class OptimConfig(_Strict):
     """Adam with a cyclic learning rate between ``lr`` and ``max_lr`` (GU2Net's choice)."""
 
-    lr: float = 1e-4
-    max_lr: float = 1e-2
-    schedule: str = "cyclic"  # cyclic | constant | cosine
-    cycle_epochs: float = 2.0  # epochs from lr to max_lr (half a cycle)
-    weight_decay: float = 0.0
-    loss: str = "bce"  # heatmap codecs: bce | mse | awing
-
-    @field_validator("schedule")
-    @classmethod
-    def _schedule(cls, v):
-        if v not in ("cyclic", "constant", "cosine"):
-            raise ValueError(f"unknown schedule {v!r}; expected cyclic, constant or cosine")
-        return v
+    lr: float = Field(1e-4, gt=0)
+    max_lr: float = Field(1e-2, gt=0)
+    schedule: Literal["cyclic", "constant", "cosine"] = "cyclic"
+    cycle_epochs: float = Field(2.0, gt=0, description="epochs from lr to max_lr")
+    weight_decay: float = Field(0.0, ge=0)
+    loss: Literal["bce", "mse", "awing"] = "bce"
 
 
 class TrainConfig(_Strict):
-    epochs: int = 100
-    batch_size: int = 4
+    epochs: int = Field(100, gt=0)
+    batch_size: int = Field(4, ge=2, description="per step (per process under DDP)")
     mixing: str = "round-robin"
     seed: int = 0
     amp: bool = True
     device: str = "auto"
-    threads: int | None = None
+    threads: int | None = Field(None, gt=0)
     cache_dir: str | None = "cache"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    val_every: int = 1
-    max_steps_per_epoch: int | None = None
+    val_every: int = Field(1, gt=0)
+    max_steps_per_epoch: int | None = Field(None, gt=0)
+
+
+class ImageStageConfig(_Strict):
+    """Landmarks on the whole image, resized into each domain's network input."""
+
+    kind: Literal["image"] = "image"
+
+
+class PatchStageConfig(_Strict):
+    """A refinement stage: a heatmap model on patches around the previous estimates.
+
+    The patch grid: ``patch_size`` x ``patch_size`` pixels at ``scale`` original pixels
+    per patch pixel (or ``scale_mm`` mm, per image from its spacing). It trains on
+    patches centred on the ground truth plus a jitter drawn from the previous stage's own
+    validation error vectors (per landmark, times ``jitter_factor``) plus Gaussian noise
+    of ``jitter_floor`` patch pixels, so it learns to correct the mistakes the previous
+    stage makes. Every landmark inside a patch is a target (the others are trained to
+    zero). At prediction, ``test_offsets`` > 0 averages five crops shifted by that many
+    patch pixels. With ``gate`` the stage applies only to the landmarks whose validation
+    error it improves.
+    """
+
+    kind: Literal["patch"]
+    previous: str = Field(description="checkpoint of the stage (or cascade) to refine")
+    patch_size: int = Field(64, ge=16)
+    scale: float = Field(2.0, gt=0, description="original pixels per patch pixel")
+    scale_mm: float | None = Field(None, gt=0, description="mm per patch pixel instead")
+    sigma: float = Field(2.0, gt=0, description="Gaussian sigma in patch pixels")
+    jitter_factor: float = Field(1.0, ge=0)
+    jitter_floor: float = Field(2.0, ge=0, description="patch pixels")
+    rotate_deg: float = Field(8.0, ge=0, description="patch rotation augmentation")
+    zoom: float = Field(0.1, ge=0, lt=1, description="patch scale augmentation, +-")
+    test_offsets: float = Field(0.0, ge=0, description="patch pixels; 0: one crop")
+    gate: bool = True
+
+
+StageConfig = Annotated[ImageStageConfig | PatchStageConfig, Field(discriminator="kind")]
 
 
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     out_dir: str = "runs/experiment"
-    domains: list[DomainConfig]
+    stage: StageConfig = Field(default_factory=ImageStageConfig)
+    domains: list[DomainConfig] = Field(default_factory=list)
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
@@ -95,25 +148,64 @@ class ExperimentConfig(_Strict):
         names = [d.name for d in v]
         if len(set(names)) != len(names):
             raise ValueError(f"domain names must be unique, got {names}")
-        if not v:
-            raise ValueError("at least one domain is needed")
         return v
+
+    @model_validator(mode="after")
+    def _domains_for_image_stages(self):
+        if self.stage.kind == "image" and not self.domains:
+            raise ValueError("at least one domain is needed (stage kind image)")
+        return self
+
+
+#: keys that may change when a run is resumed (they do not change what is learned)
+RESUMABLE_CHANGES = ("name", "train.epochs", "train.threads", "train.device",
+                     "train.cache_dir", "train.val_every")
+
+
+def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two config dicts (plain types)."""
+    out = []
+    for key in sorted(set(old) | set(new)):
+        path = f"{prefix}{key}"
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += config_differences(a, b, path + ".")
+        elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b) and \
+                all(isinstance(x, dict) for x in a + b):
+            for i, (x, y) in enumerate(zip(a, b, strict=True)):
+                out += config_differences(x, y, f"{path}.{i}.")
+        elif a != b:
+            out.append(path)
+    return out
 
 
 def set_dotted(data: dict, key: str, value: Any) -> None:
-    """Set ``a.b.c`` (list items by index, e.g. ``domains.0.root``) in a nested dict."""
+    """Set ``a.b.c`` (list items by index, e.g. ``domains.0.root``) in a nested dict.
+
+    A path through a missing list item or through a value that is not a mapping or a
+    list is an error naming the key.
+    """
     parts = key.split(".")
     node: Any = data
-    for part in parts[:-1]:
+    for depth, part in enumerate(parts):
+        where = ".".join(parts[:depth + 1])
+        last = depth == len(parts) - 1
         if isinstance(node, list):
-            node = node[int(part)]
+            if not part.isdigit() or int(part) >= len(node):
+                raise ValueError(f"--set {key}: {where!r}: no item {part} (the list has "
+                                 f"{len(node)} item(s))")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
         else:
-            node = node.setdefault(part, {})
-    last = parts[-1]
-    if isinstance(node, list):
-        node[int(last)] = value
-    else:
-        node[last] = value
+            raise ValueError(f"--set {key}: {'.'.join(parts[:depth])!r} is a value "
+                             f"({node!r}), not a section")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -129,7 +221,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such config file")
-        data = yaml.safe_load(path.read_text()) or {}
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise ValueError(f"{path}: not valid YAML ({err})") from err
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of settings, got "
+                             f"{type(data).__name__}")
     data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain types
     for item in overrides or []:
         if "=" not in item:

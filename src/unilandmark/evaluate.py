@@ -20,7 +20,8 @@ from .protocols import Protocol
 from .types import DatasetSpec, Record
 
 PREDICTION_COLUMNS = ("image", "landmark", "x", "y")
-OPTIONAL_COLUMNS = ("name", "x_mm", "y_mm", "confidence", "domain")
+OPTIONAL_COLUMNS = ("name", "x_mm", "y_mm", "confidence", "domain", "flag", "qc", "orientation",
+                    "spacing_x", "spacing_y", "spacing_source", "file")
 
 
 class PredictionError(DatasetError):
@@ -146,23 +147,40 @@ def evaluate(table: PredictionTable, spec: DatasetSpec, split: str,
     return report, errors, records, pred
 
 
-def prediction_rows(ids, points, names, confidence=None, spacing=None, domain=None):
-    """Rows of the prediction CSV for (N, K, 2) points in original pixels."""
+def prediction_rows(ids, points, names, confidence=None, spacing=None, domain=None,
+                    orientation=None, spacing_source=None, flags=None, qc=None, files=None):
+    """Rows of the prediction CSV for (N, K, 2) points in original pixels.
+
+    Optional per-image lists: confidence (N, K), spacing (N) (sx, sy) or None,
+    orientation (N), spacing_source (N), flags (N, K) bool, qc (N), files (N).
+    """
     rows = []
     for n, rid in enumerate(ids):
+        sp = spacing[n] if spacing is not None else None
         for k, name in enumerate(names):
             x, y = points[n][k]
             if not (np.isfinite(x) and np.isfinite(y)):
                 continue
             row = {"image": rid, "landmark": k + 1, "x": _num(x), "y": _num(y),
                    "name": name}
-            sp = spacing[n] if spacing is not None else None
             if sp is not None:
                 row["x_mm"], row["y_mm"] = _num(x * sp[0]), _num(y * sp[1])
             if confidence is not None:
                 row["confidence"] = f"{float(confidence[n][k]):.4f}"
             if domain is not None:
                 row["domain"] = domain
+            if flags is not None:
+                row["flag"] = int(bool(flags[n][k]))
+            if qc is not None:
+                row["qc"] = qc[n]
+            if orientation is not None:
+                row["orientation"] = orientation[n]
+            if spacing_source is not None:
+                row["spacing_x"] = "" if sp is None else _num(sp[0])
+                row["spacing_y"] = "" if sp is None else _num(sp[1])
+                row["spacing_source"] = spacing_source[n] or ""
+            if files is not None:
+                row["file"] = files[n] or ""
             rows.append(row)
     return rows
 

@@ -1,35 +1,63 @@
 """Prediction on new images without ground truth: ``Detector``.
 
 ``Detector.from_checkpoint(path).predict(image_or_path, domain)`` reads any supported
-format at any size, resizes it into the domain's network input, decodes the landmarks and
-maps them back to original pixels through the Geometry; millimetres where the image
-carries a spacing; a confidence per landmark.
+format at any size and runs the checkpoint's stages:
+
+1. **Whole image.** The image is resized into the domain's network input and decoded.
+   With ``orientation="auto"`` (the default) its left-right mirror is decoded too and the
+   orientation with the higher mean peak confidence is kept: a model learns the
+   orientation of its training images, so a mirrored scan is read in that orientation and
+   everything after runs on it.
+2. **Configuration check.** Where the domain has a shape model (built from the training
+   shapes), the points are fitted by it; a landmark far from where the others put it
+   (more than ``RELOCATE_SPREADS`` of its training spread) is searched again in the
+   heatmap, under a Gaussian prior around the shape's position.
+3. **Refinement stages** (a cascade's patch stages) crop patches around the current points
+   and refine them.
+4. The points go back to the original image: un-mirrored, flip pairs swapped back,
+   millimetres where a spacing is known, a confidence per landmark.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .checkpoint import load_checkpoint
-from .config import ExperimentConfig
-from .data.dataset import preprocess
-from .io import read_image
+from .checkpoint import load_checkpoint, stage_chain, upgrade
+from .codecs import HeatmapCodec, decode_peaks
+from .config import ExperimentConfig, PatchStageConfig
+from .data.augment import flip_permutation
+from .geometry import fit_geometry, resize_to_input
+from .io import normalise_intensity, read_image
 from .models import build_model, codec_for
+from .patches import patch_scale, refine_points, scaled_geometry, scaled_image
+from .shape import ShapeModel, fit_shape
 from .types import Spacing
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PRETRAINED_NAME = "gu2net_isbi2015_head.pt"
+ORIENTATIONS = ("auto", "original", "mirrored")
+#: a landmark whose shape-fit residual exceeds this many training spreads is searched again
+RELOCATE_SPREADS = 6.0
 
 
 @dataclass(frozen=True)
 class LandmarkResult:
-    """Landmarks of one image: points (K, 2) original pixels, points_mm (K, 2) or None,
-    confidence (K,), the landmark names, the image's id and spacing."""
+    """Landmarks of one image.
+
+    points (K, 2) original pixels; points_mm (K, 2) or None; confidence (K,) the peak
+    probability of the heatmap that placed each landmark; spacing (sx, sy) mm per pixel
+    and its source (``file``: the image header, ``option``: given by the caller,
+    ``model``: the model's training spacing, accepted explicitly) or None; orientation
+    ``original`` or ``mirrored`` (the image was read as a left-right mirror of the
+    training orientation); shape_residual (K,) distance to the fitted training shape in
+    training spreads (NaN without a shape model); stage_confidence (S, K) per stage.
+    """
 
     id: str
     domain: str
@@ -39,24 +67,46 @@ class LandmarkResult:
     spacing: Spacing | None
     points_mm: np.ndarray | None
     image_path: str | None = None
+    spacing_source: str | None = None
+    orientation: str = "original"
+    shape_residual: np.ndarray | None = None
+    stage_confidence: np.ndarray | None = field(default=None, repr=False)
+
+
+@dataclass
+class PatchStageModel:
+    """A refinement stage ready to predict."""
+
+    model: torch.nn.Module
+    codec: HeatmapCodec
+    config: PatchStageConfig
+    domains: dict[str, dict]
 
 
 class Detector:
-    """A trained model ready to predict; one instance serves every domain it was trained on."""
+    """A trained model (or cascade) ready to predict; one instance serves every domain it
+    was trained on."""
 
     def __init__(self, model: torch.nn.Module, domains: dict[str, dict], device="cpu",
-                 model_name: str = "gu2net"):
-        self.model = model.to(device).eval()
-        self.domains = domains
+                 model_name: str = "gu2net", refiners: list[PatchStageModel] | None = None):
         self.device = torch.device(device)
+        self.model = model.to(self.device).eval()
+        self.domains = domains
         self.model_name = model_name
         self.codecs = {n: codec_for(model_name, m.get("sigma", 3.0)) for n, m in domains.items()}
-        self.refiner = None  # (model, codec, RefineConfig) of a coarse-to-fine cascade
+        self.refiners = refiners or []
+        for r in self.refiners:
+            r.model.to(self.device).eval()
+        self._shapes = {n: ShapeModel.from_dict(m["shape"]) for n, m in domains.items()
+                        if m.get("shape")}
+        self._flips = {n: flip_permutation(m["landmark_names"], m.get("flip_pairs") or [])
+                       .numpy() for n, m in domains.items()}
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None,
                         device: str = "cpu") -> Detector:
-        """Load a checkpoint (``best.pt``/``last.pt``), or the built-in model when None."""
+        """Load a checkpoint (``best.pt``, a cascade, a slim model file), or the built-in
+        model when None."""
         if path is None:
             path = PRETRAINED_DIR / PRETRAINED_NAME
             if not Path(path).is_file():
@@ -66,25 +116,25 @@ class Detector:
 
     @classmethod
     def from_checkpoint_state(cls, state: dict, device: str = "cpu") -> Detector:
-        """Build from a loaded checkpoint dict (a training checkpoint or a cascade)."""
-        if state.get("kind") == "cascade":
-            from .codecs import HeatmapCodec
-            from .refine import RefineConfig
-
-            detector = cls.from_checkpoint_state(state["stage1"], device)
-            rc = RefineConfig.model_validate(state["refine_config"])
-            refiner = build_model(state.get("refine_model", "unet"), state["refine_domains"],
-                                  width=rc.width, depth=rc.depth)
-            refiner.load_state_dict(_float_weights(state["refiner"]))
-            detector.refiner = (refiner.to(device).eval(), HeatmapCodec(rc.sigma), rc)
-            return detector
-        config = ExperimentConfig.model_validate(state["config"])
-        domains = state["domains"]
+        """Build from a loaded checkpoint dict: its whole stage chain."""
+        chain = stage_chain(upgrade(state))
+        first = chain[0]
+        config = ExperimentConfig.model_validate(first["config"])
+        domains = first["domains"]
         model = build_model(config.model.name,
                             {n: m["num_landmarks"] for n, m in domains.items()},
                             **config.model.kwargs())
-        model.load_state_dict(_float_weights(state["model"]))
-        return cls(model, domains, device, config.model.name)
+        model.load_state_dict(_float_weights(first["model"]))
+        refiners = []
+        for later in chain[1:]:
+            rc = ExperimentConfig.model_validate(later["config"])
+            refiner = build_model(rc.model.name,
+                                  {n: m["num_landmarks"] for n, m in later["domains"].items()},
+                                  **rc.model.kwargs())
+            refiner.load_state_dict(_float_weights(later["model"]))
+            refiners.append(PatchStageModel(refiner, HeatmapCodec(rc.stage.sigma), rc.stage,
+                                            later["domains"]))
+        return cls(model, domains, device, config.model.name, refiners)
 
     def _domain(self, domain: str | None) -> str:
         if domain is None:
@@ -98,65 +148,210 @@ class Detector:
 
     @torch.no_grad()
     def predict(self, image, domain: str | None = None, spacing: Spacing | None = None,
-                ) -> LandmarkResult:
+                **options) -> LandmarkResult:
         """One image: a path (any supported format) or a 2-D array. ``spacing`` (mm per
-        pixel, (x, y)) applies where the file carries none (and to arrays)."""
-        return self.predict_many([image], domain, spacing)[0]
+        pixel, (x, y)) applies where the file carries none (and to arrays). ``options``:
+        see :meth:`iter_predict`."""
+        return self.predict_many([image], domain, spacing, **options)[0]
+
+    def predict_many(self, images, domain: str | None = None, spacing: Spacing | None = None,
+                     batch_size: int = 4, **options) -> list[LandmarkResult]:
+        """A list of images (paths or arrays) -> a list of results in the same order."""
+        return list(self.iter_predict(images, domain, spacing, batch_size, **options))
 
     @torch.no_grad()
-    def predict_many(self, images, domain: str | None = None, spacing: Spacing | None = None,
-                     batch_size: int = 4) -> list[LandmarkResult]:
+    def iter_predict(self, images: Iterable, domain: str | None = None,
+                     spacing: Spacing | None = None, batch_size: int = 4,
+                     orientation: str = "auto", assume_training_spacing: bool = False,
+                     on_result: Callable[[LandmarkResult], None] | None = None,
+                     ) -> Iterator[LandmarkResult]:
+        """Yield one result per image, ``batch_size`` images at a time through the model.
+
+        orientation: ``auto`` (decide per image), ``original`` or ``mirrored`` (force).
+        assume_training_spacing: for images without a spacing (file or ``spacing``), use
+        the model's training spacing (only where the images come from the same kind of
+        scanner: the millimetres are then an assumption, marked ``model``).
+        """
         domain = self._domain(domain)
+        if orientation not in ORIENTATIONS:
+            raise ValueError(f"unknown orientation {orientation!r}; expected one of "
+                             f"{ORIENTATIONS}")
+        fallback, fallback_source = spacing, "option"
+        if spacing is None and assume_training_spacing:
+            trained = self.domains[domain].get("spacing")
+            if not trained:
+                raise ValueError(f"this model stores no training spacing for domain {domain!r}"
+                                 "; give the spacing explicitly")
+            fallback, fallback_source = (float(trained[0]), float(trained[1])), "model"
+        chunk: list = []
+        start = 0
+        for item in images:
+            chunk.append(item)
+            if len(chunk) == batch_size:
+                yield from self._predict_chunk(chunk, start, domain, fallback, fallback_source,
+                                               orientation, on_result)
+                start += len(chunk)
+                chunk = []
+        if chunk:
+            yield from self._predict_chunk(chunk, start, domain, fallback, fallback_source,
+                                           orientation, on_result)
+
+    def _predict_chunk(self, chunk, start, domain, fallback, fallback_source, orientation,
+                       on_result):
         meta = self.domains[domain]
-        size = tuple(meta["input_size"])
-        results = []
-        for start in range(0, len(images), batch_size):
-            chunk = images[start:start + batch_size]
-            arrays, geometries, ids, paths, raws = [], [], [], [], []
-            for item in chunk:
-                if isinstance(item, (str, os.PathLike)):
-                    array, sp = read_image(item)
-                    sp = sp or spacing  # the file's own spacing wins
-                    ids.append(_stem(item))
-                    paths.append(str(item))
-                else:
-                    array, sp = np.asarray(item), spacing
-                    if array.ndim != 2:
-                        raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
-                    ids.append(f"array{start + len(ids)}")
-                    paths.append(None)
-                raws.append((array, sp))
-                image, geometry = preprocess(array, sp, size, meta.get("resize", "stretch"))
-                arrays.append(image)
-                geometries.append(geometry)
-            x = torch.from_numpy(np.stack(arrays)).to(self.device)
-            pred = self.codecs[domain].decode(self.model(x, domain))
-            pts = pred.points.double().cpu().numpy()
-            conf = pred.confidence.float().cpu().numpy()
-            originals = np.stack([g.to_original(pts[j]) for j, g in enumerate(geometries)])
-            if self.refiner is not None and domain in self.refiner[0].domains:
-                originals, conf = self._refine(raws, originals, domain)
-            for j, g in enumerate(geometries):
-                original = originals[j]
-                results.append(LandmarkResult(
-                    id=ids[j], domain=domain, names=tuple(meta["landmark_names"]),
-                    points=original, confidence=conf[j], spacing=g.spacing,
-                    points_mm=g.to_mm(original), image_path=paths[j]))
-        return results
+        raws = [_read(item, start + n, fallback, fallback_source) for n, item in
+                enumerate(chunk)]
+        normalised = [normalise_intensity(r.array) for r in raws]
+        points, conf, mirrored, logits, geometries = self._whole_image(
+            normalised, [r.spacing for r in raws], domain, orientation)
+        canonical = [np.ascontiguousarray(a[:, ::-1]) if m else a
+                     for a, m in zip(normalised, mirrored, strict=True)]
+        residual = self._configuration_check(points, conf, logits, geometries, raws, domain)
+        stage_conf = [conf]
+        for refiner in self.refiners:
+            if domain not in refiner.domains:
+                continue
+            points, c = self._refine(refiner, canonical, raws, points, domain)
+            stage_conf.append(c)
+            conf = np.where(np.isfinite(c), c, conf)
+        flip = self._flips[domain]
+        for j, raw in enumerate(raws):
+            pts, cf, res = points[j], conf[j], residual[j]
+            sc = np.stack([s[j] for s in stage_conf])
+            if mirrored[j]:
+                w = raw.array.shape[1]
+                pts = np.stack([(w - 1) - pts[:, 0], pts[:, 1]], -1)[flip]
+                cf, res, sc = cf[flip], res[flip], sc[:, flip]
+            geometry = geometries[j]
+            result = LandmarkResult(
+                id=raw.id, domain=domain, names=tuple(meta["landmark_names"]), points=pts,
+                confidence=cf.astype(np.float32), spacing=raw.spacing,
+                points_mm=geometry.to_mm(pts), image_path=raw.path,
+                spacing_source=raw.spacing_source if raw.spacing else None,
+                orientation="mirrored" if mirrored[j] else "original", shape_residual=res,
+                stage_confidence=sc)
+            if on_result is not None:
+                on_result(result)
+            yield result
 
+    def _whole_image(self, normalised, spacings, domain, orientation):
+        """Stage 1 on every image (and its mirror for ``auto``): points (B, K, 2) in the
+        chosen orientation's original pixels, confidence (B, K), mirrored (B,) bool, the
+        chosen heatmap logits (or None for non-heatmap models) and the geometries."""
+        meta = self.domains[domain]
+        size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
+        inputs, geometries = [], []
+        for array, sp in zip(normalised, spacings, strict=True):
+            h, w = array.shape
+            g = fit_geometry((w, h), size, mode, sp)
+            inputs.append(resize_to_input(array, g))
+            geometries.append(g)
+        x = torch.from_numpy(np.stack(inputs)).to(self.device)
+        b = len(inputs)
+        if orientation == "original":
+            batch = x
+        elif mode == "stretch":  # resizing commutes with the mirror
+            batch = x.flip(-1) if orientation == "mirrored" else torch.cat([x, x.flip(-1)])
+        else:  # letterbox pads on one side: resize the mirrored images themselves
+            flipped = torch.from_numpy(np.stack([resize_to_input(a[:, ::-1], g) for a, g in
+                                                 zip(normalised, geometries, strict=True)]))
+            batch = flipped.to(self.device) if orientation == "mirrored" else \
+                torch.cat([x, flipped.to(self.device)])
+        outputs = self.model(batch, domain)
+        pred = self.codecs[domain].decode(outputs)
+        pts = pred.points.double().cpu().numpy()
+        conf = pred.confidence.float().cpu().numpy()
+        heat = outputs.get("heatmap") if isinstance(self.codecs[domain], HeatmapCodec) else None
+        if orientation == "auto":
+            mirrored = conf[b:].mean(1) > conf[:b].mean(1)
+            pick = np.where(mirrored, np.arange(b) + b, np.arange(b))
+        else:
+            mirrored = np.full(b, orientation == "mirrored")
+            pick = np.arange(b)
+        chosen = heat[torch.from_numpy(pick).to(heat.device)] if heat is not None else None
+        points = np.stack([g.to_original(pts[p]) for g, p in zip(geometries, pick, strict=True)])
+        return points, conf[pick], mirrored, chosen, geometries
 
-    def _refine(self, raws, points, domain):
-        from .refine import _cache_size, refine_points
+    def _configuration_check(self, points, conf, logits, geometries, raws, domain):
+        """Shape-fit residuals (B, K); re-localises gross misses in place."""
+        b, k, _ = points.shape
+        residual = np.full((b, k), np.nan)
+        shape = self._shapes.get(domain)
+        if shape is None:
+            return residual
+        trained = self.domains[domain].get("spacing")
+        for j in range(b):
+            sp = raws[j].spacing or trained
+            scale = np.asarray(sp, dtype=np.float64) if sp else np.ones(2)
+            fit = fit_shape(shape, points[j] * scale, conf[j])
+            residual[j] = fit.residual
+            bad = np.flatnonzero(fit.residual > RELOCATE_SPREADS)
+            if logits is None or not len(bad) or not np.isfinite(fit.size):
+                continue
+            g = geometries[j]
+            prior_centres = g.to_network(fit.fitted[bad] / scale)
+            # prior radius: 3 training spreads, in network pixels
+            radius = 3 * shape.spread[bad] * fit.size / scale.mean() / np.diag(g.matrix)[:2].mean()
+            found, peak = _search_with_prior(logits[j, bad], prior_centres,
+                                             np.maximum(radius, 2.0))
+            points[j, bad] = g.to_original(found)
+            conf[j, bad] = peak
+            again = fit_shape(shape, points[j] * scale, conf[j])
+            residual[j] = again.residual
+        return residual
 
-        refiner, codec, rc = self.refiner
+    def _refine(self, refiner: PatchStageModel, canonical, raws, points, domain):
+        sc = refiner.config
         images, geometries = [], []
-        for array, sp in raws:
-            size = _cache_size((array.shape[1], array.shape[0]), rc.scale)
-            image, geometry = preprocess(array, sp, size, "stretch")
-            images.append(torch.from_numpy(image))
-            geometries.append(geometry)
-        return refine_points(refiner, codec, torch.stack(images), geometries, points, domain,
-                             rc.patch_size, rc.scale)
+        for array, raw in zip(canonical, raws, strict=True):
+            h, w = array.shape
+            s = patch_scale(raw.spacing, sc.scale, sc.scale_mm)
+            g = scaled_geometry((w, h), raw.spacing, s)
+            images.append(scaled_image(array, g).to(self.device))
+            geometries.append(g)
+        apply = refiner.domains[domain].get("apply")
+        return refine_points(refiner.model, refiner.codec, domain, images, geometries, points,
+                             sc.patch_size, apply=apply, test_offsets=sc.test_offsets,
+                             device=self.device)
+
+
+def _search_with_prior(logits: torch.Tensor, centres: np.ndarray, radius: np.ndarray):
+    """Peaks of (M, H, W) heatmap logits weighted by Gaussian priors at ``centres`` (M, 2)
+    network pixels with SD ``radius`` (M,). Returns (points (M, 2), peak probability (M,))."""
+    m, h, w = logits.shape
+    logp = torch.nn.functional.logsigmoid(logits.float())
+    ys = torch.arange(h, device=logp.device, dtype=torch.float32)[:, None]
+    xs = torch.arange(w, device=logp.device, dtype=torch.float32)[None, :]
+    c = torch.tensor(centres, dtype=torch.float32, device=logp.device)
+    r = torch.tensor(radius, dtype=torch.float32, device=logp.device)
+    prior = -((xs[None] - c[:, 0, None, None]) ** 2 + (ys[None] - c[:, 1, None, None]) ** 2) \
+        / (2 * r[:, None, None] ** 2)
+    pts, _ = decode_peaks((logp + prior)[None], refine=True)
+    pts = pts[0].double().cpu().numpy()
+    xi = np.clip(np.round(pts[:, 0]).astype(int), 0, w - 1)
+    yi = np.clip(np.round(pts[:, 1]).astype(int), 0, h - 1)
+    peak = torch.exp(logp[torch.arange(m), torch.from_numpy(yi), torch.from_numpy(xi)])
+    return pts, peak.cpu().numpy()
+
+
+@dataclass
+class _Raw:
+    array: np.ndarray
+    spacing: Spacing | None
+    spacing_source: str | None
+    id: str
+    path: str | None
+
+
+def _read(item, index: int, fallback: Spacing | None, fallback_source: str) -> _Raw:
+    if isinstance(item, (str, os.PathLike)):
+        array, sp = read_image(item)
+        source = "file" if sp else (fallback_source if fallback else None)
+        return _Raw(array, sp or fallback, source, _stem(item), str(item))
+    array = np.asarray(item)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
+    return _Raw(array, fallback, fallback_source if fallback else None, f"array{index}", None)
 
 
 def _float_weights(weights: dict) -> dict:
@@ -169,11 +364,16 @@ def _stem(path) -> str:
 
 
 def result_rows(results: list[LandmarkResult]) -> list[dict]:
-    """Prediction-CSV rows (PROTOCOLS.md section 3) for a list of results."""
+    """Prediction-CSV rows (docs/protocols.md) for a list of results."""
     from .evaluate import prediction_rows
 
     rows = []
     for r in results:
         rows += prediction_rows([r.id], [r.points], r.names, confidence=[r.confidence],
-                                spacing=[r.spacing], domain=r.domain)
+                                spacing=[r.spacing], domain=r.domain,
+                                orientation=[r.orientation],
+                                spacing_source=[r.spacing_source])
     return rows
+
+
+__all__ = ["Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME", "result_rows"]

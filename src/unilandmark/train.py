@@ -1,19 +1,24 @@
-"""Universal training: ``fit(config)`` — one explicit loop over several domains.
+"""Training: ``fit(config)`` — one explicit loop for every stage and every model.
 
-Each step takes one batch from one domain (the schedule of ``data.sampling``), augments it
-on the device, renders Gaussian targets from the float points, and takes an Adam step
-on the domain-weighted, visibility-masked loss. Every epoch it validates per domain in
-original pixels (x spacing: mm where known), keeps the best checkpoint by mean validation
-MRE (not by loss), writes ``last.pt`` atomically and appends a line to ``metrics.jsonl``.
-All randomness is derived from (seed, epoch, step), so ``resume=True`` after a kill
-replays the interrupted epoch and ends with the same weights as an uninterrupted run.
-Under ``torchrun`` it trains with DistributedDataParallel (NCCL on GPU, gloo on CPU).
+The stage (``config.stage.kind``: the whole image, or patches refining a previous stage;
+see ``stages``) supplies batches, targets, the loss and validation; this loop supplies
+everything else, the same for all: the device, bf16 AMP on CUDA, DistributedDataParallel
+under ``torchrun`` (NCCL on GPU, gloo on CPU), Adam with the configured learning-rate
+schedule, per-domain validation every ``val_every`` epochs, the best checkpoint by a
+unit-free selection score (see ``stages.base.selection_score``), atomic checkpoints, the
+metrics log, the progress bar and exact resume.
+
+Each step takes one batch from one domain (the schedule of ``data.sampling``). All
+randomness is derived from (seed, epoch, rank), so ``resume=True`` after a kill replays
+the interrupted epoch and ends with the same weights as an uninterrupted run. The run
+folder's rules (refusing to overwrite another run, checking a resumed config) are in
+``run_folder``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import math
 import os
 import time
 from dataclasses import dataclass
@@ -23,28 +28,12 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from .checkpoint import load_checkpoint, save_checkpoint
-from .config import ExperimentConfig, dump_config
-from .data.augment import augment_batch
-from .data.catalog import build_dataset
-from .data.dataset import LandmarkDataset
+from .checkpoint import prediction_state, save_checkpoint
+from .config import ExperimentConfig
 from .data.sampling import epoch_schedule
-from .metrics import radial_errors, summarise
-from .models import build_model, codec_for
-from .types import DatasetSpec
-
-
-@dataclass
-class DomainData:
-    """A domain's spec and its datasets in network space."""
-
-    name: str
-    spec: DatasetSpec
-    train: LandmarkDataset
-    val: LandmarkDataset | None
-    codec: object
-    weight: float
-    sigma_mm: float | None
+from .run_folder import RunFolder
+from .stages import build_stage
+from .stages.base import selection_score
 
 
 @dataclass
@@ -55,40 +44,26 @@ class FitResult:
     history: list[dict]
 
 
-def domain_meta(d: DomainData, cfg) -> dict:
-    """What a checkpoint keeps of a domain to predict without its dataset."""
-    return {"dataset": cfg.dataset, "landmark_names": list(d.spec.landmark_names),
-            "num_landmarks": d.spec.num_landmarks, "input_size": list(d.train.input_size),
-            "resize": d.train.mode, "sigma": cfg.sigma, "unit": d.spec.unit,
-            "thresholds": list(d.spec.thresholds), "spec_name": d.spec.name}
-
-
-def load_domains(config: ExperimentConfig) -> dict[str, DomainData]:
-    out = {}
-    cache = config.train.cache_dir
-    for dc in config.domains:
-        spec = build_dataset(dc.dataset, dc.root, **dc.options)
-        spec = _renamed_domain(spec, dc.name)
-        train = LandmarkDataset(spec, dc.train_split, dc.input_size, dc.resize, cache)
-        val = (LandmarkDataset(spec, dc.val_split, dc.input_size, dc.resize, cache)
-               if dc.val_split and spec.splits.get(dc.val_split) else None)
-        if dc.sigma_mm is not None and any(r.spacing is None for r in train.records):
-            raise ValueError(f"domain {dc.name}: sigma_mm needs spacing for every image")
-        codec = codec_for(config.model.name, dc.sigma, config.optim.loss)
-        out[dc.name] = DomainData(dc.name, spec, train, val, codec, dc.loss_weight, dc.sigma_mm)
-    return out
-
-
-def _renamed_domain(spec: DatasetSpec, name: str) -> DatasetSpec:
-    from dataclasses import replace
-
-    return spec if spec.domain == name else replace(spec, domain=name)
-
-
 def pick_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``; a clear
+    error for a device this machine does not have."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") \
+            from err
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {name!r}: this torch build or machine has no CUDA GPU; "
+                             "use --device cpu (or auto)")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA "
+                             "device(s) here")
+    elif device.type != "cpu":
+        raise ValueError(f"unsupported device {name!r}; expected auto, cpu, cuda or cuda:N")
+    return device
 
 
 def _dist_info() -> tuple[int, int, int]:
@@ -108,51 +83,17 @@ def _make_scheduler(optimizer, config: ExperimentConfig, steps_per_epoch: int):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
 
 
-@torch.no_grad()
-def predict_dataset(model, dataset: LandmarkDataset, codec, domain: str, device,
-                    batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Predict every sample; returns (points (N, K, 2) in original px, confidence (N, K))."""
-    was_training = model.training
-    model.eval()
-    pts, conf = [], []
-    for start in range(0, len(dataset), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(dataset)))
-        batch = dataset.batch(idx, device)
-        pred = codec.decode(model(batch["image"], domain))
-        p = pred.points.double().cpu().numpy()
-        for j, i in enumerate(idx):
-            pts.append(dataset.geometries[i].to_original(p[j]))
-        conf.append(pred.confidence.float().cpu().numpy())
-    model.train(was_training)
-    return np.stack(pts), np.concatenate(conf)
-
-
-def validate(model, domains: dict[str, DomainData], device) -> dict[str, dict]:
-    """Per-domain validation: MRE in mm (px where a record has no spacing), SDR."""
-    out = {}
-    for name, d in domains.items():
-        if d.val is None:
-            continue
-        pred, _ = predict_dataset(model, d.val, d.codec, name, device)
-        records = d.val.records
-        truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
-        if all(r.spacing for r in records):
-            scale = np.array([r.spacing for r in records])[:, None, :]
-            unit = "mm"
-        else:
-            scale, unit = None, "px"
-        s = summarise(radial_errors(pred, truth, scale), d.spec.thresholds)
-        out[name] = {"mre": s["mre"], "sd": s["sd"], "unit": unit, "sdr": s["sdr"]}
-    return out
-
-
 def _seed_for(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 9_176 + rank * 131) % (2**63 - 1)
 
 
-def fit(config: ExperimentConfig, resume: bool = False, progress: bool = True,
-        stop_after_epoch: int | None = None, log=print) -> FitResult:
-    """Train ``config``; see the module docstring. Returns the checkpoint paths."""
+def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
+        progress: bool = True, stop_after_epoch: int | None = None, log=print) -> FitResult:
+    """Train ``config``; see the module docstring. Returns the checkpoint paths.
+
+    ``resume`` continues ``out_dir/last.pt``; ``overwrite`` replaces a run already in
+    ``out_dir`` (without either, such a folder is refused before anything is written).
+    """
     world, rank, local_rank = _dist_info()
     distributed = world > 1
     device = pick_device(config.train.device)
@@ -167,20 +108,17 @@ def fit(config: ExperimentConfig, resume: bool = False, progress: bool = True,
     main = rank == 0
     if distributed and main:
         log(f"distributed: {world} processes ({dist.get_backend()})")
-    out_dir = Path(config.out_dir)
-    last_path, best_path = out_dir / "last.pt", out_dir / "best.pt"
-    metrics_path = out_dir / "metrics.jsonl"
+    folder = RunFolder(config.out_dir)
     if main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        (out_dir / "config.yaml").write_text(dump_config(config))
+        folder.check(resume, overwrite)
 
     torch.manual_seed(config.train.seed)
-    domains = load_domains(config)
-    model = build_model(config.model.name, {n: d.spec.num_landmarks for n, d in domains.items()},
-                        **config.model.kwargs()).to(device)
+    stage = build_stage(config, device, log)
+    config = stage.resolved_config(config)
+    model = stage.build_model(config).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr,
                                  weight_decay=config.optim.weight_decay)
-    sizes = {n: len(d.train) for n, d in domains.items()}
+    sizes = stage.sizes()
     bs = config.train.batch_size
 
     def schedule_of(epoch: int):
@@ -191,52 +129,48 @@ def fit(config: ExperimentConfig, resume: bool = False, progress: bool = True,
 
     steps_per_epoch = len(schedule_of(0))
     if steps_per_epoch == 0:
-        raise ValueError("no training batch: the training splits are smaller than 2 images "
-                         "per rank")
+        raise ValueError("no training batch: the training data is smaller than 2 samples "
+                         "per process")
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
-    start_epoch, best = 0, {"score": float("inf"), "epoch": -1}
-    if resume and last_path.is_file():
-        state = load_checkpoint(last_path, map_location=device)
+    start_epoch, history = 0, []
+    best = {"score": float("inf"), "epoch": -1, "reference": stage.reference()}
+    if resume:
+        state = folder.resume_state(config)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
-        start_epoch, best = state["epoch"] + 1, state["best"]
-        if main:
-            _truncate_jsonl(metrics_path, state["epoch"])
-            log(f"resumed from {last_path} after epoch {state['epoch'] + 1}")
-    elif main and metrics_path.exists():
-        metrics_path.unlink()
-    metas = {n: domain_meta(d, c) for (n, d), c in zip(domains.items(), config.domains,
-                                                        strict=True)}
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+    if main:
+        folder.start(config, replace=overwrite and not resume)
+        if resume:
+            folder.write_metrics(history)
+            log(f"resumed from {folder.last} after epoch {start_epoch}")
+    if start_epoch >= config.train.epochs:
+        log(f"nothing to do: {folder.last} already holds {start_epoch} of "
+            f"{config.train.epochs} epochs")
     net = model
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(
             model, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
     use_amp = config.train.amp and device.type == "cuda"
-    writer = _tensorboard(out_dir) if main else None
-    history = []
+    writer = _tensorboard(folder.path) if main else None
     bar = _progress(progress and main)
     with bar:
-        task = bar.add_task("train", total=(config.train.epochs - start_epoch) * steps_per_epoch)
+        task = bar.add_task("train", total=max(0, config.train.epochs - start_epoch)
+                            * steps_per_epoch)
         for epoch in range(start_epoch, config.train.epochs):
             t0 = time.time()
             net.train()
             generator = torch.Generator().manual_seed(_seed_for(config.train.seed, epoch, rank))
             losses = []
             for domain, idx in schedule_of(epoch):
-                d = domains[domain]
-                batch = augment_batch(d.train.batch(idx, device), config.train.augment, generator)
-                sigma = None
-                if d.sigma_mm is not None:
-                    sigma = (d.sigma_mm / d.train.mm_per_px(idx)).to(device)[:, None]
-                size = d.train.input_size
-                targets = d.codec.encode(batch["points"], batch["visible"], size, sigma)
+                inputs, targets = stage.batch(domain, idx, generator, device)
                 autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_amp
                             else contextlib.nullcontext())
                 with autocast:
-                    outputs = net(batch["image"], domain)
-                loss = d.codec.loss(outputs, targets) * d.weight
+                    outputs = net(inputs, domain)
+                loss = stage.loss(domain, outputs, targets)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -244,35 +178,36 @@ def fit(config: ExperimentConfig, resume: bool = False, progress: bool = True,
                 losses.append(float(loss.detach()))
                 bar.update(task, advance=1, description=f"epoch {epoch + 1}/{config.train.epochs}"
                            f" loss {np.mean(losses[-20:]):.4f}")
-            val = validate(model, domains, device) if main and (
-                (epoch + 1) % config.train.val_every == 0 or epoch + 1 == config.train.epochs
-            ) else {}
-            score = float(np.mean([v["mre"] for v in val.values()])) if val else None
-            improved = main and ((score is not None and score < best["score"]) or
-                                 (not any(d.val for d in domains.values())))
+            validate_now = (epoch + 1) % config.train.val_every == 0 or \
+                epoch + 1 == config.train.epochs
+            val = stage.validate(model, device) if main and validate_now else {}
+            if val and not best.get("reference"):
+                best["reference"] = {d: v["mre"] for d, v in val.items()}
+            score = selection_score(val, best["reference"]) if val else None
+            no_validation = not stage.has_validation()
+            improved = main and ((score is not None and score < best["score"]) or no_validation)
             if improved:
-                best = {"score": score if score is not None else float("nan"), "epoch": epoch}
+                best = {**best, "score": score if score is not None else float("nan"),
+                        "epoch": epoch}
             entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else None,
                      "lr": optimizer.param_groups[0]["lr"], "val": val, "score": score,
                      "best": bool(improved), "time_s": round(time.time() - t0, 3)}
+            history.append(entry)
             if main:
-                common = {"model": model.state_dict(), "config": config.model_dump(mode="json"),
-                          "domains": metas, "epoch": epoch, "best": best}
+                common = {"kind": stage.kind, "model": model.state_dict(),
+                          "config": config.model_dump(mode="json"), "epoch": epoch,
+                          "best": best, **stage.checkpoint_fields(val)}
                 if improved:
-                    save_checkpoint(best_path, common)
-                save_checkpoint(last_path, {**common, "optimizer": optimizer.state_dict(),
-                                            "scheduler": scheduler.state_dict()})
-                with open(metrics_path, "a") as fh:
-                    fh.write(json.dumps(entry) + "\n")
+                    save_checkpoint(folder.best, prediction_state(common))
+                save_checkpoint(folder.last, {**common, "history": history,
+                                              "optimizer": optimizer.state_dict(),
+                                              "scheduler": scheduler.state_dict()})
+                folder.write_metrics(history)
                 if writer is not None:
                     writer.add_scalar("loss/train", entry["loss"] or 0.0, epoch + 1)
                     for name, v in val.items():
                         writer.add_scalar(f"val_mre/{name}", v["mre"], epoch + 1)
-                vals = "  ".join(f"{n} {v['mre']:.3f} {v['unit']}" for n, v in val.items())
-                log(f"epoch {epoch + 1}/{config.train.epochs}  loss {entry['loss']:.5f}  "
-                    f"{('val ' + vals) if vals else ''}{'  *best*' if improved else ''}  "
-                    f"({entry['time_s']:.1f} s)")
-            history.append(entry)
+                log(_epoch_line(entry, config.train.epochs))
             if distributed:
                 dist.barrier()
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
@@ -281,15 +216,21 @@ def fit(config: ExperimentConfig, resume: bool = False, progress: bool = True,
         writer.close()
     if distributed:
         dist.barrier()
-    return FitResult(out_dir, best_path, last_path, history)
+    return FitResult(folder.path, folder.best, folder.last, history)
 
 
-def _truncate_jsonl(path: Path, last_epoch_index: int) -> None:
-    if not path.exists():
-        return
-    keep = [ln for ln in path.read_text().splitlines()
-            if ln.strip() and json.loads(ln)["epoch"] <= last_epoch_index + 1]
-    path.write_text("".join(ln + "\n" for ln in keep))
+def _epoch_line(entry: dict, epochs: int) -> str:
+    parts = []
+    for name, v in entry["val"].items():
+        text = f"{name} {v['mre']:.3f} {v['unit']}"
+        if "previous_mre" in v:
+            text += f" (previous {v['previous_mre']:.3f}, gated {v['gated_mre']:.3f})"
+        parts.append(text)
+    score = "" if entry["score"] is None or not math.isfinite(entry["score"]) else \
+        f"  score {entry['score']:.3f}"
+    return (f"epoch {entry['epoch']}/{epochs}  loss {entry['loss']:.5f}  "
+            f"{('val ' + '  '.join(parts)) if parts else ''}{score}"
+            f"{'  *best*' if entry['best'] else ''}  ({entry['time_s']:.1f} s)")
 
 
 def _tensorboard(out_dir: Path):

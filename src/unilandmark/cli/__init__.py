@@ -11,18 +11,19 @@ import typer
 
 from .datasets import datasets_app
 from .evaluate import evaluate_cmd
+from .measure import measure_cmd
 from .models import demo_cmd, models_cmd, slim_cmd
 from .predict import predict_cmd
 from .serve import serve_cmd
-from .train import refine_cmd, train_cmd
+from .train import train_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Anatomical landmark detection: datasets, training, prediction, scoring.")
 app.add_typer(datasets_app, name="datasets")
 app.command("train")(train_cmd)
-app.command("refine")(refine_cmd)
 app.command("predict")(predict_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("measure")(measure_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)
 app.command("demo")(demo_cmd)

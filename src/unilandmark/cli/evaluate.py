@@ -20,6 +20,15 @@ def evaluate_cmd(
     opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
     json_out: Path = typer.Option(None, "--json", help="Write the JSON report here."),
     figures: Path = typer.Option(None, "--figures", help="Draw figures into this folder."),
+    measurements: bool = typer.Option(False, "--measurements",
+                                      help="Also score the clinical measurements and their "
+                                           "classes (the built-in spec that fits)."),
+    measurement_spec: Path = typer.Option(None, "--measurement-spec",
+                                          help="Measurement spec YAML (implies "
+                                               "--measurements)."),
+    truncate: bool = typer.Option(False, "--truncate",
+                                  help="Measurements: truncate coordinates to integers first "
+                                       "(the ISBI 2015 organisers' code); default floats."),
 ) -> None:
     """Score a prediction CSV: table, JSON report and figures."""
     from ..evaluate import evaluate, read_predictions
@@ -41,7 +50,17 @@ def evaluate_cmd(
     spec = build_spec(name, root, annotator, opt)
     table = read_predictions(predictions)
     report, errors, records, pred = evaluate(table, spec, split, get_protocol(protocol, spec))
+    if measurements or measurement_spec:
+        from ..measure import load_spec
+        from ..measure.evaluation import measurement_report
+        from ..measure.report import print_measurements
+
+        mspec = load_spec(measurement_spec) if measurement_spec else None
+        report["measurements"] = measurement_report(predictions, spec, records, pred, mspec,
+                                                    truncate)
     print_report(report, console)
+    if "measurements" in report:
+        print_measurements(report["measurements"], console)
     if json_out:
         write_json(json_out, report)
         console.print(f"report: {json_out}")

@@ -37,6 +37,9 @@ def predict_cmd(
     batch_size: int = typer.Option(4),
     spacing: float = typer.Option(None, help="mm per pixel for images whose file has no "
                                              "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI"),
+    measurements: bool = typer.Option(False, "--measurements",
+                                      help="Also write the clinical measurements and classes "
+                                           "to <out stem>_measurements.csv (see `measure`)."),
 ) -> None:
     """Predict landmarks on new images (no ground truth needed)."""
     from ..evaluate import write_predictions
@@ -51,6 +54,14 @@ def predict_cmd(
     results = detector.predict_many(paths, domain, spacing=sp, batch_size=batch_size)
     write_predictions(out, result_rows(results))
     console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to {out}")
+    if measurements:
+        from ..measure import default_output, measure_file, write_measurements
+        from ..measure.report import summary_lines
+
+        table = measure_file(out, domain=results[0].domain)
+        write_measurements(default_output(out), table)
+        for line in summary_lines(table, default_output(out)):
+            console.print(line, highlight=False)
     if overlay:
         overlay.mkdir(parents=True, exist_ok=True)
         for r in results:

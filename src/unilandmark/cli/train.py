@@ -1,4 +1,4 @@
-"""``unilandmark train`` and ``unilandmark refine``."""
+"""``unilandmark train``: every training stage (whole image or patch refinement)."""
 
 from __future__ import annotations
 
@@ -11,41 +11,26 @@ from .common import console, friendly
 
 @friendly
 def train_cmd(
-    config: Path = typer.Argument(..., help="Experiment YAML (see configs/)."),
+    config: Path = typer.Argument(..., help="Experiment YAML (see configs/ and "
+                                            "docs/training.md). `stage: {kind: patch, "
+                                            "previous: CKPT}` trains a refinement stage."),
     set_: list[str] = typer.Option(None, "--set", help="Override key=value, e.g. "
                                                        "train.epochs=5 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from out_dir/last.pt."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run in out_dir from "
+                                                        "its last.pt (same settings)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in "
+                                                              "out_dir."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="Show a progress bar."),
 ) -> None:
-    """Train a (universal) model; multi-GPU with `torchrun --nproc_per_node N -m
-    unilandmark train ...`."""
+    """Train a (universal) model or a refinement stage; multi-GPU with `torchrun
+    --nproc_per_node N -m unilandmark train ...`."""
     from ..config import load_config
     from ..train import fit
 
     cfg = load_config(config, set_)
-    result = fit(cfg, resume=resume, progress=progress, log=console.print)
-    console.print(f"best checkpoint: {result.best_path}\nlast checkpoint: {result.last_path}"
+    result = fit(cfg, resume=resume, overwrite=overwrite, progress=progress,
+                 log=console.print)
+    what = "cascade" if cfg.stage.kind == "patch" else "model"
+    console.print(f"best {what}: {result.best_path}\nlast checkpoint: {result.last_path}"
                   f"\nmetrics: {result.out_dir / 'metrics.jsonl'}")
-
-
-@friendly
-def refine_cmd(
-    config: Path = typer.Argument(..., help="Refinement YAML (stage1 checkpoint, patch, ...)."),
-    set_: list[str] = typer.Option(None, "--set", help="Override key=value (repeatable)."),
-) -> None:
-    """Train a coarse-to-fine stage 2 on top of a trained stage-1 checkpoint."""
-    import yaml as _yaml
-
-    from ..config import set_dotted
-    from ..refine import RefineConfig, fit_refiner
-
-    if not config.is_file():
-        raise FileNotFoundError(f"{config}: no such config file")
-    data = _yaml.safe_load(config.read_text()) or {}
-    for item in set_ or []:
-        key, _, value = item.partition("=")
-        set_dotted(data, key.strip(), _yaml.safe_load(value))
-    best = fit_refiner(RefineConfig.model_validate(data), log=console.print)
-    console.print(f"cascade checkpoint (stage 1 + stage 2): {best}")
-
-

@@ -6,9 +6,12 @@ pixel at p moves exactly to A p. Two interchangeable backends: ``kornia`` (the d
 ``RandomAffine`` in a keypoint-aware ``AugmentationSequential``) and ``torch`` (the same
 transform written with ``affine_grid``/``grid_sample``). Both were measured exact to
 0.03 px on rendered dots (``benchmarks/augment_exactness.py``); kornia was faster.
-Intensity: gamma, contrast, brightness and Gaussian noise. Points pushed outside the
-image become not visible. All randomness comes from the ``generator`` argument, so a
-resumed run replays the same augmentations.
+Mirror: with probability ``flip`` an image is mirrored left-right, its points with it, and
+the landmarks of each flip pair (per domain, e.g. left/right lung apex) swap names.
+Intensity: gamma, contrast, brightness, Gaussian blur and Gaussian noise (other sites'
+radiographs differ in exactly these). Points pushed outside the image become not visible.
+All randomness comes from the ``generator`` argument, so a resumed run replays the same
+augmentations.
 """
 
 from __future__ import annotations
@@ -21,7 +24,13 @@ from pydantic import BaseModel, field_validator
 
 
 class AugmentConfig(BaseModel):
-    """Ranges of the random augmentation (0 disables a term)."""
+    """Ranges of the random augmentation (0 disables a term).
+
+    rotate_deg: +- degrees; scale: +- fraction; translate: +- fraction of the size;
+    gamma: (low, high); contrast: +- fraction; brightness: +- intensity; noise: maximum
+    Gaussian noise SD; blur: maximum Gaussian blur sigma in pixels; flip: probability of
+    a left-right mirror (with the domain's flip pairs swapped).
+    """
 
     rotate_deg: float = 10.0
     scale: float = 0.1
@@ -30,6 +39,8 @@ class AugmentConfig(BaseModel):
     contrast: float = 0.2
     brightness: float = 0.05
     noise: float = 0.02
+    blur: float = 0.0
+    flip: float = 0.0
     enabled: bool = True
     backend: str = "kornia"
 
@@ -74,11 +85,19 @@ def warp_images(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
 
 
 def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig,
-                  generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Augment ``{"image" (B, C, H, W), "points" (B, K, 2), "visible" (B, K)}``."""
+                  generator: torch.Generator, flip_permutation: torch.Tensor | None = None,
+                  ) -> dict[str, torch.Tensor]:
+    """Augment ``{"image" (B, C, H, W), "points" (B, K, 2), "visible" (B, K)}``.
+
+    ``flip_permutation`` (K,) long: the landmark index each landmark takes under a mirror
+    (``arange(K)`` with flip pairs swapped); None means no pairs.
+    """
     if not cfg.enabled:
         return batch
     images, points, visible = batch["image"], batch["points"], batch["visible"]
+    if cfg.flip > 0:
+        images, points, visible = mirror_batch(images, points, visible, cfg.flip, generator,
+                                               flip_permutation)
     b, _, h, w = images.shape
     if cfg.backend == "kornia":
         images, points = _kornia_affine(images, points, cfg, generator)
@@ -91,7 +110,52 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig,
              (points[..., 1] >= -0.5) & (points[..., 1] <= h - 0.5)
     visible = visible & inside
     points = torch.where(visible[..., None], points, torch.full_like(points, float("nan")))
-    r = torch.rand((b, 4), generator=generator).to(images.device)
+    return {"image": augment_intensity(images, cfg, generator), "points": points,
+            "visible": visible}
+
+
+def flip_permutation(names: tuple[str, ...] | list[str], pairs) -> torch.Tensor:
+    """(K,) long: landmark k takes index ``perm[k]`` under a mirror (pairs swapped).
+
+    ``pairs``: iterable of (name_a, name_b); an unknown name is an error naming it.
+    """
+    index = {n: i for i, n in enumerate(names)}
+    perm = list(range(len(names)))
+    for a, b in pairs:
+        for name in (a, b):
+            if name not in index:
+                raise ValueError(f"flip pair ({a!r}, {b!r}): no landmark named {name!r}; "
+                                 f"landmarks: {', '.join(names)}")
+        perm[index[a]], perm[index[b]] = index[b], index[a]
+    return torch.tensor(perm, dtype=torch.long)
+
+
+def mirror_batch(images, points, visible, probability: float, generator,
+                 permutation: torch.Tensor | None):
+    """Mirror each sample left-right with ``probability``: x -> W - 1 - x, flip pairs
+    swapped. Returns (images, points, visible)."""
+    b, _, _, w = images.shape
+    chosen = (torch.rand(b, generator=generator) < probability).to(images.device)
+    if not bool(chosen.any()):
+        return images, points, visible
+    flipped_pts = points.clone()
+    flipped_pts[..., 0] = (w - 1) - flipped_pts[..., 0]
+    flipped_vis = visible
+    if permutation is not None:
+        perm = permutation.to(points.device)
+        flipped_pts, flipped_vis = flipped_pts[:, perm], visible[:, perm]
+    sel = chosen.view(b, 1, 1, 1)
+    images = torch.where(sel, images.flip(-1), images)
+    points = torch.where(chosen.view(b, 1, 1), flipped_pts, points)
+    visible = torch.where(chosen.view(b, 1), flipped_vis, visible)
+    return images, points, visible
+
+
+def augment_intensity(images: torch.Tensor, cfg: AugmentConfig,
+                      generator: torch.Generator) -> torch.Tensor:
+    """Gamma, contrast, brightness, blur and noise on (B, C, H, W) images in [0, 1]."""
+    b = images.shape[0]
+    r = torch.rand((b, 5), generator=generator).to(images.device)
     lo, hi = cfg.gamma
     gamma = (lo + (hi - lo) * r[:, 0]).view(b, 1, 1, 1)
     images = images.clamp(0, 1) ** gamma
@@ -99,10 +163,32 @@ def augment_batch(batch: dict[str, torch.Tensor], cfg: AugmentConfig,
     contrast = (1 + (2 * r[:, 1] - 1) * cfg.contrast).view(b, 1, 1, 1)
     brightness = ((2 * r[:, 2] - 1) * cfg.brightness).view(b, 1, 1, 1)
     images = (images - mean) * contrast + mean + brightness
+    if cfg.blur > 0:
+        images = gaussian_blur(images, cfg.blur * r[:, 4])
     if cfg.noise > 0:
         noise = torch.randn(images.shape, generator=generator).to(images.device)
         images = images + noise * (cfg.noise * r[:, 3]).view(b, 1, 1, 1)
-    return {"image": images.clamp(0, 1), "points": points, "visible": visible}
+    return images.clamp(0, 1)
+
+
+def gaussian_blur(images: torch.Tensor, sigmas: torch.Tensor) -> torch.Tensor:
+    """Separable Gaussian blur of (B, C, H, W) with a per-sample sigma (B,) in pixels
+    (0: unchanged); reflect padding."""
+    b, c, h, w = images.shape
+    radius = max(1, int(math.ceil(3 * float(sigmas.max()))))
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    sig = sigmas.to(images.dtype).clamp(min=1e-3).view(b, 1)
+    kernel = torch.exp(-offsets[None] ** 2 / (2 * sig ** 2))
+    kernel = kernel / kernel.sum(1, keepdim=True)  # (B, 2r + 1); sigma ~0 -> a delta
+    x = images.reshape(1, b * c, h, w)
+    kx = kernel.repeat_interleave(c, 0)[:, None, None, :]
+    ky = kernel.repeat_interleave(c, 0)[:, None, :, None]
+    pad_w, pad_h = min(radius, w - 1), min(radius, h - 1)
+    x = F.conv2d(F.pad(x, (pad_w, pad_w, 0, 0), mode="reflect"),
+                 kx[..., radius - pad_w: radius + pad_w + 1], groups=b * c)
+    x = F.conv2d(F.pad(x, (0, 0, pad_h, pad_h), mode="reflect"),
+                 ky[..., radius - pad_h: radius + pad_h + 1, :], groups=b * c)
+    return x.reshape(b, c, h, w)
 
 
 _KORNIA_CACHE: dict = {}

@@ -9,6 +9,7 @@ so a second run (or a second process) skips decoding full-resolution images.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 from pathlib import Path
 
@@ -17,8 +18,11 @@ import torch
 
 from ..atomic import atomic_path
 from ..geometry import fit_geometry, resize_to_input
-from ..io import normalise_intensity, read_image
+from ..io import normalise_intensity, read_image, read_image_info
+from ..patches import patch_scale, scaled_geometry
 from ..types import DatasetSpec, Geometry, Record, Sample
+
+log = logging.getLogger(__name__)
 
 
 def preprocess(array: np.ndarray, spacing, input_size: tuple[int, int], mode: str,
@@ -29,11 +33,54 @@ def preprocess(array: np.ndarray, spacing, input_size: tuple[int, int], mode: st
     return resize_to_input(normalise_intensity(array), geometry), geometry
 
 
-def _cache_key(record: Record, input_size, mode) -> str:
+def _cache_key(record: Record, geometry: Geometry) -> str:
     stat = os.stat(record.image_path)
+    matrix = ",".join(f"{v:.9g}" for v in geometry.matrix[:2].ravel())
     text = f"{os.path.abspath(record.image_path)}|{stat.st_size}|{stat.st_mtime_ns}|" \
-           f"{input_size[0]}x{input_size[1]}|{mode}"
+           f"{geometry.input_size[0]}x{geometry.input_size[1]}|{matrix}|{CACHE_VERSION}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
+
+
+#: bump when preprocessing changes, so old cache entries are not reused
+CACHE_VERSION = "percentile-window-1"
+
+
+def _record_size(record: Record) -> tuple[int, int]:
+    """(W, H) of a record's image, from the record's meta or the file header."""
+    size = record.meta.get("size")
+    if size is None:
+        size, _ = read_image_info(record.image_path)
+    return int(size[0]), int(size[1])
+
+
+def load_resized(record: Record, geometry: Geometry, cache_dir: Path | None,
+                 dataset_name: str) -> tuple[np.ndarray, Geometry]:
+    """A record's image normalised and resized into ``geometry``: ((1, h, w) float16,
+    geometry), through the disk cache when ``cache_dir`` is set (keyed by the file's path,
+    size and modification time, the resize and the preprocessing version)."""
+    cached = None
+    if cache_dir is not None:
+        cached = Path(cache_dir) / dataset_name / \
+            f"{record.id}-{_cache_key(record, geometry)}.npz"
+        if cached.is_file():
+            try:
+                with np.load(cached) as data:
+                    return data["image"], geometry
+            except (OSError, ValueError, KeyError, EOFError) as err:
+                log.warning("%s: unreadable cache entry (%s); decoding the image again",
+                            cached, err)
+                cached.unlink(missing_ok=True)
+    array, _ = read_image(record.image_path)
+    if (array.shape[1], array.shape[0]) != tuple(geometry.original_size):
+        raise ValueError(f"{record.image_path}: record {record.id}: image is "
+                         f"{array.shape[1]}x{array.shape[0]}, its header said "
+                         f"{geometry.original_size[0]}x{geometry.original_size[1]}")
+    image = resize_to_input(normalise_intensity(array), geometry).astype(np.float16)
+    if cached is not None:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, image=image)
+    return image, geometry
 
 
 class LandmarkDataset(torch.utils.data.Dataset):
@@ -68,24 +115,9 @@ class LandmarkDataset(torch.utils.data.Dataset):
                                       geometry.to_network(record.points), np.nan)
 
     def _load(self, record: Record) -> tuple[np.ndarray, Geometry]:
-        cached = None
-        if self.cache_dir is not None:
-            cached = self.cache_dir / f"{self.spec.name}" / \
-                f"{record.id}-{_cache_key(record, self.input_size, self.mode)}.npz"
-            if cached.is_file():
-                data = np.load(cached)
-                geometry = Geometry(tuple(int(v) for v in data["original_size"]),
-                                    record.spacing, data["matrix"], self.input_size)
-                return data["image"], geometry
-        array, _ = read_image(record.image_path)
-        image, geometry = preprocess(array, record.spacing, self.input_size, self.mode)
-        image = image.astype(np.float16)
-        if cached is not None:
-            cached.parent.mkdir(parents=True, exist_ok=True)
-            with atomic_path(cached) as tmp, open(tmp, "wb") as fh:
-                np.savez(fh, image=image, matrix=geometry.matrix,
-                         original_size=np.array(geometry.original_size))
-        return image, geometry
+        geometry = fit_geometry(_record_size(record), self.input_size, self.mode,
+                                record.spacing)
+        return load_resized(record, geometry, self.cache_dir, self.spec.name)
 
     def mm_per_px(self, indices) -> torch.Tensor:
         """(B,) millimetres per network-input pixel (geometric mean of the axes); NaN
@@ -116,3 +148,34 @@ class LandmarkDataset(torch.utils.data.Dataset):
             "points": torch.from_numpy(self.points[idx]).float().to(device),
             "visible": torch.from_numpy(self.visible[idx]).to(device),
         }
+
+
+class ScaledImages:
+    """Every record of a split at ``1 / s`` per axis (``s`` from ``scale`` or ``scale_mm``
+    and each image's spacing): images (1, h_i, w_i) float16 of different sizes, each with
+    its own Geometry, and the points in resized pixels (NaN where not visible)."""
+
+    def __init__(self, spec: DatasetSpec, split: str, scale: float,
+                 scale_mm: float | None = None, cache_dir: str | Path | None = None):
+        self.spec = spec
+        self.records = spec.split_records(split)
+        if not self.records:
+            raise ValueError(f"{spec.name}: split {split!r} has no records")
+        self.images: list[np.ndarray] = []
+        self.geometries: list[Geometry] = []
+        k = spec.num_landmarks
+        self.points = np.full((len(self.records), k, 2), np.nan)
+        self.visible = np.zeros((len(self.records), k), dtype=bool)
+        for i, record in enumerate(self.records):
+            s = patch_scale(record.spacing, scale, scale_mm)
+            geometry = scaled_geometry(_record_size(record), record.spacing, s)
+            image, geometry = load_resized(record, geometry, cache_dir and Path(cache_dir),
+                                           spec.name)
+            self.images.append(image)
+            self.geometries.append(geometry)
+            self.visible[i] = record.visible
+            self.points[i] = np.where(record.visible[:, None],
+                                      geometry.to_network(record.points), np.nan)
+
+    def __len__(self) -> int:
+        return len(self.records)

@@ -1,0 +1,42 @@
+"""``unilandmark measure``: clinical measurements and classes from a prediction CSV."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import console, friendly
+
+
+@friendly
+def measure_cmd(
+    predictions: Path = typer.Argument(..., help="Prediction CSV (image,landmark,x,y,...)."),
+    domain: str = typer.Option(None, "--domain", help="Domain of the images (e.g. head): "
+                                                      "picks the built-in spec; default: the "
+                                                      "file's domain column or the landmark "
+                                                      "names."),
+    spec: Path = typer.Option(None, "--spec", help="Measurement spec YAML (default: the "
+                                                   "built-in spec that fits)."),
+    truncate: bool = typer.Option(False, "--truncate/--float",
+                                  help="Truncate coordinates to integers first, as the ISBI "
+                                       "2015 organisers' code does (default: floats)."),
+    spacing: float = typer.Option(None, help="mm per pixel for images whose rows carry no "
+                                             "spacing (e.g. 0.1 for ISBI JPEGs)."),
+    out: Path = typer.Option(None, "--out", help="CSV to write (default: "
+                                                 "<predictions stem>_measurements.csv)."),
+) -> None:
+    """Measurements and classes per image (one row per image), e.g. ANB, SNB, SNA, ODI,
+    APDI, FHI, FHA, MW for a cephalogram."""
+    from ..measure import default_output, load_spec, measure_file, write_measurements
+    from ..measure.report import summary_lines
+
+    if spacing is not None and spacing <= 0:
+        raise ValueError(f"--spacing must be positive, got {spacing}")
+    chosen = load_spec(spec) if spec else None
+    table = measure_file(predictions, chosen, domain,
+                         (spacing, spacing) if spacing else None, truncate)
+    out = out or default_output(predictions)
+    write_measurements(out, table)
+    for line in summary_lines(table, out):
+        console.print(line, highlight=False)

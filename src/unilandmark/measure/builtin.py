@@ -1,0 +1,57 @@
+"""The built-in specs shipped as package data (``measure/specs/*.yaml``) and spec choice."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from importlib import resources
+
+import yaml
+
+from .compute import normalise_name
+from .spec import MeasurementSpec, SpecError, parse_spec
+
+
+@functools.lru_cache(maxsize=1)
+def _load_builtin() -> tuple[tuple[str, MeasurementSpec], ...]:
+    folder = resources.files("unilandmark.measure").joinpath("specs")
+    out = []
+    for entry in sorted(folder.iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith((".yaml", ".yml")):
+            continue
+        source = f"unilandmark/measure/specs/{entry.name}"
+        try:
+            data = yaml.safe_load(entry.read_text(encoding="utf-8"))
+        except yaml.YAMLError as err:
+            raise SpecError(f"{source}: not a valid YAML file: {err}") from None
+        spec = parse_spec(data, source)
+        out.append((spec.name, spec))
+    return tuple(out)
+
+
+def builtin_specs() -> dict[str, MeasurementSpec]:
+    """{spec name: spec} of the built-in specs (``isbi2015``: the ISBI 2015 set)."""
+    return dict(_load_builtin())
+
+
+def covers(spec: MeasurementSpec, landmark_names: Sequence[str]) -> bool:
+    """Whether every landmark the spec reads is among ``landmark_names`` (by name)."""
+    present = {normalise_name(n) for n in landmark_names}
+    return all(normalise_name(n) in present for n in spec.landmarks_used())
+
+
+def spec_for(landmark_names: Sequence[str], domain: str | None = None,
+             ) -> MeasurementSpec | None:
+    """The first built-in spec whose landmark names are all present (matching by names,
+    not by count); with ``domain``, only specs of that domain are considered."""
+    for spec in builtin_specs().values():
+        if domain is not None and spec.domain != domain:
+            continue
+        if covers(spec, landmark_names):
+            return spec
+    return None
+
+
+def specs_for_domain(domain: str) -> list[MeasurementSpec]:
+    """The built-in specs declared for ``domain`` (e.g. ``head``)."""
+    return [s for s in builtin_specs().values() if s.domain == domain]

@@ -1,0 +1,83 @@
+"""Tables of measurement scores: the console (rich) and markdown."""
+
+from __future__ import annotations
+
+import math
+
+UNIT_TEXT = {"deg": "deg", "mm": "mm", "px": "px", "ratio": "ratio"}
+
+
+def _num(value, spec: str) -> str:
+    return format(value, spec) if value is not None and math.isfinite(value) else "-"
+
+
+def _pct(value) -> str:
+    return _num(100.0 * value if value is not None else None, ".1f")
+
+
+def _counts(row: dict) -> str:
+    counts = row.get("truth_counts") or {}
+    return " ".join(f"{c}:{n}" for c, n in sorted(counts.items(), key=lambda kv: int(kv[0])))
+
+
+def print_measurements(section: dict, console=None, title: str | None = None) -> None:
+    """Per measurement: MAE ± SD (unit), accuracy, balanced SCR, ground-truth classes."""
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    table = Table(title=title or f"measurements ({section['spec']}, coordinates "
+                                 f"{section['coordinates']})")
+    for col in ("measurement", "unit", "MAE ± SD", "acc. %", "SCR %", "n",
+                "truth class:count"):
+        table.add_column(col, justify="left" if col in ("measurement", "unit") else "right",
+                         no_wrap=True)
+    for r in section["measurements"]:
+        digits = ".4f" if r["unit"] == "ratio" else ".3f"
+        table.add_row(r["name"], UNIT_TEXT.get(r["unit"], r["unit"]),
+                      f"{_num(r['mae'], digits)} ± {_num(r['sd'], digits)}",
+                      _pct(r.get("accuracy")), _pct(r.get("scr")), str(r["n_compared"]),
+                      _counts(r))
+    table.add_row("mean", "", "", _pct(section["mean_accuracy"]),
+                  _pct(section["mean_scr"]), "", "", style="bold")
+    console.print(table)
+    undefined = sum(r["undefined_prediction"] for r in section["measurements"])
+    if undefined:
+        console.print(f"{undefined} measurement(s) undefined in the prediction (a landmark "
+                      "or the spacing missing): counted as misclassified, left out of MAE")
+
+
+def markdown_rows(section: dict) -> list[str]:
+    """``| name | unit | MAE | accuracy % | SCR % |`` rows (no header)."""
+    out = []
+    for r in section["measurements"]:
+        digits = ".4f" if r["unit"] == "ratio" else ".3f"
+        out.append(f"| {r['name']} | {r['unit']} | {_num(r['mae'], digits)} | "
+                   f"{_pct(r.get('accuracy'))} | {_pct(r.get('scr'))} |")
+    return out
+
+
+def summary_lines(table, out) -> list[str]:
+    """What ``measure`` wrote: counts, coordinates, orientation, then per measurement how
+    many images have it and the class counts."""
+    import numpy as np
+
+    from .scoring import COORDINATES
+
+    spec = table.spec
+    mirrored = sum(img.mirrored for img in table.images)
+    no_spacing = sum(img.spacing is None for img in table.images)
+    lines = [f"wrote {len(table.images)} images x {len(spec.names)} measurements to {out} "
+             f"(spec {spec.name}, coordinates {COORDINATES[table.truncate]}, {mirrored} "
+             f"mirrored, {no_spacing} without spacing)"]
+    if table.skipped:
+        lines.append(f"skipped {len(table.skipped)} image(s) of another domain")
+    for name in spec.names:
+        values = table.values[name]
+        line = f"  {name:8s} {spec.unit(name):5s} defined for {int(np.isfinite(values).sum())}"
+        if name in table.classes:
+            cls = table.classes[name]
+            counts = {int(c): int((cls == c).sum()) for c in np.unique(cls[cls > 0])}
+            line += "   classes " + ", ".join(f"{c}: {n}" for c, n in counts.items())
+        lines.append(line)
+    return lines

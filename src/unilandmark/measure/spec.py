@@ -1,0 +1,358 @@
+"""The measurement spec: plain data naming angles, distances and ratios over landmark names.
+
+A spec is written in YAML (or given as a dict) and validated by pydantic; loading never
+runs code from the file. Shape of a spec (docs/measurements.md has the full reference)::
+
+    name: isbi2015
+    domain: head
+    points: {S: sella, N: nasion, A: subspinale}      # optional short symbols
+    measurements:
+      - name: SNA
+        angle: [[N, S], [N, A]]          # unsigned angle between N->S and N->A, degrees
+        classes:
+          - {class: 1, min: 79.4, max: 83.2}   # closed interval
+          - {class: 2, above: 83.2}
+          - {class: 3, below: 79.4}
+
+Each measurement has exactly one of ``angle``, ``signed_angle``, ``distance``, ``ratio``
+or ``sum``; a ``sum`` adds weighted terms (each an ``angle``, ``signed_angle``,
+``distance`` or a ``ref`` to another measurement). A point is a symbol of ``points`` or a
+landmark name. ``X->Y`` is the vector Y - X in the patient's frame (x right, y down).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+
+KINDS = ("angle", "signed_angle", "distance", "ratio", "sum")
+TERM_KINDS = ("angle", "signed_angle", "distance", "ref")
+UNITS = ("deg", "mm", "px", "ratio")
+
+
+class SpecError(ValueError):
+    """A measurement spec that cannot be used; the message names the file and every fault."""
+
+
+def _as_name(value: Any) -> Any:
+    """Landmark names may be numbers in YAML (``[1, 5]`` for a hand): read them as text."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+Name = Annotated[str, BeforeValidator(_as_name), Field(min_length=1)]
+Segment = tuple[Name, Name]
+"""Two points ``[P, Q]``: the vector P->Q (or the distance |Q - P|)."""
+
+
+class _Data(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class ClassRule(_Data):
+    """One class: matches a value meeting every bound given; the first matching rule wins.
+
+    ``min``/``max`` are inclusive (``min <= v <= max``: a closed interval), ``above`` and
+    ``below`` exclusive (``v > above``, ``v < below``), ``equals`` exact.
+    """
+
+    class_: int = Field(alias="class", ge=1, description="class number, 1 or more")
+    label: str | None = None
+    min: float | None = None
+    max: float | None = None
+    above: float | None = None
+    below: float | None = None
+    equals: float | None = None
+
+    @model_validator(mode="after")
+    def _bounds(self) -> ClassRule:
+        if all(v is None for v in (self.min, self.max, self.above, self.below, self.equals)):
+            raise ValueError(f"class {self.class_}: give at least one of min, max, above, "
+                             "below, equals")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"class {self.class_}: min {self.min} is above max {self.max}")
+        return self
+
+    def matches(self, value: float) -> bool:
+        """Whether a finite ``value`` falls in this class."""
+        return ((self.min is None or value >= self.min)
+                and (self.max is None or value <= self.max)
+                and (self.above is None or value > self.above)
+                and (self.below is None or value < self.below)
+                and (self.equals is None or value == self.equals))
+
+
+class Term(_Data):
+    """One weighted term of a ``sum``: exactly one of angle, signed_angle, distance, ref."""
+
+    weight: float = 1.0
+    angle: tuple[Segment, Segment] | None = None
+    signed_angle: tuple[Segment, Segment] | None = None
+    distance: Segment | None = None
+    sign: Literal["x", "y"] | None = None
+    ref: Name | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Term:
+        given = [k for k in TERM_KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"a sum term needs exactly one of {', '.join(TERM_KINDS)}; "
+                             f"got {given or 'none'}")
+        if self.sign is not None and self.distance is None:
+            raise ValueError("'sign' applies to a distance only")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in TERM_KINDS if getattr(self, k) is not None)
+
+
+class Measurement(_Data):
+    """One named measurement and its classes.
+
+    ``angle``: unsigned angle in degrees (0..180) between two vectors ``[[P, Q], [R, T]]``
+    (P->Q and R->T). ``signed_angle``: the same angle, negative when
+    ``cross(u, v) = u.x v.y - u.y v.x < 0`` (x right, y down). ``distance``: |Q - P| of
+    ``[P, Q]``; with ``sign: x`` negative when Q.x < P.x (``sign: y``: when Q.y < P.y).
+    ``ratio``: |Q - P| / |T - R| of ``[[P, Q], [R, T]]``. ``sum``: weighted terms.
+
+    ``unit`` of a distance (or a sum of distances): ``mm`` (needs the pixel spacing) or
+    ``px``. ``without_spacing``: what an ``mm`` distance gives for an image without
+    spacing: ``nan`` (default) or ``px``, which adds ``<name>_px`` (pixels) beside the NaN.
+    """
+
+    name: str = Field(min_length=1)
+    description: str | None = None
+    unit: Literal["deg", "mm", "px", "ratio"] | None = None
+    angle: tuple[Segment, Segment] | None = None
+    signed_angle: tuple[Segment, Segment] | None = None
+    distance: Segment | None = None
+    sign: Literal["x", "y"] | None = None
+    ratio: tuple[Segment, Segment] | None = None
+    sum: tuple[Term, ...] | None = None
+    without_spacing: Literal["nan", "px"] = "nan"
+    classes: tuple[ClassRule, ...] = ()
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Measurement:
+        given = [k for k in KINDS if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"measurement {self.name!r} needs exactly one of "
+                             f"{', '.join(KINDS)}; got {given or 'none'}")
+        if self.sign is not None and self.distance is None:
+            raise ValueError(f"measurement {self.name!r}: 'sign' applies to a distance only")
+        if self.sum is not None and not self.sum:
+            raise ValueError(f"measurement {self.name!r}: a sum needs at least one term")
+        bad = set(self.name) & set(',"\n\r')
+        if bad or self.name != self.name.strip() or self.name == "image" or \
+                self.name.endswith(("_class", "_px")):
+            raise ValueError(f"measurement name {self.name!r}: must not be 'image', end in "
+                             "'_class' or '_px', or hold commas, quotes or line breaks")
+        return self
+
+    @property
+    def kind(self) -> str:
+        return next(k for k in KINDS if getattr(self, k) is not None)
+
+
+class MeasurementSpec(_Data):
+    """A set of measurements for one domain (anatomy); plain data, see the module doc.
+
+    ``landmarks``: optional ordered list of the domain's landmark names, used to read files
+    that number landmarks without naming them. ``points``: optional short symbols for
+    landmark names. ``frame``: the orientation the definitions assume (free text).
+    """
+
+    name: str = Field(min_length=1)
+    domain: str | None = None
+    description: str | None = None
+    source: str | None = None
+    frame: str | None = None
+    landmarks: tuple[Name, ...] | None = None
+    points: dict[str, Name] = Field(default_factory=dict)
+    measurements: tuple[Measurement, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MeasurementSpec:
+        faults = _semantic_faults(self)
+        if faults:
+            raise ValueError("; ".join(faults))
+        return self
+
+    # -- lookups -------------------------------------------------------------------------
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Measurement names in the spec's order (the order of output columns)."""
+        return tuple(m.name for m in self.measurements)
+
+    def measurement(self, name: str) -> Measurement:
+        for m in self.measurements:
+            if m.name == name:
+                return m
+        raise KeyError(f"spec {self.name}: no measurement {name!r}; known: "
+                       f"{', '.join(self.names)}")
+
+    def resolve(self, point: str) -> str:
+        """The landmark name a point symbol (or a landmark name) stands for."""
+        return self.points.get(point, point)
+
+    def landmarks_used(self) -> tuple[str, ...]:
+        """Every landmark name the measurements read, in first-use order."""
+        seen: dict[str, None] = {}
+        for m in self.measurements:
+            for p in _points_of(m):
+                seen.setdefault(self.resolve(p), None)
+        return tuple(seen)
+
+    def unit(self, name: str) -> str:
+        """The unit of a measurement: ``deg``, ``mm``, ``px`` or ``ratio``."""
+        return _unit(self, self.measurement(name), set())
+
+    def units(self) -> dict[str, str]:
+        return {m.name: self.unit(m.name) for m in self.measurements}
+
+    def classified(self) -> tuple[str, ...]:
+        """Names of the measurements that define classes."""
+        return tuple(m.name for m in self.measurements if m.classes)
+
+    def pixel_fallbacks(self) -> tuple[str, ...]:
+        """Names of mm measurements that add ``<name>_px`` for images without spacing."""
+        return tuple(m.name for m in self.measurements
+                     if m.without_spacing == "px" and self.unit(m.name) == "mm")
+
+
+def _points_of(m: Measurement | Term) -> list[str]:
+    out: list[str] = []
+    for key in ("angle", "signed_angle", "ratio"):
+        pairs = getattr(m, key, None)
+        if pairs is not None:
+            out += [p for seg in pairs for p in seg]
+    if m.distance is not None:
+        out += list(m.distance)
+    for term in getattr(m, "sum", None) or []:
+        out += _points_of(term)
+    return out
+
+
+def _unit(spec: MeasurementSpec, m: Measurement, visiting: set[str]) -> str:
+    """Unit of ``m``; raises ValueError on a unit clash or a reference cycle."""
+    if m.angle is not None or m.signed_angle is not None:
+        return "deg"
+    if m.ratio is not None:
+        return "ratio"
+    if m.distance is not None:
+        return m.unit or "mm"
+    if m.name in visiting:
+        raise ValueError(f"measurement {m.name!r}: its references form a cycle")
+    visiting = visiting | {m.name}
+    units = set()
+    for term in m.sum or []:
+        if term.ref is not None:
+            units.add(_unit(spec, spec.measurement(term.ref), visiting))
+        elif term.distance is not None:
+            units.add(m.unit or "mm")
+        else:
+            units.add("deg")
+    if len(units) != 1:
+        raise ValueError(f"measurement {m.name!r}: a sum mixes units {sorted(units)}")
+    return units.pop()
+
+
+def _semantic_faults(spec: MeasurementSpec) -> list[str]:
+    """Every fault beyond the field types: duplicates, unknown refs, units, cycles."""
+    faults = []
+    seen: set[str] = set()
+    for m in spec.measurements:
+        if m.name in seen:
+            faults.append(f"measurement {m.name!r} is defined twice")
+        seen.add(m.name)
+    for m in spec.measurements:
+        for term in m.sum or []:
+            if term.ref is not None and term.ref not in seen:
+                faults.append(f"measurement {m.name!r}: refers to unknown measurement "
+                              f"{term.ref!r}")
+    if spec.landmarks is not None:
+        if len(set(spec.landmarks)) != len(spec.landmarks):
+            faults.append("landmarks: a name is listed twice")
+        known = set(spec.landmarks)
+        for symbol, name in spec.points.items():
+            if name not in known:
+                faults.append(f"points: {symbol} -> {name!r} is not in landmarks")
+        for m in spec.measurements:
+            for p in _points_of(m):
+                if spec.resolve(p) not in known:
+                    faults.append(f"measurement {m.name!r}: point {p!r} is neither a symbol "
+                                  "of points nor a name in landmarks")
+    if faults:
+        return list(dict.fromkeys(faults))
+    for m in spec.measurements:
+        try:
+            unit = _unit(spec, m, set())
+        except ValueError as err:
+            faults.append(str(err))
+            continue
+        if m.unit is not None and m.unit != unit:
+            faults.append(f"measurement {m.name!r}: unit {m.unit!r} does not fit a "
+                          f"{m.kind} (its unit is {unit!r})")
+        if m.unit == "px" and m.without_spacing == "px":
+            faults.append(f"measurement {m.name!r}: without_spacing applies to mm only")
+    return list(dict.fromkeys(faults))
+
+
+def parse_spec(data: Any, source: str = "<spec>") -> MeasurementSpec:
+    """Validate a spec given as a dict; every fault is listed, prefixed with ``source``."""
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: a spec is a mapping with name and measurements; got "
+                        f"{type(data).__name__}")
+    try:
+        return MeasurementSpec.model_validate(data)
+    except ValidationError as err:
+        lines = [f"  - {_where(e['loc'], data)}: {_message(e)}" for e in err.errors()]
+        raise SpecError(f"{source}: invalid measurement spec, {len(lines)} fault(s):\n" +
+                        "\n".join(lines)) from None
+
+
+def load_spec(path: str | Path) -> MeasurementSpec:
+    """Read a YAML spec file (safe loader: the file's content is data, never code)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: no such measurement spec file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as err:
+        raise SpecError(f"{path}: not a valid YAML file: {err}") from None
+    return parse_spec(data, str(path))
+
+
+def _where(loc: tuple, data: dict) -> str:
+    """``measurements[2] (SNA).classes[0]`` from a pydantic location."""
+    parts: list[str] = []
+    node: Any = data
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1] = f"{parts[-1]}[{item}]" if parts else f"[{item}]"
+            node = node[item] if isinstance(node, list) and item < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                parts[-1] += f" ({node['name']})"
+        else:
+            parts.append(str(item))
+            node = node.get(item) if isinstance(node, dict) else None
+    return ".".join(parts) or "spec"
+
+
+def _message(error: dict) -> str:
+    msg = error["msg"]
+    return msg[len("Value error, "):] if msg.startswith("Value error, ") else msg
