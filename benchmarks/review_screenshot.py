@@ -41,7 +41,7 @@ def main(argv=None):
     p.add_argument("--image", default="Test1Data/151.jpg", help="under RawImage/")
     p.add_argument("--landmark", type=int, default=10, help="1-based landmark to drag")
     p.add_argument("--drag", type=int, nargs=2, default=(12, 9), help="screen pixels")
-    p.add_argument("--size", type=int, nargs=2, default=(1400, 860))
+    p.add_argument("--size", type=int, nargs=2, default=(1440, 1080))
     p.add_argument("--out", default="docs/figures/review_app.png")
     a = p.parse_args(argv)
 

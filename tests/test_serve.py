@@ -398,8 +398,8 @@ class FlaggingDetector(CountingDetector):
         result = super().predict(image, domain, spacing)
         flags = np.zeros(len(result.names), dtype=bool)
         flags[[1, 6]] = True
-        return SimpleNamespace(**vars(result), flags=flags, qc="review",
-                               orientation="mirrored")
+        return SimpleNamespace(**{**vars(result), "flags": flags, "qc": "review",
+                                  "orientation": "mirrored"})
 
 
 def test_quality_flags_are_shown_where_the_model_gives_them(folder, builtin):
@@ -466,3 +466,14 @@ def test_measurements_follow_the_current_points(folder, detector):
     values = client.put("/api/images/head_0000.png/landmarks", json={"points": hidden},
                         headers=WRITE).json()["measurements"]
     assert {m["name"]: m["value"] for m in values}["SNA"] is None
+
+
+@pytest.mark.parametrize("fmt", ["csv", "labelme"])
+def test_orientation_is_saved_and_read_back(folder, builtin, fmt):
+    client = make_client(folder, FlaggingDetector(builtin), save=fmt)  # says "mirrored"
+    points = client.get("/api/images/head_0000.png/landmarks").json()["points"]
+    client.post("/api/images/head_0000.png/save", json={"points": points}, headers=WRITE)
+    again = make_client(folder, CountingDetector(builtin), save=fmt)
+    state = again.get("/api/images/head_0000.png/landmarks").json()
+    assert state["source"] == "file" and state["orientation"] == "mirrored"
+    assert state["mirrored"] is True

@@ -14,6 +14,11 @@ at once:
   points (other labels, polygons) are kept when the file is rewritten. Read it with
   ``labelme_dataset(FOLDER, landmarks=[...names])``.
 
+Both keep the image's orientation (``original``/``mirrored``: the model's decision that
+the image is a left-right mirror of its training images, which measurements need) where
+it is known: the CSV in its ``orientation`` column, labelme under a top-level
+``"unilandmark": {"orientation": ...}`` key (labelme keeps keys it does not know).
+
 Points are ``(x, y)`` floats in original pixels (centre of the top-left pixel is
 ``(0, 0)``); NaN means not visible. Every write is atomic.
 """
@@ -42,6 +47,7 @@ CSV_REQUIRED = ("image", "landmark", "x", "y")
 CSV_OPTIONAL = ("name", "x_mm", "y_mm", "confidence", "domain", "flag", "qc", "orientation",
                 "spacing_x", "spacing_y", "spacing_source", "file")
 LABELME_VERSION = "5.2.1"
+ORIENTATIONS = ("original", "mirrored")
 
 
 class SavedFileError(ValueError):
@@ -79,13 +85,17 @@ def _load_labelme_json(path: Path, image_name: str) -> dict:
     return data
 
 
-def read_labelme(image_path: Path, names: Sequence[str]) -> np.ndarray | None:
-    """Human points ``(K, 2)`` of ``image_path`` from its labelme JSON, NaN where a landmark
-    has no shape; None when there is no JSON or it holds none of ``names``."""
+def read_labelme(image_path: Path, names: Sequence[str],
+                 ) -> tuple[np.ndarray, str | None] | None:
+    """Human points ``(K, 2)`` of ``image_path`` from its labelme JSON (NaN where a landmark
+    has no shape) and the orientation where recorded; None when there is no JSON or it
+    holds none of ``names``."""
     path = labelme_file(image_path)
     if not path.is_file():
         return None
-    _load_labelme_json(path, image_path.name)
+    data = _load_labelme_json(path, image_path.name)
+    ours = data.get("unilandmark")
+    orientation = ours.get("orientation") if isinstance(ours, dict) else None
     log = FaultLog("labelme")
     parsed = parse_labelme(path, log)
     if parsed is None:
@@ -97,11 +107,11 @@ def read_labelme(image_path: Path, names: Sequence[str]) -> np.ndarray | None:
     for k, name in enumerate(names):
         if name in shapes:
             points[k] = shapes[name]
-    return points
+    return points, orientation if orientation in ORIENTATIONS else None
 
 
 def write_labelme(image_path: Path, names: Sequence[str], points: np.ndarray,
-                  size: tuple[int, int]) -> Path:
+                  size: tuple[int, int], orientation: str | None = None) -> Path:
     """Write the image's labelme JSON (atomically) with one point shape per visible
     landmark; shapes of an existing file that are not these landmarks are kept."""
     path = labelme_file(image_path)
@@ -120,6 +130,8 @@ def write_labelme(image_path: Path, names: Sequence[str], points: np.ndarray,
                  "shapes": shapes + kept, "imagePath": image_path.name,
                  "imageData": data.get("imageData"),
                  "imageHeight": int(size[1]), "imageWidth": int(size[0])})
+    if orientation is not None:
+        data["unilandmark"] = {"orientation": orientation}
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
     return path
 
@@ -163,18 +175,23 @@ def saved_ids(path: Path) -> set[str]:
         return set()
 
 
-def read_csv(path: Path, image_id: str, names: Sequence[str]) -> np.ndarray | None:
-    """Human points ``(K, 2)`` of record ``image_id`` from the CSV table, NaN where x, y are
-    empty or the landmark has no row; None when the table has no row for the image."""
+def read_csv(path: Path, image_id: str, names: Sequence[str],
+             ) -> tuple[np.ndarray, str | None] | None:
+    """Human points ``(K, 2)`` of record ``image_id`` from the CSV table (NaN where x, y are
+    empty or the landmark has no row) and its orientation where the table has one; None
+    when the table has no row for the image."""
     if not path.is_file():
         return None
     _, rows = read_table(path)
     points = np.full((len(names), 2), np.nan)
     found = False
+    orientation = None
     for line, row in enumerate(rows, start=2):
         if row["image"] != image_id:
             continue
         found = True
+        if row.get("orientation") in ORIENTATIONS:
+            orientation = row["orientation"]
         try:
             landmark = int(row["landmark"])
         except ValueError:
@@ -189,11 +206,12 @@ def read_csv(path: Path, image_id: str, names: Sequence[str]) -> np.ndarray | No
                                  "(not visible)")
         if x is not None:
             points[landmark - 1] = (x, y)
-    return points if found else None
+    return (points, orientation) if found else None
 
 
 def csv_rows(image_id: str, file_name: str, names: Sequence[str], points: np.ndarray,
-             spacing: Spacing | None, domain: str | None) -> list[dict[str, str]]:
+             spacing: Spacing | None, domain: str | None, orientation: str | None = None,
+             ) -> list[dict[str, str]]:
     """Rows of one image; a not-visible landmark has empty ``x``, ``y`` (and mm)."""
     rows = []
     for k, (name, (x, y)) in enumerate(zip(names, points, strict=True)):
@@ -206,6 +224,8 @@ def csv_rows(image_id: str, file_name: str, names: Sequence[str], points: np.nda
             row["spacing_x"], row["spacing_y"] = _num(spacing[0]), _num(spacing[1])
         if domain:
             row["domain"] = domain
+        if orientation:
+            row["orientation"] = orientation
         rows.append(row)
     return rows
 

@@ -46,7 +46,9 @@ class ImageState:
     ``points`` (K, 2) the current points (NaN: not visible); ``predicted`` (K, 2) and
     ``confidence`` (K,) the model's, when it was asked; ``flags`` (K,) bool and ``qc`` the
     model's quality verdicts where the model gives them; ``source`` is ``model`` or
-    ``file`` (human points read from disk); ``size`` is ``(width, height)``.
+    ``file`` (human points read from disk); ``size`` is ``(width, height)``;
+    ``orientation`` is ``original``/``mirrored`` where known (the model's decision, kept
+    in the saved files; measurements need it).
     """
 
     name: str
@@ -60,8 +62,13 @@ class ImageState:
     confidence: np.ndarray | None = None
     flags: np.ndarray | None = None
     qc: str | None = None
-    mirrored: bool = False
+    orientation: str | None = None
     files: tuple[str, ...] = field(default=())
+
+    @property
+    def mirrored(self) -> bool:
+        """Whether the image is a left-right mirror of the model's training orientation."""
+        return self.orientation == "mirrored"
 
     def human(self) -> np.ndarray:
         """(K,) bool: which points a person placed (read from a file, or moved/hidden)."""
@@ -83,7 +90,8 @@ class ImageState:
             "confidence": ([float(c) for c in self.confidence]
                            if self.confidence is not None else None),
             "flags": [bool(f) for f in self.flags] if self.flags is not None else None,
-            "qc": self.qc, "mirrored": self.mirrored, "files": list(self.files),
+            "qc": self.qc, "orientation": self.orientation, "mirrored": self.mirrored,
+            "files": list(self.files),
         }
 
 
@@ -203,8 +211,10 @@ class ReviewStore:
                 return self._states[name]
         saved = self._read_saved(path)
         if saved is not None:
+            points, orientation = saved
             size, spacing = self._info(path)
-            state = ImageState(name, SAVED, self.names, saved, size, spacing, "file")
+            state = ImageState(name, SAVED, self.names, points, size, spacing, "file",
+                               orientation=orientation)
         else:
             state = self._predicted_state(name, path)
         with self._lock:
@@ -231,7 +241,7 @@ class ReviewStore:
             confidence=np.asarray(result.confidence, dtype=np.float64),
             flags=None if flags is None else np.asarray(flags, dtype=bool),
             qc=getattr(result, "qc", None),
-            mirrored=getattr(result, "orientation", None) == "mirrored")
+            orientation=getattr(result, "orientation", None))
 
     def with_prediction(self, name: str) -> ImageState:
         """The state with the model's prediction attached (points unchanged), for the page's
@@ -243,18 +253,19 @@ class ReviewStore:
         with self._lock:
             state = replace(self._states[name], predicted=model.predicted,
                             confidence=model.confidence, flags=model.flags, qc=model.qc,
-                            mirrored=model.mirrored)
+                            orientation=state.orientation or model.orientation)
             self._states[name] = state
             return state
 
-    def _read_saved(self, path: Path) -> np.ndarray | None:
+    def _read_saved(self, path: Path) -> tuple[np.ndarray, str | None] | None:
+        """Human points and orientation from the first saved format that has the image."""
         for fmt in formats_of(self.save_format) + _other_formats(self.save_format):
             if fmt == "labelme":
-                points = read_labelme(path, self.names)
+                saved = read_labelme(path, self.names)
             else:
-                points = read_csv(self.csv_path, image_stem(path.name), self.names)
-            if points is not None:
-                return points
+                saved = read_csv(self.csv_path, image_stem(path.name), self.names)
+            if saved is not None:
+                return saved
         return None
 
     def _info(self, path: Path) -> tuple[tuple[int, int], Spacing | None]:
@@ -285,10 +296,11 @@ class ReviewStore:
         with self._lock:
             for f in formats:
                 if f == "labelme":
-                    written.append(write_labelme(path, self.names, points, state.size))
+                    written.append(write_labelme(path, self.names, points, state.size,
+                                                 state.orientation))
                 else:
                     rows = csv_rows(image_stem(name), name, self.names, points, state.spacing,
-                                    self.domain)
+                                    self.domain, state.orientation)
                     written.append(write_csv(self.csv_path, image_stem(name), rows))
             state = replace(self._states[name], points=points, status=SAVED,
                             files=tuple(str(p) for p in written))
