@@ -164,6 +164,28 @@ def test_csv_faults_together(tmp_path):
     with pytest.raises(DatasetError) as info:
         csv_dataset(tmp_path / "t.csv")
     text = str(info.value)
-    assert "spacing must be two positive numbers" in text
+    assert "line 2: spacing must be positive and finite, got (0, 0)" in text
     assert "not a finite number: 'abc'" in text and "a2.png' does not exist" in text
     assert "x and y must both be given" in text
+
+
+def test_isbi_mirrored_copy_of_image_322_is_corrected_by_content(isbi_root, monkeypatch):
+    """The JPEG copy's test2 image 322 faces left while its annotations are those of the
+    right-facing image: the adapter mirrors them to fit, only for that exact file."""
+    from unilandmark.data import catalog
+
+    raw = isbi2015(isbi_root, errata=False).record_map()["322"]
+    fixed = isbi2015(isbi_root).record_map()["322"]
+    assert raw.points[1, 0] > raw.points[0, 0]  # as distributed: nasion right of sella
+    np.testing.assert_allclose(fixed.points[:, 0], 1934 - raw.points[:, 0])
+    np.testing.assert_allclose(fixed.points[:, 1], raw.points[:, 1])
+    assert fixed.meta["orientation"] == "mirrored"
+    assert any(e.startswith("322:") for e in isbi2015(isbi_root).info["errata"])
+    other = isbi2015(isbi_root).record_map()["321"]
+    np.testing.assert_allclose(other.points, isbi2015(isbi_root, errata=False)
+                               .record_map()["321"].points)
+    # another copy of the release (other bytes) is left as it is
+    monkeypatch.setitem(catalog.ISBI_MIRRORED_COPIES, "322", "0" * 64)
+    untouched = isbi2015(isbi_root)
+    np.testing.assert_allclose(untouched.record_map()["322"].points, raw.points)
+    assert untouched.info["errata"] == []

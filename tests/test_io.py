@@ -42,7 +42,7 @@ def test_formats_roundtrip_with_spacing(tmp_path, suffix, has_spacing):
 
 
 def test_grey_stored_as_rgb_becomes_one_channel(tmp_path):
-    grey = np.arange(200, dtype=np.uint8).reshape(10, 20)
+    grey = (np.arange(400) % 256).astype(np.uint8).reshape(20, 20)
     rgb = sitk.GetImageFromArray(np.stack([grey] * 3, -1), isVector=True)
     sitk.WriteImage(rgb, str(tmp_path / "rgb.png"))
     back, _ = read_image(tmp_path / "rgb.png")
@@ -50,11 +50,11 @@ def test_grey_stored_as_rgb_becomes_one_channel(tmp_path):
 
 
 def test_3d_with_one_slice_is_2d(tmp_path):
-    vol = sitk.GetImageFromArray(np.ones((1, 8, 9), dtype=np.uint8))
+    vol = sitk.GetImageFromArray(np.ones((1, 18, 19), dtype=np.uint8))
     vol.SetSpacing((0.2, 0.3, 1.0))
     sitk.WriteImage(vol, str(tmp_path / "one.mha"))
     back, spacing = read_image(tmp_path / "one.mha")
-    assert back.shape == (8, 9) and spacing == pytest.approx((0.2, 0.3))
+    assert back.shape == (18, 19) and spacing == pytest.approx((0.2, 0.3))
 
 
 def test_3d_with_many_slices_is_refused(tmp_path):
@@ -78,7 +78,7 @@ def _write_dicom(path, pixel_spacing=None, imager_spacing=None):
     ds.SOPInstanceUID = meta.MediaStorageSOPInstanceUID
     ds.Modality = "DX"
     ds.PatientID = "test"
-    ds.Rows, ds.Columns = 12, 16
+    ds.Rows, ds.Columns = 20, 24
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
@@ -86,7 +86,7 @@ def _write_dicom(path, pixel_spacing=None, imager_spacing=None):
         ds.PixelSpacing = list(pixel_spacing)
     if imager_spacing:
         ds.ImagerPixelSpacing = list(imager_spacing)
-    pixels = (np.arange(12 * 16, dtype=np.uint16).reshape(12, 16) * 7)
+    pixels = (np.arange(20 * 24, dtype=np.uint16).reshape(20, 24) * 7)
     ds.PixelData = pixels.tobytes()
     ds.save_as(str(path), enforce_file_format=True)
     del pydicom
@@ -117,7 +117,7 @@ def test_dicom_without_spacing_is_none(tmp_path):
 def test_truncated_jpeg_is_an_error(tmp_path, isbi_root):
     data = (isbi_root / "RawImage" / "TrainingData" / "001.jpg").read_bytes()
     (tmp_path / "t.jpg").write_bytes(data[: len(data) // 3])
-    with pytest.raises(ImageReadError, match=r"t\.jpg: truncated JPEG"):
+    with pytest.raises(ImageReadError, match=r"t\.jpg: corrupt or truncated JPEG"):
         read_image(tmp_path / "t.jpg")
 
 

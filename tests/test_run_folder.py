@@ -119,8 +119,8 @@ def test_selection_score_is_unit_free():
 
 def test_devices_are_checked():
     assert pick_device("cpu").type == "cpu"
-    with pytest.raises(ValueError, match="unknown device 'gpu0'"):
+    with pytest.raises(ValueError, match="gpu0.*unknown device"):
         pick_device("gpu0")
     if not __import__("torch").cuda.is_available():
-        with pytest.raises(ValueError, match="no CUDA GPU"):
+        with pytest.raises(ValueError, match="no CUDA support|no CUDA device"):
             pick_device("cuda")

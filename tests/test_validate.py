@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 from typer.testing import CliRunner
 
@@ -10,8 +12,11 @@ def _bad_dataset(tmp_path):
     write_image(tmp_path / "ok.png", np.zeros((20, 30), np.uint8))
     (tmp_path / "corrupt.png").write_bytes(b"garbage" * 10)
     (tmp_path / "t.csv").write_text("image,spacing,x1,y1,x2,y2\nok.png,0.1,1,2,31,5\n"
-                                    "corrupt.png,20,1,2,3,4\n")
-    return csv_dataset(tmp_path / "t.csv")
+                                    "corrupt.png,0.2,1,2,3,4\n")
+    spec = csv_dataset(tmp_path / "t.csv")
+    # a Record built through the Python API is not checked by an adapter: check is
+    bad = replace(spec.records[1], spacing=(20.0, 20.0))
+    return replace(spec, records=(spec.records[0], bad))
 
 
 def test_check_lists_every_fault(tmp_path):
@@ -20,7 +25,7 @@ def test_check_lists_every_fault(tmp_path):
     assert len(faults) == 3, text
     assert "record ok: landmark 2: point (31, 5) outside the 30x20 image" in text
     assert "corrupt.png: record corrupt: corrupt or truncated image" in text
-    assert "record corrupt: implausible spacing (20.0, 20.0)" in text
+    assert "record corrupt: implausible spacing (20, 20) mm per pixel" in text
     assert summary["records"] == 2 and summary["landmarks"] == 2
 
 
@@ -29,7 +34,7 @@ def test_cli_check_exits_nonzero_and_prints_all(tmp_path):
     result = CliRunner().invoke(app, ["datasets", "check", "csv", "--root",
                                       str(tmp_path / "t.csv")])
     assert result.exit_code == 1
-    assert "3 fault(s)" in result.output and "outside the 30x20 image" in result.output
+    assert "2 fault(s)" in result.output and "outside the 30x20 image" in result.output
 
 
 def test_cli_check_real_isbi(isbi_root):

@@ -21,7 +21,14 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .data.augment import AugmentConfig
 
@@ -89,7 +96,7 @@ class TrainConfig(_Strict):
     seed: int = 0
     amp: bool = True
     device: str = "auto"
-    threads: int | None = Field(None, gt=0)
+    threads: int | None = Field(None, ge=1)
     cache_dir: str | None = "cache"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     val_every: int = Field(1, gt=0)
@@ -179,33 +186,118 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
+class ConfigError(ValueError):
+    """A config that cannot be read or validated; the message names the file and key."""
+
+
+def read_yaml(path: str | Path) -> dict:
+    """A YAML mapping from ``path``; broken YAML is a ConfigError naming file and line.
+
+    ``yaml.safe_load`` only: loading a config never runs code from it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such config file")
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: {yaml_problem(err)}") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings (key: value), got "
+                          f"{type(data).__name__}")
+    return data
+
+
+def yaml_problem(err: yaml.YAMLError) -> str:
+    """``line L, column C: problem`` of a YAML error (its first line when it has no mark)."""
+    mark = getattr(err, "problem_mark", None)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    if mark is None:
+        return f"not valid YAML ({problem})"
+    return f"line {mark.line + 1}, column {mark.column + 1}: not valid YAML ({problem})"
+
+
 def set_dotted(data: dict, key: str, value: Any) -> None:
     """Set ``a.b.c`` (list items by index, e.g. ``domains.0.root``) in a nested dict.
 
-    A path through a missing list item or through a value that is not a mapping or a
-    list is an error naming the key.
+    A path through a value that is not a section, or a list index that does not exist,
+    is a ConfigError naming the key.
     """
     parts = key.split(".")
+    if not key or any(not p for p in parts):
+        raise ConfigError(f"--set {key!r}: expected a dotted key such as train.epochs")
     node: Any = data
     for depth, part in enumerate(parts):
-        where = ".".join(parts[:depth + 1])
         last = depth == len(parts) - 1
         if isinstance(node, list):
-            if not part.isdigit() or int(part) >= len(node):
-                raise ValueError(f"--set {key}: {where!r}: no item {part} (the list has "
-                                 f"{len(node)} item(s))")
+            if not part.lstrip("-").isdigit():
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:depth]) or 'the config'} is a "
+                                  f"list; use an index 0..{len(node) - 1}, not {part!r}")
+            index = int(part)
+            if not 0 <= index < len(node):
+                raise ConfigError(f"--set {key}: {'.'.join(parts[:depth])} has {len(node)} "
+                                  f"item(s) (indices 0..{len(node) - 1}); no item {index}")
             if last:
-                node[int(part)] = value
+                node[index] = value
             else:
-                node = node[int(part)]
+                node = node[index]
         elif isinstance(node, dict):
             if last:
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
         else:
-            raise ValueError(f"--set {key}: {'.'.join(parts[:depth])!r} is a value "
-                             f"({node!r}), not a section")
+            parent = ".".join(parts[:depth])
+            raise ConfigError(f"--set {key}: {parent} is a value ({node!r}), not a section; "
+                              f"it has no key {part!r}")
+
+
+def validate_model(model: type[BaseModel], data: Any, source: str) -> BaseModel:
+    """``model.model_validate(data)``; a ValidationError becomes one ConfigError naming
+    ``source`` (a file), each bad key, and for an unknown key the valid ones."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as err:
+        problems = []
+        for e in err.errors():
+            loc = ".".join(str(v) for v in e["loc"]) or "(top level)"
+            if e["type"] == "extra_forbidden":
+                valid = _valid_keys(model, e["loc"][:-1])
+                problems.append(f"unknown key {loc!r}" +
+                                (f" (valid here: {', '.join(valid)})" if valid else ""))
+            elif e["type"] == "missing":
+                problems.append(f"{loc}: missing")
+            else:
+                shown = repr(e.get("input"))
+                shown = shown if len(shown) <= 60 else shown[:57] + "..."
+                problems.append(f"{loc}: {e['msg']} (got {shown})")
+        raise ConfigError(f"{source}: invalid config: " + "; ".join(problems)) from None
+
+
+def _valid_keys(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the section at ``loc`` (list indices skipped), [] when unknown."""
+    import typing
+
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            return []
+        annotation = fields[part].annotation
+        args = [a for a in typing.get_args(annotation) if isinstance(a, type)]
+        candidates = [annotation, *args]
+        current = next((c for c in candidates if isinstance(c, type) and
+                        issubclass(c, BaseModel)), None)
+        if current is None:
+            return []
+    return list(getattr(current, "model_fields", {}))
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
@@ -213,28 +305,25 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """Read YAML (or take ``data``), apply ``key=value`` overrides, validate.
 
     Relative dataset roots and out/cache dirs in a YAML file stay relative to the current
-    working directory, as typed on the command line.
+    working directory, as typed on the command line. Every fault is a ConfigError (or
+    FileNotFoundError) naming the file, the line or the key.
     """
     if data is None:
         if path is None:
             raise ValueError("give a config path or data")
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such config file")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ValueError(f"{path}: not valid YAML ({err})") from err
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of settings, got "
-                             f"{type(data).__name__}")
+        data = read_yaml(path)
     data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain types
     for item in overrides or []:
         if "=" not in item:
-            raise ValueError(f"--set {item!r}: expected key=value")
+            raise ConfigError(f"--set {item!r}: expected key=value")
         key, value = item.split("=", 1)
-        set_dotted(data, key.strip(), yaml.safe_load(value))
-    return ExperimentConfig.model_validate(data)
+        try:
+            parsed = yaml.safe_load(value)
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: the value is {yaml_problem(err)}") from None
+        set_dotted(data, key.strip(), parsed)
+    source = str(path) if path is not None else "config"
+    return validate_model(ExperimentConfig, data, source)
 
 
 def dump_config(config: ExperimentConfig) -> str:

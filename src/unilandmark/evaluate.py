@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_write_text
-from .data.faults import DatasetError, Fault
+from .data.faults import DatasetError, Fault, FaultLog
+from .data.spreadsheet import read_table
+from .io import ImageReadError, read_image_info
 from .metrics import summarise
 from .protocols import Protocol
 from .types import DatasetSpec, Record
@@ -38,50 +40,54 @@ class PredictionTable:
 
 
 def read_predictions(path: str | Path) -> PredictionTable:
-    """Parse a prediction CSV; every malformed row is reported together."""
+    """Parse a prediction CSV; every malformed row is reported together.
+
+    Read as spreadsheets write it (BOM, UTF-16, comma/semicolon/tab, decimal commas with
+    a semicolon), like the dataset tables.
+    """
     path = Path(path)
-    faults: list[Fault] = []
     if not path.is_file():
         raise PredictionError(str(path), [Fault(str(path), "", "prediction file missing")])
-    with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        header = [h.strip() for h in reader.fieldnames or []]
-        missing = [c for c in PREDICTION_COLUMNS if c not in header]
-        if missing:
-            expected = ",".join(PREDICTION_COLUMNS)
-            raise PredictionError(str(path), [Fault(
-                str(path), "", f"missing columns {missing}; expected header {expected}")])
-        points, confidence = {}, {}
-        for line_no, raw in enumerate(reader, start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-            rid = row["image"]
+    log = FaultLog(str(path))
+    table = read_table(path, log, required=len(PREDICTION_COLUMNS))
+    if table is None:
+        raise PredictionError(str(path), log.faults)
+    missing = [c for c in PREDICTION_COLUMNS if c not in table.header]
+    if missing:
+        expected = ",".join(PREDICTION_COLUMNS)
+        raise PredictionError(str(path), [*log.faults, Fault(
+            str(path), "", f"missing columns {missing}; expected header {expected}")])
+    faults: list[Fault] = list(log.faults)
+    points, confidence = {}, {}
+    for row, line_no in zip(table.rows, table.lines, strict=True):
+        rid = row["image"]
+        try:
+            landmark = int(row["landmark"])
+        except ValueError:
+            faults.append(Fault(str(path), rid, f"line {line_no}: landmark is not an "
+                                                f"integer: {row['landmark']!r}"))
+            continue
+        try:
+            x, y = table.number(row["x"]), table.number(row["y"])
+            if x is None or y is None:
+                raise ValueError
+        except ValueError:
+            faults.append(Fault(str(path), rid, f"line {line_no}: landmark {landmark}: x, y "
+                                                f"not finite numbers: {row['x']!r}, "
+                                                f"{row['y']!r}"))
+            continue
+        key = (rid, landmark)
+        if key in points:
+            faults.append(Fault(str(path), rid, f"line {line_no}: landmark {landmark} "
+                                                "given twice"))
+            continue
+        points[key] = (x, y)
+        if row.get("confidence"):
             try:
-                landmark = int(row["landmark"])
+                confidence[key] = table.number(row["confidence"])
             except ValueError:
-                faults.append(Fault(str(path), rid, f"line {line_no}: landmark is not an "
-                                                    f"integer: {row['landmark']!r}"))
-                continue
-            try:
-                x, y = float(row["x"]), float(row["y"])
-                if not (np.isfinite(x) and np.isfinite(y)):
-                    raise ValueError
-            except ValueError:
-                faults.append(Fault(str(path), rid, f"line {line_no}: landmark {landmark}: x, y "
-                                                    f"not finite numbers: {row['x']!r}, "
-                                                    f"{row['y']!r}"))
-                continue
-            key = (rid, landmark)
-            if key in points:
-                faults.append(Fault(str(path), rid, f"line {line_no}: landmark {landmark} "
-                                                    "given twice"))
-                continue
-            points[key] = (x, y)
-            if row.get("confidence"):
-                try:
-                    confidence[key] = float(row["confidence"])
-                except ValueError:
-                    faults.append(Fault(str(path), rid, f"line {line_no}: confidence is not a "
-                                                        f"number: {row['confidence']!r}"))
+                faults.append(Fault(str(path), rid, f"line {line_no}: confidence is not a "
+                                                    f"number: {row['confidence']!r}"))
     if faults:
         raise PredictionError(str(path), faults)
     return PredictionTable(str(path), points, confidence)
@@ -112,9 +118,39 @@ def match_predictions(table: PredictionTable, spec: DatasetSpec,
         if absent:
             faults.append(Fault(table.path, record.id,
                                 f"no prediction for visible landmark(s) {absent}"))
+    faults += far_outside(table.path, spec, records, pred)
     if faults:  # rows for images of other splits are allowed and ignored
         raise PredictionError(table.path, faults)
     return pred
+
+
+#: a predicted point more than this many image sizes outside the image is refused
+FAR_OUTSIDE = 1.0
+
+
+def far_outside(path: str, spec: DatasetSpec, records: list[Record],
+                pred: np.ndarray) -> list[Fault]:
+    """Faults for predicted points far outside their image: beyond one image width
+    (height) left or right of (above or below) it. Such a point is a broken file or a
+    unit mix-up (mm for px), not an error to average into a table. Points moderately
+    outside the image are scored as they are. The size comes from the record or the
+    image header; an unreadable header skips the check for that image."""
+    faults = []
+    for record, points in zip(records, pred, strict=True):
+        try:
+            w, h = record.meta.get("size") or read_image_info(record.image_path)[0]
+        except (ImageReadError, OSError):
+            continue
+        for k, (x, y) in enumerate(points):
+            if not (np.isfinite(x) and np.isfinite(y)):
+                continue
+            if not (-FAR_OUTSIDE * w <= x <= (1 + FAR_OUTSIDE) * w - 1
+                    and -FAR_OUTSIDE * h <= y <= (1 + FAR_OUTSIDE) * h - 1):
+                faults.append(Fault(path, record.id, f"landmark {k + 1} "
+                                    f"({spec.landmark_names[k]}): predicted point "
+                                    f"({x:.6g}, {y:.6g}) lies far outside the {w}x{h} image "
+                                    f"{record.image_path}"))
+    return faults
 
 
 def evaluate(table: PredictionTable, spec: DatasetSpec, split: str,

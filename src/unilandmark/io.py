@@ -1,7 +1,15 @@
-"""Image reading with pixel spacing, through SimpleITK: one suffix table.
+"""Image reading with pixel spacing: ``read_image(path) -> (array, spacing)``.
 
-``read_image(path) -> (array, spacing)``: ``array`` is 2-D ``(H, W)`` in the file's own
-dtype (16-bit stays 16-bit); ``spacing`` is ``(sx, sy)`` in mm per pixel or None.
+``array`` is 2-D ``(H, W)`` in the file's own dtype (16-bit stays 16-bit; float32 where a
+DICOM VOI LUT or window was applied); ``spacing`` is ``(sx, sy)`` in mm per pixel or None.
+
+The container is recognised by content where the extension disagrees (:mod:`.sniff`).
+JPEG is decoded by libjpeg-turbo (simplejpeg) in strict mode, so a truncated or corrupt
+file is refused by the decoder itself; everything else goes through SimpleITK, DICOM with
+GDCM plus the header rules of :mod:`.dicom`. Before any pixel is decoded, the size read
+from the header is checked against the pixel-count limit and the minimum image size
+(:mod:`.limits`). A spacing outside the plausible range is dropped with a warning (or
+refused, with ``bad_spacing="raise"``): no millimetres rather than wrong ones.
 """
 
 from __future__ import annotations
@@ -14,68 +22,59 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from . import dicom
+from .limits import size_fault, spacing_fault
+from .sniff import KINDS, SUFFIXES, UnsupportedFormat, container_kind, image_suffix, is_image_file
 from .types import Spacing
 
+__all__ = ["ImageReadError", "SUFFIXES", "image_suffix", "is_image_file", "read_image",
+           "read_image_info", "write_image", "normalise_intensity", "intensity_window"]
+
 log = logging.getLogger(__name__)
-
-#: suffix -> whether the format carries a physical pixel spacing in its header
-SUFFIXES: dict[str, bool] = {
-    ".png": False, ".jpg": False, ".jpeg": False, ".bmp": False, ".tif": False,
-    ".tiff": False, ".mha": True, ".mhd": True, ".nrrd": True, ".nhdr": True,
-    ".nii": True, ".nii.gz": True, ".dcm": True, ".dicom": True,
-}
-
-DICOM_PIXEL_SPACING = "0028|0030"
-DICOM_IMAGER_PIXEL_SPACING = "0018|1164"
 
 
 class ImageReadError(ValueError):
     """An image file could not be read; the message names the file and the fault."""
 
 
-def image_suffix(path: str | os.PathLike) -> str:
-    """The lower-case suffix that selects the reader ('' when unknown)."""
-    name = Path(path).name.lower()
-    if name.endswith(".nii.gz"):
-        return ".nii.gz"
-    return Path(name).suffix
+def read_image_info(path: str | os.PathLike, max_pixels: int | None = None,
+                    bad_spacing: str = "warn") -> tuple[tuple[int, int], Spacing | None]:
+    """Size ``(W, H)`` and spacing from the header alone (no pixel data decoded).
+
+    Refuses (ImageReadError) what :func:`read_image` would refuse from the header: a
+    3-D image, more pixels than the limit, an image below the minimum size.
+    """
+    path = _existing(path)
+    kind = _kind(path)
+    reader = _reader(path, kind)
+    size = _header_size(path, reader, max_pixels)
+    return size, _spacing(path, kind, reader, bad_spacing)
 
 
-def is_image_file(path: str | os.PathLike) -> bool:
-    return image_suffix(path) in SUFFIXES
-
-
-def read_image_info(path: str | os.PathLike) -> tuple[tuple[int, int], Spacing | None]:
-    """Size ``(W, H)`` and spacing from the header alone (no pixel data read)."""
-    reader = _reader(path)
-    try:
-        reader.ReadImageInformation()
-    except RuntimeError as err:
-        raise ImageReadError(f"{path}: unreadable image header ({_first_line(err)})") from err
-    size = reader.GetSize()
-    if len(size) == 3 and size[2] != 1:
-        raise ImageReadError(f"{path}: a 3-D image with {size[2]} slices; expected a 2-D image")
-    return (int(size[0]), int(size[1])), _spacing(path, reader)
-
-
-def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Spacing | None]:
+def read_image(path: str | os.PathLike, max_pixels: int | None = None,
+               bad_spacing: str = "warn") -> tuple[np.ndarray, Spacing | None]:
     """Read a 2-D image and its pixel spacing.
 
     Returns ``(array (H, W), spacing (sx, sy) in mm or None)``. Greyscale stored as RGB(A)
     becomes one channel; colour becomes luminance (ITU-R 601). A 2-D image stored as 3-D
     with one slice is returned as 2-D. Formats without a physical header (PNG, JPEG, BMP,
-    TIFF) give ``None``. DICOM uses PixelSpacing (0028,0030), else ImagerPixelSpacing
-    (0018,1164) with a warning, else None.
+    TIFF) give ``None``. DICOM: PixelSpacing (0028,0030), else ImagerPixelSpacing
+    (0018,1164) corrected by EstimatedRadiographicMagnificationFactor (0018,1114) where
+    given, with a warning, else None; MONOCHROME1 is inverted to MONOCHROME2; the first
+    VOI LUT or window is applied where the header has one.
+
+    ``max_pixels`` caps width x height read from the header before decoding (default:
+    ``$UNILANDMARK_MAX_PIXELS`` or 200 megapixels). ``bad_spacing``: ``"warn"`` drops an
+    implausible header spacing with a warning, ``"raise"`` refuses the file.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ImageReadError(f"{path}: no such file")
-    if image_suffix(path) not in SUFFIXES:
-        raise ImageReadError(f"{path}: unsupported image format {image_suffix(path)!r}; "
-                             f"supported: {', '.join(sorted(SUFFIXES))}")
-    if image_suffix(path) in (".jpg", ".jpeg"):
-        _check_jpeg_complete(path)
-    reader = _reader(path)
+    path = _existing(path)
+    kind = _kind(path)
+    if kind == "jpeg":
+        array = _read_jpeg(path, max_pixels)
+        if array is not None:
+            return array, None
+    reader = _reader(path, kind)
+    _header_size(path, reader, max_pixels)
     try:
         image = reader.Execute()
     except RuntimeError as err:
@@ -90,7 +89,16 @@ def read_image(path: str | os.PathLike) -> tuple[np.ndarray, Spacing | None]:
         array = _to_grey(array)
     if array.ndim != 2 or min(array.shape) == 0:
         raise ImageReadError(f"{path}: expected a 2-D image, got array of shape {array.shape}")
-    return array, _spacing(path, reader)
+    if kind != "dicom":
+        return array, _spacing(path, kind, reader, bad_spacing)
+    header = _dicom_header(path)
+    spacing = _spacing(path, kind, reader, bad_spacing, header)
+    if image.GetNumberOfComponentsPerPixel() == 1:
+        try:
+            array = dicom.apply_voi(array, header, path)
+        except dicom.DicomHeaderError as err:
+            raise ImageReadError(str(err)) from err
+    return array, spacing
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray,
@@ -152,55 +160,108 @@ def normalise_intensity(array: np.ndarray) -> np.ndarray:
     return np.clip(out, 0.0, 1.0, out=out)
 
 
-def _reader(path) -> sitk.ImageFileReader:
+def _existing(path) -> Path:
+    path = Path(path)
+    if not path.is_file():
+        raise ImageReadError(f"{path}: no such file")
+    return path
+
+
+def _kind(path: Path) -> str:
+    try:
+        return container_kind(path)
+    except UnsupportedFormat as err:
+        raise ImageReadError(str(err)) from None
+
+
+def _reader(path: Path, kind: str) -> sitk.ImageFileReader:
+    """A SimpleITK reader with the ImageIO of ``kind`` (whatever the file is named)."""
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
-    if image_suffix(path) in (".dcm", ".dicom"):
-        reader.SetImageIO("GDCMImageIO")
+    reader.SetImageIO(KINDS[kind][0])
     reader.LoadPrivateTagsOn()
     return reader
 
 
-def _spacing(path, reader: sitk.ImageFileReader) -> Spacing | None:
-    suffix = image_suffix(path)
-    if suffix in (".dcm", ".dicom") or reader.GetImageIO() == "GDCMImageIO":
-        return _dicom_spacing(path, reader)
-    if not SUFFIXES.get(suffix, False):
+def _header_size(path: Path, reader: sitk.ImageFileReader,
+                 max_pixels: int | None) -> tuple[int, int]:
+    """Read the header; refuse 3-D, too many pixels or too small before decoding."""
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise ImageReadError(f"{path}: corrupt or truncated image: unreadable header "
+                             f"({_first_line(err)})") from err
+    size = reader.GetSize()
+    if len(size) == 3 and size[2] != 1:
+        raise ImageReadError(f"{path}: a 3-D image with {size[2]} slices; expected a 2-D image")
+    if len(size) < 2 or min(size[:2]) == 0:
+        raise ImageReadError(f"{path}: corrupt or truncated image (the header gives no size)")
+    fault = size_fault(size[0], size[1], 1, max_pixels)
+    if fault:
+        raise ImageReadError(f"{path}: {fault}")
+    return int(size[0]), int(size[1])
+
+
+def _read_jpeg(path: Path, max_pixels: int | None) -> np.ndarray | None:
+    """Decode a JPEG strictly (libjpeg-turbo's warnings are errors) to one channel.
+
+    Returns None for colour models the strict decoder does not convert (CMYK, YCCK):
+    those go through SimpleITK. A valid file with trailing bytes after its end-of-image
+    marker is fine; missing or corrupt entropy-coded data is refused.
+    """
+    import simplejpeg
+
+    data = path.read_bytes()
+    try:
+        height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as err:
+        raise ImageReadError(f"{path}: corrupt JPEG header ({err})") from err
+    fault = size_fault(width, height, 1, max_pixels)
+    if fault:
+        raise ImageReadError(f"{path}: {fault}")
+    if colour not in ("Gray", "YCbCr", "RGB"):
         return None
-    spacing = reader.GetSpacing()
-    return float(spacing[0]), float(spacing[1])
+    try:
+        array = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+    except ValueError as err:
+        if "extraneous bytes" not in str(err):
+            raise ImageReadError(f"{path}: corrupt or truncated JPEG ({err})") from err
+        log.warning("%s: %s (harmless; decoded anyway)", path, err)
+        array = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=False)
+    return np.ascontiguousarray(array[..., 0])
 
 
-def _dicom_spacing(path, reader: sitk.ImageFileReader) -> Spacing | None:
-    keys = set(reader.GetMetaDataKeys())
-    for tag in (DICOM_PIXEL_SPACING, DICOM_IMAGER_PIXEL_SPACING):
-        if tag in keys and reader.GetMetaData(tag).strip():
-            values = reader.GetMetaData(tag).replace(" ", "").split("\\")
-            try:
-                row, col = float(values[0]), float(values[1])
-            except (ValueError, IndexError) as err:
-                raise ImageReadError(
-                    f"{path}: DICOM tag ({tag.replace('|', ',')}) is not two numbers: "
-                    f"{reader.GetMetaData(tag)!r}") from err
-            if tag == DICOM_IMAGER_PIXEL_SPACING:
-                log.warning("%s: no PixelSpacing (0028,0030); using ImagerPixelSpacing "
-                            "(0018,1164), which is measured at the detector", path)
-            # DICOM stores (row spacing, column spacing) = (y, x)
-            return col, row
+def _dicom_header(path: Path):
+    try:
+        return dicom.read_header(path)
+    except dicom.DicomHeaderError as err:
+        raise ImageReadError(str(err)) from err
+
+
+def _spacing(path: Path, kind: str, reader: sitk.ImageFileReader, bad_spacing: str,
+             header=None) -> Spacing | None:
+    """The header's spacing, checked against the plausible range."""
+    if not KINDS[kind][1]:
+        return None
+    if kind == "dicom":
+        try:
+            spacing = dicom.dicom_spacing(
+                header if header is not None else _dicom_header(path), path)
+        except dicom.DicomHeaderError as err:
+            raise ImageReadError(str(err)) from err
+        if spacing is None:
+            return None
+    else:
+        values = reader.GetSpacing()
+        spacing = (float(values[0]), float(values[1]))
+    fault = spacing_fault(spacing)
+    if fault is None:
+        return spacing
+    if bad_spacing == "raise":
+        raise ImageReadError(f"{path}: spacing in the header: {fault}")
+    log.warning("%s: spacing in the header: %s; ignored: no millimetres for this image",
+                path, fault)
     return None
-
-
-def _check_jpeg_complete(path: Path) -> None:
-    """libjpeg fills a truncated JPEG with grey and only warns: check the EOI marker."""
-    size = path.stat().st_size
-    with open(path, "rb") as fh:
-        head = fh.read(2)
-        fh.seek(max(0, size - 4096))
-        tail = fh.read()
-    if head != b"\xff\xd8":
-        raise ImageReadError(f"{path}: corrupt JPEG (no start-of-image marker)")
-    if b"\xff\xd9" not in tail:
-        raise ImageReadError(f"{path}: truncated JPEG (no end-of-image marker)")
 
 
 def _to_grey(array: np.ndarray) -> np.ndarray:

@@ -17,12 +17,12 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 from .atomic import atomic_write_text
 from .checkpoint import load_checkpoint
 from .config import RESUMABLE_CHANGES, ExperimentConfig, config_differences, dump_config
+from .preflight import check_writable_dir
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ class RunFolder:
         if existing and not (resume or overwrite):
             raise ValueError(f"{self.path} holds another run ({', '.join(existing)}); "
                              "pass --resume to continue it or --overwrite to replace it")
-        check_writable(self.path)
+        check_writable_dir(self.path, "out_dir")
 
     def resume_state(self, config: ExperimentConfig) -> dict:
         """``last.pt``, after checking it was trained with the same settings."""
@@ -80,27 +80,3 @@ class RunFolder:
 
     def write_metrics(self, history: list[dict]) -> None:
         atomic_write_text(self.metrics, "".join(json.dumps(e) + "\n" for e in history))
-
-
-def check_writable(folder: Path) -> None:
-    """Raise a clear error when files cannot be created in ``folder``; creates nothing.
-
-    An existing folder is probed with a temporary file (removed at once); for a folder
-    still to be made, its nearest existing ancestor must be a writable folder.
-    """
-    folder = Path(folder)
-    if folder.exists():
-        if not folder.is_dir():
-            raise ValueError(f"{folder}: exists and is not a folder")
-        try:
-            fd, probe = tempfile.mkstemp(dir=folder, prefix=".write-check-", suffix=".tmp")
-            os.close(fd)
-            os.unlink(probe)
-        except OSError as err:
-            raise ValueError(f"{folder}: cannot write here ({err.strerror or err})") from err
-        return
-    ancestor = folder.absolute().parent
-    while not ancestor.exists():
-        ancestor = ancestor.parent
-    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
-        raise ValueError(f"{folder}: cannot be created ({ancestor} is not a writable folder)")

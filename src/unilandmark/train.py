@@ -31,6 +31,7 @@ import torch.distributed as dist
 from .checkpoint import prediction_state, save_checkpoint
 from .config import ExperimentConfig
 from .data.sampling import epoch_schedule
+from .preflight import check_device
 from .run_folder import RunFolder
 from .stages import build_stage
 from .stages.base import selection_score
@@ -46,24 +47,8 @@ class FitResult:
 
 def pick_device(name: str) -> torch.device:
     """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``; a clear
-    error for a device this machine does not have."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as err:
-        raise ValueError(f"unknown device {name!r}; expected auto, cpu, cuda or cuda:N") \
-            from err
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {name!r}: this torch build or machine has no CUDA GPU; "
-                             "use --device cpu (or auto)")
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA "
-                             "device(s) here")
-    elif device.type != "cpu":
-        raise ValueError(f"unsupported device {name!r}; expected auto, cpu, cuda or cuda:N")
-    return device
+    error for a device this machine does not have (see ``preflight.check_device``)."""
+    return torch.device(check_device(name, "train.device"))
 
 
 def _dist_info() -> tuple[int, int, int]:

@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from .common import set_debug
 from .datasets import datasets_app
 from .evaluate import evaluate_cmd
 from .measure import measure_cmd
@@ -17,8 +18,19 @@ from .predict import predict_cmd
 from .serve import serve_cmd
 from .train import train_cmd
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="Anatomical landmark detection: datasets, training, prediction, scoring.")
+
+
+@app.callback()
+def _global_options(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of every "
+                                                      "failure (also UNILANDMARK_DEBUG=1)."),
+) -> None:
+    """Anatomical landmark detection: datasets, training, prediction, scoring."""
+    set_debug(debug)
+
+
 app.add_typer(datasets_app, name="datasets")
 app.command("train")(train_cmd)
 app.command("predict")(predict_cmd)

@@ -1,36 +1,102 @@
-"""Shared pieces of the command line: consoles, error handling, option parsing."""
+"""Shared pieces of the command line: consoles, the error policy, option parsing.
+
+Error policy (docs/refusals.md): every expected failure (bad input, a refused argument,
+a missing or unwritable file) is one line on stderr and exit code 2; a dataset's faults
+keep their full list. A traceback is shown only for a real bug (an exception of an
+unexpected kind), or for every failure with the global ``--debug`` option (or
+``UNILANDMARK_DEBUG=1``).
+"""
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 
+import click
 import typer
 import yaml
 from rich.console import Console
+from rich.markup import escape
 
 from ..data.faults import DatasetError
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
+#: set by the global ``--debug`` option: show tracebacks for expected failures too
+DEBUG = {"on": os.environ.get("UNILANDMARK_DEBUG", "") not in ("", "0")}
+
+#: exit code of an expected failure (bad input or argument)
+EXIT_INPUT = 2
+
+
+def expected_failure(err: BaseException) -> str | None:
+    """The one-line message of an expected failure, or None for a bug.
+
+    Expected: ValueError (the library's input errors: ImageReadError, ConfigError,
+    PreflightError, ... and pydantic's ValidationError), KeyError (unknown names),
+    OSError (a missing, unreadable or unwritable file), YAML errors, MemoryError.
+    """
+    from pydantic import ValidationError
+
+    if isinstance(err, ValidationError):
+        return "; ".join(f"{'.'.join(str(v) for v in e['loc']) or 'value'}: {e['msg']}"
+                         for e in err.errors())
+    if isinstance(err, yaml.YAMLError):
+        from ..config import yaml_problem
+
+        mark = getattr(err, "problem_mark", None)
+        name = getattr(mark, "name", None)
+        return f"{name + ': ' if name and not name.startswith('<') else ''}{yaml_problem(err)}"
+    if isinstance(err, KeyError):
+        return str(err.args[0]) if err.args else "unknown key"
+    if isinstance(err, OSError):
+        if err.filename is not None:
+            return f"{err.filename}: {err.strerror or err}"
+        return str(err)
+    if isinstance(err, MemoryError):
+        return ("out of memory (an image or a batch too large for this machine; try a "
+                "smaller --batch-size or a smaller image)")
+    if isinstance(err, ValueError):
+        return str(err)
+    return None
+
+
+def report_failure(err: BaseException) -> int | None:
+    """Print an expected failure; returns its exit code, or None when it is a bug."""
+    if isinstance(err, DatasetError):
+        err_console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
+        return EXIT_INPUT
+    message = expected_failure(err)
+    if message is None:
+        return None
+    err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False)
+    return EXIT_INPUT
+
 
 def friendly(fn):
-    """Turn library errors into a clear message and a non-zero exit, no traceback."""
+    """Turn expected failures into one clear line and exit code 2, no traceback."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except DatasetError as err:
-            err_console.print(f"[red]error:[/red] {err}", markup=True, highlight=False)
-            raise typer.Exit(1) from None
-        except (ValueError, KeyError, FileNotFoundError) as err:
-            msg = err.args[0] if isinstance(err, KeyError) and err.args else err
-            err_console.print(f"[red]error:[/red] {msg}", markup=True, highlight=False)
-            raise typer.Exit(2) from None
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise  # typer's own exits and usage errors (exit code 2 with the usage line)
+        except Exception as err:  # noqa: BLE001 - sorted into expected failures and bugs
+            if DEBUG["on"]:
+                raise
+            code = report_failure(err)
+            if code is None:
+                raise  # a bug: the full traceback
+            raise typer.Exit(code) from None
 
     return wrapper
+
+
+def set_debug(on: bool) -> None:
+    DEBUG["on"] = bool(on) or os.environ.get("UNILANDMARK_DEBUG", "") not in ("", "0")
 
 
 def parse_options(options: list[str] | None) -> dict:
@@ -38,12 +104,46 @@ def parse_options(options: list[str] | None) -> dict:
     out = {}
     for item in options or []:
         if "=" not in item:
-            raise ValueError(f"option {item!r}: expected key=value")
+            raise ValueError(f"--opt {item!r}: expected key=value")
         key, value = item.split("=", 1)
-        if "," in value:
-            out[key.strip()] = tuple(yaml.safe_load(v) for v in value.split(","))
-        else:
-            out[key.strip()] = yaml.safe_load(value)
+        try:
+            if "," in value:
+                out[key.strip()] = tuple(yaml.safe_load(v) for v in value.split(","))
+            else:
+                out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            raise ValueError(f"--opt {item!r}: the value is not a plain value") from None
+    return out
+
+
+def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
+    """``WxH`` -> ``(W, H)`` positive integers."""
+    parts = text.lower().replace(" ", "").split("x")
+    try:
+        w, h = (int(v) for v in parts)
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: expected WIDTHxHEIGHT, e.g. 192x192") from None
+    if w <= 0 or h <= 0:
+        raise ValueError(f"{option} {text!r}: width and height must be positive")
+    return w, h
+
+
+def parse_domain_counts(text: str, option: str = "--domains") -> dict[str, int]:
+    """``head=19,hand=37`` -> ``{"head": 19, "hand": 37}`` (names unique, counts >= 1)."""
+    out: dict[str, int] = {}
+    for item in text.split(","):
+        name, sep, count = item.partition("=")
+        name = name.strip()
+        try:
+            k = int(count)
+        except ValueError:
+            k = 0
+        if not sep or not name or k < 1:
+            raise ValueError(f"{option} {text!r}: expected name=landmarks pairs with at least "
+                             f"one landmark, e.g. head=19,hand=37 (bad item {item!r})")
+        if name in out:
+            raise ValueError(f"{option} {text!r}: domain {name!r} given twice")
+        out[name] = k
     return out
 
 
@@ -57,5 +157,3 @@ def build_spec(name: str, root: Path, annotator: str | None, options: list[str] 
 
 
 OPT_HELP = "Adapter option key=value (repeatable), e.g. wrist_pair=2,6 or domain=hand."
-
-

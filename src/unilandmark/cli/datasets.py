@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..data.faults import DatasetError
-from .common import OPT_HELP, build_spec, console, err_console, friendly
+from .common import OPT_HELP, build_spec, console, err_console, friendly, parse_size
 
 datasets_app = typer.Typer(no_args_is_help=True, help="List, check, export and make datasets.")
 
@@ -39,8 +39,11 @@ def datasets_check(
 ) -> None:
     """Validate every record; print a summary and ALL faults; exit 1 when there are faults."""
     from ..data.validate import check_dataset
+    from ..preflight import check_writable_file
     from ..report import write_json
 
+    if json_out:
+        check_writable_file(json_out, "--json")
     try:
         spec = build_spec(name, root, annotator, opt)
     except DatasetError as err:
@@ -87,7 +90,9 @@ def datasets_export(
 ) -> None:
     """Write a split's ground truth in the prediction CSV format."""
     from ..evaluate import export_ground_truth
+    from ..preflight import check_writable_file
 
+    check_writable_file(out, "--out")
     spec = build_spec(name, root, annotator, opt)
     n = export_ground_truth(spec, split, out)
     console.print(f"wrote {n} images x {spec.num_landmarks} landmarks of {name}/{split} "
@@ -99,14 +104,17 @@ def datasets_export(
 def datasets_make_synthetic(
     out: Path = typer.Option(..., "--out", help="Folder to write the phantom domains into."),
     domains: str = typer.Option("head,hand,chest", help="Comma-separated phantom domains."),
-    train: int = typer.Option(60), val: int = typer.Option(15), test: int = typer.Option(15),
+    train: int = typer.Option(60, min=0), val: int = typer.Option(15, min=0),
+    test: int = typer.Option(15, min=0),
     size: str = typer.Option("192x192", help="Image size WxH."),
     seed: int = typer.Option(0),
 ) -> None:
     """Write synthetic phantom domains (PNG + landmarks.csv in the csv adapter format)."""
     from ..data.synthetic import make_synthetic
+    from ..preflight import check_writable_dir
 
-    w, h = (int(v) for v in size.lower().split("x"))
+    w, h = parse_size(size)
+    check_writable_dir(out, "--out")
     written = make_synthetic(out, [d.strip() for d in domains.split(",")], train, val, test,
                              (w, h), seed)
     for domain, table in written.items():

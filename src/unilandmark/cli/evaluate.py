@@ -32,8 +32,14 @@ def evaluate_cmd(
 ) -> None:
     """Score a prediction CSV: table, JSON report and figures."""
     from ..evaluate import evaluate, read_predictions
+    from ..preflight import check_writable_dir, check_writable_file
     from ..protocols import PROTOCOLS, get_protocol
     from ..report import draw_figures, print_report, write_json
+
+    if json_out:
+        check_writable_file(json_out, "--json")
+    if figures:
+        check_writable_dir(figures, "--figures")
 
     chosen = PROTOCOLS.get(protocol) if protocol else None
     if protocol and chosen is None:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from .common import console, friendly
+from .common import console, friendly, parse_domain_counts
 
 
 @friendly
@@ -19,27 +19,27 @@ def slim_cmd(
 ) -> None:
     """Strip a checkpoint to what prediction needs (for shipping a model)."""
     from ..checkpoint import slim_checkpoint
+    from ..preflight import check_writable_file
 
+    check_writable_file(dst, "DST")
     prov = json.loads(provenance.read_text()) if provenance else None
     size = slim_checkpoint(src, dst, fp16, prov)
     console.print(f"wrote {dst} ({size / 1e6:.2f} MB)")
 
 
+@friendly
 def models_cmd(
     domains: str = typer.Option("head=19,hand=37,chest=6",
                                 help="Domains as name=landmarks, comma-separated."),
-    width: int = typer.Option(64), depth: int = typer.Option(4),
-    global_width: int = typer.Option(128),
+    width: int = typer.Option(64, min=1), depth: int = typer.Option(4, min=1),
+    global_width: int = typer.Option(128, min=1),
 ) -> None:
     """List the models with their parameter counts for the given domains."""
     from rich.table import Table
 
     from ..models import FAMILY, MODELS, build_model, codec_for, count_parameters
 
-    doms = {}
-    for item in domains.split(","):
-        name, k = item.split("=")
-        doms[name.strip()] = int(k)
+    doms = parse_domain_counts(domains)
     table = Table(title=f"models for {doms} (width {width}, depth {depth})")
     for col in ["model", "family", "codec", "parameters", *[f"used by {d}" for d in doms]]:
         table.add_column(col, justify="left" if col in ("model", "family", "codec") else "right")
@@ -53,6 +53,7 @@ def models_cmd(
     console.print(table)
 
 
+@friendly
 def demo_cmd(
     out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything."),
     epochs: int = typer.Option(None, help="Override the demo's epochs."),
@@ -60,7 +61,9 @@ def demo_cmd(
 ) -> None:
     """Phantoms -> universal training on the CPU -> evaluation -> report, in minutes."""
     from ..demo import run_demo
+    from ..preflight import check_writable_dir
 
+    check_writable_dir(out, "--out")
     run_demo(out, epochs=epochs, seed=seed, log=console.print)
 
 

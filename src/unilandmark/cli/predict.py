@@ -34,7 +34,7 @@ def predict_cmd(
     out: Path = typer.Option(..., "--out", help="Prediction CSV to write."),
     overlay: Path = typer.Option(None, "--overlay", help="Draw overlays into this folder."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
-    batch_size: int = typer.Option(4),
+    batch_size: int = typer.Option(4, min=1),
     spacing: float = typer.Option(None, help="mm per pixel for images whose file has no "
                                              "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI"),
     measurements: bool = typer.Option(False, "--measurements",
@@ -43,15 +43,21 @@ def predict_cmd(
 ) -> None:
     """Predict landmarks on new images (no ground truth needed)."""
     from ..evaluate import write_predictions
+    from ..limits import checked_spacing
+    from ..naming import with_unique_ids
     from ..predict import Detector, result_rows
+    from ..preflight import check_device, check_writable_dir, check_writable_file
     from ..report import draw_overlay
 
+    sp = checked_spacing(spacing, "--spacing")
+    device = check_device(device)
+    check_writable_file(out, "--out")
+    if overlay:
+        check_writable_dir(overlay, "--overlay")
     paths = _collect_images(inputs)
     detector = Detector.from_checkpoint(checkpoint, device=device)
-    if spacing is not None and spacing <= 0:
-        raise ValueError(f"--spacing must be positive, got {spacing}")
-    sp = (spacing, spacing) if spacing else None
     results = detector.predict_many(paths, domain, spacing=sp, batch_size=batch_size)
+    results = with_unique_ids(results, paths)
     write_predictions(out, result_rows(results))
     console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to {out}")
     if measurements:

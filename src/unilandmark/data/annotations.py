@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .faults import FaultLog
+from .spreadsheet import decode_table
 
 
 def _number(text: str) -> float | None:
@@ -60,10 +61,8 @@ def parse_payer_hand_csv(path: Path, num_landmarks: int, log: FaultLog) -> dict[
     Returns {id: (K, 2)} for the good rows; bad rows go to ``log``.
     """
     out: dict[str, np.ndarray] = {}
-    try:
-        text = Path(path).read_text(errors="replace")
-    except OSError as err:
-        log.add(path, "", f"cannot read label table ({err.strerror})")
+    text = decode_table(Path(path), log)
+    if text is None:
         return out
     for line_no, row in enumerate(csv.reader(text.splitlines()), start=1):
         if not row or not "".join(row).strip():
@@ -121,32 +120,54 @@ def parse_chest_txt(path: Path, num_landmarks: int, log: FaultLog,
 
 
 def parse_labelme(path: Path, log: FaultLog) -> tuple[dict[str, tuple[float, float]], str] | None:
-    """A labelme JSON file: ``({label: (x, y)} of its point shapes, imagePath)``."""
+    """A labelme JSON file: ``({label: (x, y)} of its point shapes, imagePath)``.
+
+    ``imagePath`` is returned with forward slashes (labelme on Windows writes
+    backslashes). A malformed structure (``"shapes": 5``, a shape that is not an object,
+    a point that is not ``[x, y]``) is a fault, never a traceback.
+    """
     record = Path(path).stem
     try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as err:
+        data = json.loads(Path(path).read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         log.add(path, record, f"not a readable JSON file ({err})")
         return None
     if not isinstance(data, dict) or "shapes" not in data:
         log.add(path, record, "not a labelme file (no 'shapes')")
         return None
+    shapes = data["shapes"]
+    if shapes is None:
+        shapes = []
+    if not isinstance(shapes, list):
+        log.add(path, record, f"'shapes' must be a list of shapes, got {type(shapes).__name__}"
+                              f" {_short(shapes)}")
+        return None
     points: dict[str, tuple[float, float]] = {}
     ok = True
-    for i, shape in enumerate(data.get("shapes") or []):
-        if shape.get("shape_type", "point") != "point":
+    for i, shape in enumerate(shapes):
+        if not isinstance(shape, dict):
+            log.add(path, record, f"shape {i}: expected an object with 'label' and 'points', "
+                                  f"got {type(shape).__name__} {_short(shape)}")
+            ok = False
             continue
-        label = str(shape.get("label", "")).strip()
-        pts = shape.get("points") or []
+        if shape.get("shape_type") not in (None, "point"):
+            continue
+        label = shape.get("label")
+        label = label.strip() if isinstance(label, str) else ""
+        pts = shape.get("points")
         if not label:
-            log.add(path, record, f"shape {i}: point without a label")
+            log.add(path, record, f"shape {i}: point without a text label "
+                                  f"(label {_short(shape.get('label'))})")
             ok = False
             continue
-        if len(pts) != 1 or len(pts[0]) != 2:
-            log.add(path, record, f"shape {i} ({label!r}): expected one [x, y] point")
+        if not (isinstance(pts, list) and len(pts) == 1 and isinstance(pts[0], list)
+                and len(pts[0]) == 2):
+            log.add(path, record, f"shape {i} ({label!r}): expected one [x, y] point, got "
+                                  f"{_short(pts)}")
             ok = False
             continue
-        xy = [_number(str(v)) for v in pts[0]]
+        xy = [_number(str(v)) if isinstance(v, (int, float)) and not isinstance(v, bool)
+              else None for v in pts[0]]
         if any(v is None for v in xy):
             log.add(path, record, f"shape {i} ({label!r}): not finite numbers: {pts[0]!r}")
             ok = False
@@ -157,10 +178,15 @@ def parse_labelme(path: Path, log: FaultLog) -> tuple[dict[str, tuple[float, flo
             continue
         points[label] = (xy[0], xy[1])
     image_path = data.get("imagePath")
-    if not image_path:
-        log.add(path, record, "no 'imagePath'")
+    if not isinstance(image_path, str) or not image_path.strip():
+        log.add(path, record, "no 'imagePath' (a text path to the image)")
         ok = False
-    return (points, str(image_path)) if ok else None
+    return (points, image_path.strip().replace("\\", "/")) if ok else None
+
+
+def _short(value, limit: int = 60) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 #: column names of a wide CSV table that are not landmark coordinates
@@ -184,24 +210,21 @@ def wide_landmark_columns(header: list[str]) -> list[tuple[str, str, str]] | Non
     return out or None
 
 
-def read_csv_rows(path: Path, log: FaultLog) -> tuple[list[str], list[dict[str, str]]]:
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = list(reader)
-            header = [h.strip() for h in (reader.fieldnames or [])]
-    except OSError as err:
-        log.add(path, "", f"cannot read table ({err.strerror})")
-        return [], []
-    rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in rows]
-    return header, rows
-
-
-def cell_number(value: str) -> float | None:
-    """A CSV cell: float, None when empty; raises ValueError for text or non-finite."""
-    if value is None or value == "":
-        return None
-    number = _number(value)
-    if number is None:
-        raise ValueError(f"not a finite number: {value!r}")
-    return number
+def unpaired_landmark_columns(header: list[str]) -> list[str]:
+    """Landmark-looking columns without their partner: ``NAME_x`` without ``NAME_y`` (or
+    the reverse), ``x3`` without ``y3`` (or the reverse)."""
+    present = set(header)
+    lonely = []
+    for c in header:
+        if c in WIDE_META_COLUMNS:
+            continue
+        m = re.match(r"^([xy])(\d+)$", c)
+        if m:
+            partner = ("y" if m.group(1) == "x" else "x") + m.group(2)
+        elif c.endswith(("_x", "_y")):
+            partner = c[:-1] + ("y" if c.endswith("_x") else "x")
+        else:
+            continue
+        if partner not in present:
+            lonely.append(f"{c!r} has no partner column {partner!r}")
+    return lonely

@@ -63,12 +63,16 @@ def load_resized(record: Record, geometry: Geometry, cache_dir: Path | None,
         cached = Path(cache_dir) / dataset_name / \
             f"{record.id}-{_cache_key(record, geometry)}.npz"
         if cached.is_file():
+            w, h = geometry.input_size
             try:
-                with np.load(cached) as data:
-                    return data["image"], geometry
-            except (OSError, ValueError, KeyError, EOFError) as err:
-                log.warning("%s: unreadable cache entry (%s); decoding the image again",
-                            cached, err)
+                with np.load(cached, allow_pickle=False) as data:
+                    image = data["image"]
+                if image.shape != (1, h, w):
+                    raise ValueError(f"shape {image.shape}, expected {(1, h, w)}")
+                return image, geometry
+            except Exception as err:  # noqa: BLE001 - any damage: rebuild the entry
+                log.warning("%s: corrupt cache entry (%s: %s); decoding the image again and "
+                            "rewriting it", cached, type(err).__name__, err)
                 cached.unlink(missing_ok=True)
     array, _ = read_image(record.image_path)
     if (array.shape[1], array.shape[0]) != tuple(geometry.original_size):

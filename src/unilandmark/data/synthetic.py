@@ -195,8 +195,11 @@ def make_synthetic(out: str | Path, domains=DOMAINS, train: int = 60, val: int =
     """Write phantom domains as PNG images plus ``landmarks.csv`` (the csv adapter's wide
     format with ``id, image, split, spacing`` and ``NAME_x, NAME_y`` columns).
 
-    Returns {domain: path of its landmarks.csv}.
+    Returns {domain: path of its landmarks.csv}. Unknown domains, negative counts, no
+    image at all, or a size below the minimum image size are refused before anything is
+    written.
     """
+    _check_request(domains, (train, val, test), size)
     out = Path(out)
     written = {}
     for domain in domains:
@@ -221,3 +224,18 @@ def make_synthetic(out: str | Path, domains=DOMAINS, train: int = 60, val: int =
         atomic_write_text(table, buf.getvalue())
         written[domain] = table
     return written
+
+
+def _check_request(domains, counts, size) -> None:
+    from ..limits import MIN_IMAGE_SIDE
+
+    unknown = [d for d in domains if d not in LANDMARKS]
+    if unknown or not domains:
+        raise ValueError(f"unknown phantom domain(s) {unknown or domains}; known: "
+                         f"{', '.join(DOMAINS)}")
+    if any(int(c) < 0 for c in counts) or sum(int(c) for c in counts) < 1:
+        raise ValueError(f"image counts (train, val, test) must be >= 0 with at least one "
+                         f"image, got {tuple(counts)}")
+    if len(size) != 2 or min(int(v) for v in size) < MIN_IMAGE_SIDE:
+        raise ValueError(f"image size {size[0]}x{size[1]}: each side needs at least "
+                         f"{MIN_IMAGE_SIDE} pixels")

@@ -8,11 +8,11 @@ from collections import Counter
 import numpy as np
 
 from ..io import ImageReadError, read_image, read_image_info
+from ..limits import SANE_SPACING_MM, spacing_fault
 from ..types import DatasetSpec, Record
 from .faults import Fault
 
-#: spacing outside this range (mm per pixel) is not a plausible 2-D medical image
-SANE_SPACING_MM = (1e-3, 10.0)
+__all__ = ["SANE_SPACING_MM", "check_dataset", "check_record"]
 
 
 def check_record(record: Record, num_landmarks: int, read_pixels: bool = True,
@@ -44,12 +44,9 @@ def check_record(record: Record, num_landmarks: int, read_pixels: bool = True,
         elif size is not None and not (-0.5 <= x <= size[0] - 0.5 and -0.5 <= y <= size[1] - 0.5):
             fault(f"landmark {k + 1}: point ({x:g}, {y:g}) outside the {size[0]}x{size[1]} image")
     if record.spacing is not None:
-        sx, sy = record.spacing
-        lo, hi = SANE_SPACING_MM
-        if not all(math.isfinite(v) and v > 0 for v in (sx, sy)):
-            fault(f"spacing must be positive and finite, got ({sx}, {sy})")
-        elif not all(lo <= v <= hi for v in (sx, sy)):
-            fault(f"implausible spacing ({sx}, {sy}) mm per pixel; expected {lo}..{hi}")
+        spacing_problem = spacing_fault(record.spacing)
+        if spacing_problem:
+            fault(spacing_problem)
     return size, faults
 
 
