@@ -410,15 +410,16 @@ def test_quality_flags_are_shown_where_the_model_gives_them(folder, builtin):
 
 
 def test_dicom_images_are_served_with_their_spacing(folder, detector):
-    from tests.test_io import _write_dicom
+    from tests.dicom_files import write_dicom
 
-    _write_dicom(folder / "scan.dcm", pixel_spacing=(0.2, 0.3))  # (row, column) = (y, x)
+    pixels = (np.arange(20 * 24, dtype=np.uint16).reshape(20, 24) * 7)
+    write_dicom(folder / "scan.dcm", pixels, PixelSpacing=[0.2, 0.3])  # (row, col) = (y, x)
     client = make_client(folder, detector)
     assert "scan.dcm" in [i["name"] for i in client.get("/api/images").json()["images"]]
     meta = client.get("/api/images/scan.dcm").json()
-    assert meta["size"] == [16, 12] and meta["spacing"] == [0.3, 0.2]
+    assert meta["size"] == [24, 20] and meta["spacing"] == [0.3, 0.2]
     shown = client.get("/api/images/scan.dcm/display")
-    assert Image.open(io.BytesIO(shown.content)).size == (16, 12)
+    assert Image.open(io.BytesIO(shown.content)).size == (24, 20)
     state = client.get("/api/images/scan.dcm/landmarks").json()
     assert state["spacing"] == [0.3, 0.2] and len(state["points"]) == 19
     points = [[2.0, 3.0]] + [None] * 18
@@ -477,3 +478,28 @@ def test_orientation_is_saved_and_read_back(folder, builtin, fmt):
     state = again.get("/api/images/head_0000.png/landmarks").json()
     assert state["source"] == "file" and state["orientation"] == "mirrored"
     assert state["mirrored"] is True
+
+
+def test_an_unwritable_table_is_a_clear_message_and_nothing_else_changes(folder, detector):
+    client = make_client(folder, detector, save="csv",
+                         csv_path=folder / "head_0001.png" / "reviewed.csv")  # under a file
+    points = client.get("/api/images/head_0000.png/landmarks").json()["points"]
+    response = client.post("/api/images/head_0000.png/save", json={"points": points},
+                           headers=WRITE)
+    assert response.status_code == 500
+    assert response.json()["detail"].startswith(
+        f"cannot write {folder / 'head_0001.png' / 'reviewed.csv'}: ")
+    assert client.get("/api/images/head_0000.png/landmarks").json()["status"] == "predicted"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "head_0000.png", "head_0001.png", "head_0002.png"]
+
+
+def test_images_sharing_a_record_id_are_not_saved(folder, detector):
+    shutil.copy(folder / "head_0000.png", folder / "head_0000.tif")
+    client = make_client(folder, detector)
+    points = client.get("/api/images/head_0000.png/landmarks").json()["points"]
+    response = client.post("/api/images/head_0000.png/save", json={"points": points},
+                           headers=WRITE)
+    assert response.status_code == 422
+    assert "share its record id 'head_0000' (head_0000.tif)" in response.json()["detail"]
+    assert not (folder / "landmarks_reviewed.csv").exists()

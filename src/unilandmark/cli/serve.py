@@ -39,11 +39,20 @@ def serve_cmd(
         raise ValueError(f"the review app needs the 'serve' extra ({err.name} is missing): "
                          "pip install 'unilandmark[serve]'") from None
     from ..predict import Detector
+    from ..preflight import PreflightError, check_device, check_writable_dir, check_writable_file
     from ..serve.saving import formats_of
 
     formats_of(save)
+    device = check_device(device)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
+    try:  # reviewing a read-only folder is fine; saving there is not
+        check_writable_dir(folder, "FOLDER")
+        if csv_path is not None:
+            check_writable_file(csv_path, "--csv")
+    except PreflightError as err:
+        err_console.print(f"[yellow]warning:[/yellow] {err}; Save will fail until that "
+                          "is fixed", highlight=False)
     if not 0 < port < 65536:
         raise ValueError(f"--port must lie in 1..65535, got {port}")
     if spacing is not None and spacing <= 0:

@@ -38,7 +38,7 @@ from ..types import Spacing
 from .display import DISPLAY_MAX_SIDE, DISPLAY_MEDIA_TYPE, display_image, display_size
 from .folder import ImageFolder, UnknownImage, UploadRejected
 from .measurements import measurements_for
-from .saving import FORMATS, SavedFileError
+from .saving import FORMATS, SavedFileError, SaveError
 from .state import ImageState, ReviewStore
 
 STATIC_DIR = Path(__file__).parent / "static"
@@ -243,5 +243,12 @@ def _add_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(UploadRejected, handler(415))
     app.add_exception_handler(ImageReadError, handler(422))
     app.add_exception_handler(SavedFileError, handler(409))
+    app.add_exception_handler(SaveError, handler(500))
     app.add_exception_handler(ValueError, handler(422))
     app.add_exception_handler(FileNotFoundError, handler(404))
+
+    async def os_error(_request: Request, err: OSError) -> JSONResponse:
+        where = f"{err.filename}: " if err.filename else ""
+        return JSONResponse({"detail": f"{where}{err.strerror or err}"}, 500)
+
+    app.add_exception_handler(OSError, os_error)

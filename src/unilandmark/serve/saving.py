@@ -54,6 +54,16 @@ class SavedFileError(ValueError):
     """A saved-landmarks file that cannot be read or safely rewritten; names file and fault."""
 
 
+class SaveError(RuntimeError):
+    """A file that could not be written (permissions, a full disk, a file in the way)."""
+
+
+def cannot_write(target: Path, err: OSError) -> SaveError:
+    """A :class:`SaveError` naming the file we meant to write and the system's reason."""
+    where = f" ({err.filename})" if err.filename and str(err.filename) != str(target) else ""
+    return SaveError(f"cannot write {target}: {err.strerror or err}{where}")
+
+
 def formats_of(choice: str) -> tuple[str, ...]:
     """``csv``/``labelme``/``both`` -> the formats to write, in reading-preference order."""
     if choice not in FORMATS:

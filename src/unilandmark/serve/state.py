@@ -25,6 +25,8 @@ from .folder import ImageFolder, image_stem
 from .saving import (
     DEFAULT_CSV_NAME,
     SavedFileError,
+    SaveError,
+    cannot_write,
     csv_rows,
     formats_of,
     labelme_file,
@@ -295,13 +297,20 @@ class ReviewStore:
         written = []
         with self._lock:
             for f in formats:
-                if f == "labelme":
-                    written.append(write_labelme(path, self.names, points, state.size,
-                                                 state.orientation))
-                else:
-                    rows = csv_rows(image_stem(name), name, self.names, points, state.spacing,
-                                    self.domain, state.orientation)
-                    written.append(write_csv(self.csv_path, image_stem(name), rows))
+                target = labelme_file(path) if f == "labelme" else self.csv_path
+                try:
+                    if f == "labelme":
+                        written.append(write_labelme(path, self.names, points, state.size,
+                                                     state.orientation))
+                    else:
+                        rows = csv_rows(image_stem(name), name, self.names, points,
+                                        state.spacing, self.domain, state.orientation)
+                        written.append(write_csv(self.csv_path, image_stem(name), rows))
+                except OSError as err:
+                    error = cannot_write(target, err)
+                    if written:  # "both": the first format was saved, the second not
+                        error = SaveError(f"{error}; written: {', '.join(map(str, written))}")
+                    raise error from None
             state = replace(self._states[name], points=points, status=SAVED,
                             files=tuple(str(p) for p in written))
             self._states[name] = state
