@@ -116,8 +116,11 @@ class PatchStageConfig(_Strict):
     per patch pixel (or ``scale_mm`` mm, per image from its spacing). It trains on
     patches centred on the ground truth plus a jitter drawn from the previous stage's own
     validation error vectors (per landmark, times ``jitter_factor``) plus Gaussian noise
-    of ``jitter_floor`` patch pixels, so it learns to correct the mistakes the previous
-    stage makes. ``train.augment`` applies to the patches: its rotation and scale to the
+    of ``jitter_floor`` patch pixels plus a uniform shift of up to ``jitter_uniform`` patch
+    pixels in x and y, so it learns to correct the mistakes the previous stage makes and
+    to find a landmark anywhere in the patch by its appearance (without the uniform part a
+    refiner learns that the landmark is near the centre and keeps large errors).
+    ``train.augment`` applies to the patches: its rotation and scale to the
     crop (its translation is replaced by the jitter), its intensity terms to the pixels.
     Every landmark inside a patch is a target (the others are trained to zero). At
     prediction, ``test_offsets`` > 0 averages five crops shifted by that many
@@ -133,6 +136,7 @@ class PatchStageConfig(_Strict):
     sigma: float = Field(2.0, gt=0, description="Gaussian sigma in patch pixels")
     jitter_factor: float = Field(1.0, ge=0)
     jitter_floor: float = Field(2.0, ge=0, description="patch pixels")
+    jitter_uniform: float = Field(0.0, ge=0, description="patch pixels, +- in x and y")
     test_offsets: float = Field(0.0, ge=0, description="patch pixels; 0: one crop")
     gate: bool = True
 

@@ -4,7 +4,8 @@ Every image is kept at ``1 / s`` per axis (``s`` original pixels per patch pixel
 ``stage.scale`` or ``stage.scale_mm`` and each image's own spacing), each with its own
 Geometry. A training sample is one (image, landmark) pair: a patch centred on the ground
 truth plus a jitter drawn from the previous stage's own validation error vectors for that
-landmark (times ``jitter_factor``, plus Gaussian noise of ``jitter_floor`` patch pixels),
+landmark (times ``jitter_factor``, plus Gaussian noise of ``jitter_floor`` patch pixels and
+a uniform shift of up to ``jitter_uniform``),
 randomly rotated and zoomed (``train.augment``'s rotation and scale), with its intensity
 augmentation. Every annotated landmark is a
 target in every patch (a Gaussian where it lies, zero elsewhere), so each patch teaches
@@ -107,7 +108,7 @@ class PatchStage(Stage):
         size = sc.patch_size
         pairs = d.pairs[np.asarray(indices)]
         n = len(pairs)
-        u = torch.rand((n, 3), generator=generator, dtype=torch.float64).numpy()
+        u = torch.rand((n, 4), generator=generator, dtype=torch.float64).numpy()
         pick = torch.randint(0, len(d.jitter), (n,), generator=generator).numpy()
         noise = torch.randn((n, 2), generator=generator, dtype=torch.float64).numpy()
         centres, linears = np.zeros((n, 2)), np.zeros((n, 2, 2))
@@ -115,7 +116,9 @@ class PatchStage(Stage):
             g = d.train.geometries[i]
             error = np.nan_to_num(d.jitter[pick[row], k]) * sc.jitter_factor
             error_resized = error / np.diag(g.matrix)[:2]  # original px -> resized px
-            centres[row] = d.train.points[i, k] + error_resized + noise[row] * sc.jitter_floor
+            shift = (2 * u[row, 2:4] - 1) * sc.jitter_uniform
+            centres[row] = d.train.points[i, k] + error_resized + noise[row] * sc.jitter_floor \
+                + shift
             angle = math.radians(aug.rotate_deg) * (2 * u[row, 0] - 1) * aug.enabled
             zoom = 1 + aug.scale * (2 * u[row, 1] - 1) * aug.enabled
             c, s = math.cos(angle) * zoom, math.sin(angle) * zoom
