@@ -10,6 +10,7 @@ import sys
 import typer
 
 from .common import set_debug
+from .convert import convert_cmd
 from .datasets import datasets_app
 from .evaluate import evaluate_cmd
 from .measure import measure_cmd
@@ -37,6 +38,7 @@ app.command("evaluate")(evaluate_cmd)
 app.command("measure")(measure_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)
+app.command("convert")(convert_cmd)
 app.command("demo")(demo_cmd)
 
 
