@@ -56,8 +56,10 @@ def require_onnx() -> None:
         except ImportError:
             missing.append(name)
     if missing:
-        raise ImportError(f"ONNX export and the ONNX runner need {', '.join(missing)}: "
-                          "pip install 'unilandmark[export]'")
+        from .runner import MissingExtraError
+
+        raise MissingExtraError(f"ONNX export needs {', '.join(missing)}: pip install "
+                                "'unilandmark[export]'")
 
 
 def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
@@ -79,12 +81,9 @@ def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
     if checkpoint is None and sidecar.is_file():
         provenance = {**provenance, **json.loads(sidecar.read_text())}
     graph = PredictionGraph(detector, domain).eval()
-    names = list(INPUTS)
-    for n, needed in enumerate(graph.stage_inputs, start=1):
-        if needed is not None:
-            names += stage_input_names(n)
+    names = input_names(graph)
     example = _example_inputs(graph, detector, domain)
-    with torch.no_grad(), _quiet():
+    with torch.no_grad(), quiet_export():
         program = torch.onnx.export(graph, example, dynamo=True, opset_version=OPSET,
                                     input_names=names, output_names=list(OUTPUTS),
                                     dynamic_shapes=_dynamic_shapes(graph), verbose=False)
@@ -99,6 +98,15 @@ def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
         onnx.save(proto, str(tmp))
     difference = _check(out, graph, example, names) if check else float("nan")
     return ExportSummary(out, domain, 1 + len(graph.stages), tuple(names), difference)
+
+
+def input_names(graph: PredictionGraph) -> list[str]:
+    """The graph's input names in the forward's order (:mod:`.contract`)."""
+    names = list(INPUTS)
+    for n, needed in enumerate(graph.stage_inputs, start=1):
+        if needed is not None:
+            names += stage_input_names(n)
+    return names
 
 
 def metadata(detector: Detector, domain: str, graph: PredictionGraph, names,
@@ -175,7 +183,7 @@ def _dynamic_shapes(graph: PredictionGraph):
 
 
 @contextlib.contextmanager
-def _quiet():
+def quiet_export():
     """The exporter's own notes (skipped torchvision ops, deprecations) are not the user's
     business."""
     logger = logging.getLogger("torch.onnx")

@@ -28,13 +28,18 @@ from .contract import ORIENTATION_CODES, parse_metadata
 from .inputs import graph_inputs
 
 
+class MissingExtraError(ImportError, ValueError):
+    """An optional dependency is not installed (an input problem, not a bug: the command
+    line prints it as one line)."""
+
+
 def onnxruntime():
     """The onnxruntime module, or a clear message naming the extra to install."""
     try:
         import onnxruntime as ort
     except ImportError as err:
-        raise ImportError("running an ONNX model needs onnxruntime: pip install "
-                          "'unilandmark[export]'") from err
+        raise MissingExtraError("running an ONNX model needs onnxruntime: pip install "
+                                "'unilandmark[export]'") from err
     return ort
 
 
