@@ -143,14 +143,5 @@ def read_model_file(path: str | os.PathLike) -> dict:
     return state
 
 
-def read_metadata(path: str | os.PathLike) -> dict:
-    """The JSON header entries of a model file (no tensors read)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path), framework="numpy") as fh:
-        metadata = fh.metadata() or {}
-    return {k: (json.loads(v) if k != "format" else v) for k, v in metadata.items()}
-
-
 def _json(value) -> str:
     return json.dumps(value, allow_nan=True)
