@@ -43,6 +43,26 @@ def test_speed_benchmarks_write_rows(tmp_path):
     out = tmp_path / "i.json"
     _load("inference_latency").main(["--quick", "--models", "unet", "--device", "cpu",
                                      "--width", "8", "--batches", "1,2", "--repeats", "1",
-                                     "--json", str(out)])
+                                     "--backends", "torch", "--json", str(out)])
     rows = json.loads(out.read_text())["rows"]
     assert len(rows) == 6 and all(r["ms_per_image"] > 0 for r in rows)
+
+
+@pytest.mark.slow
+def test_inference_latency_beside_onnxruntime_and_over_a_folder(tmp_path, trained_run,
+                                                               phantoms):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    out = tmp_path / "o.json"
+    _load("inference_latency").main([
+        "--quick", "--models", "unet", "--width", "8", "--device", "cpu", "--batches", "1,2",
+        "--repeats", "1", "--warmup", "0", "--cascade", "--checkpoint",
+        str(trained_run.best_path), "--domain", "head", "--image-size", "80,70", "--folder",
+        str(phantoms / "head" / "images"), "--limit", "4", "--json", str(out)])
+    rows = json.loads(out.read_text())["rows"]
+    assert {(r["kind"], r["backend"]) for r in rows} == {
+        (k, b) for k in ("network", "cascade", "folder") for b in ("torch", "onnx")}
+    assert len([r for r in rows if r["kind"] == "network"]) == 12
+    assert all(r["ms_per_image"] > 0 for r in rows)
+    folder = [r for r in rows if r["kind"] == "folder"]
+    assert all(r["images"] == 4 and r["images_per_s"] > 0 for r in folder)

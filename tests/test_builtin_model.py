@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from unilandmark.cli import app
 from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME, Detector
 
-PROVENANCE = PRETRAINED_DIR / PRETRAINED_NAME.replace(".pt", ".json")
+PROVENANCE = (PRETRAINED_DIR / PRETRAINED_NAME).with_suffix(".json")
 
 
 @pytest.fixture(scope="module")

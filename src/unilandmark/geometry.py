@@ -8,8 +8,6 @@ network-input x maps to ``(x + 0.5) * s - 0.5`` in the original image.
 from __future__ import annotations
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .types import Geometry, Spacing
 
@@ -60,6 +58,9 @@ def resize_to_input(image: np.ndarray, geometry: Geometry) -> np.ndarray:
 
     Anti-aliased bilinear resampling; returns float32 of shape (C, H1, W1).
     """
+    import torch  # here, so that importing the package does not load torch
+    import torch.nn.functional as F
+
     arr = np.asarray(image, dtype=np.float32)
     if arr.ndim == 2:
         arr = arr[None]

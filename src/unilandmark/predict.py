@@ -11,7 +11,8 @@ format at any size and runs the checkpoint's stages:
 2. **Configuration check.** Where the domain has a shape model (built from the training
    shapes), the points are fitted by it; a landmark far from where the others put it
    (more than ``RELOCATE_SPREADS`` of its training spread) is searched again in the
-   heatmap, under a Gaussian prior around the shape's position.
+   heatmap, under a Gaussian prior around the shape's position (skipped with
+   ``relocate=False``: the residuals are still computed).
 3. **Refinement stages** (a cascade's patch stages) crop patches around the current points
    and refine them.
 4. The points go back to the original image: un-mirrored, flip pairs swapped back,
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,41 +37,15 @@ from .geometry import fit_geometry, resize_to_input
 from .io import normalise_intensity, read_image
 from .models import build_model, codec_for
 from .patches import patch_scale, refine_points, scaled_geometry, scaled_image
+from .results import LandmarkResult, result_rows
 from .shape import ShapeModel, fit_shape
 from .types import Spacing
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
-PRETRAINED_NAME = "gu2net_isbi2015_head.pt"
+PRETRAINED_NAME = "gu2net_isbi2015_head.safetensors"
 ORIENTATIONS = ("auto", "original", "mirrored")
 #: a landmark whose shape-fit residual exceeds this many training spreads is searched again
 RELOCATE_SPREADS = 6.0
-
-
-@dataclass(frozen=True)
-class LandmarkResult:
-    """Landmarks of one image.
-
-    points (K, 2) original pixels; points_mm (K, 2) or None; confidence (K,) the peak
-    probability of the heatmap that placed each landmark; spacing (sx, sy) mm per pixel
-    and its source (``file``: the image header, ``option``: given by the caller,
-    ``model``: the model's training spacing, accepted explicitly) or None; orientation
-    ``original`` or ``mirrored`` (the image was read as a left-right mirror of the
-    training orientation); shape_residual (K,) distance to the fitted training shape in
-    training spreads (NaN without a shape model); stage_confidence (S, K) per stage.
-    """
-
-    id: str
-    domain: str
-    names: tuple[str, ...]
-    points: np.ndarray
-    confidence: np.ndarray
-    spacing: Spacing | None
-    points_mm: np.ndarray | None
-    image_path: str | None = None
-    spacing_source: str | None = None
-    orientation: str = "original"
-    shape_residual: np.ndarray | None = None
-    stage_confidence: np.ndarray | None = field(default=None, repr=False)
 
 
 @dataclass
@@ -88,8 +63,11 @@ class Detector:
     was trained on."""
 
     def __init__(self, model: torch.nn.Module, domains: dict[str, dict], device="cpu",
-                 model_name: str = "gu2net", refiners: list[PatchStageModel] | None = None):
+                 model_name: str = "gu2net", refiners: list[PatchStageModel] | None = None,
+                 relocate: bool = True):
         self.device = torch.device(device)
+        #: re-localise gross misses of the configuration check (False: residuals only)
+        self.relocate = relocate
         self.model = model.to(self.device).eval()
         self.domains = domains
         self.model_name = model_name
@@ -104,18 +82,22 @@ class Detector:
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None,
-                        device: str = "cpu") -> Detector:
+                        device: str = "cpu", relocate: bool = True) -> Detector:
         """Load a checkpoint (``best.pt``, a cascade, a slim model file), or the built-in
-        model when None."""
+        model when None. ``relocate=False`` skips the configuration check's
+        re-localisation (shape residuals are still computed; what an exported ONNX graph
+        does)."""
         if path is None:
             path = PRETRAINED_DIR / PRETRAINED_NAME
             if not Path(path).is_file():
                 raise FileNotFoundError(
                     f"{path}: no built-in model is installed in this build; pass --checkpoint")
-        return cls.from_checkpoint_state(load_checkpoint(path, map_location="cpu"), device)
+        return cls.from_checkpoint_state(load_checkpoint(path, map_location="cpu"), device,
+                                         relocate)
 
     @classmethod
-    def from_checkpoint_state(cls, state: dict, device: str = "cpu") -> Detector:
+    def from_checkpoint_state(cls, state: dict, device: str = "cpu",
+                              relocate: bool = True) -> Detector:
         """Build from a loaded checkpoint dict: its whole stage chain."""
         chain = stage_chain(upgrade(state))
         first = chain[0]
@@ -134,7 +116,7 @@ class Detector:
             refiner.load_state_dict(_float_weights(later["model"]))
             refiners.append(PatchStageModel(refiner, HeatmapCodec(rc.stage.sigma), rc.stage,
                                             later["domains"]))
-        return cls(model, domains, device, config.model.name, refiners)
+        return cls(model, domains, device, config.model.name, refiners, relocate)
 
     def _domain(self, domain: str | None) -> str:
         if domain is None:
@@ -286,7 +268,8 @@ class Detector:
             fit = fit_shape(shape, points[j] * scale, conf[j])
             residual[j] = fit.residual
             bad = np.flatnonzero(fit.residual > RELOCATE_SPREADS)
-            if logits is None or not len(bad) or not np.isfinite(fit.size):
+            if logits is None or not self.relocate or not len(bad) or \
+                    not np.isfinite(fit.size):
                 continue
             g = geometries[j]
             prior_centres = g.to_network(fit.fitted[bad] / scale)
@@ -361,19 +344,6 @@ def _float_weights(weights: dict) -> dict:
 def _stem(path) -> str:
     name = Path(path).name
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
-
-
-def result_rows(results: list[LandmarkResult]) -> list[dict]:
-    """Prediction-CSV rows (docs/protocols.md) for a list of results."""
-    from .evaluate import prediction_rows
-
-    rows = []
-    for r in results:
-        rows += prediction_rows([r.id], [r.points], r.names, confidence=[r.confidence],
-                                spacing=[r.spacing], domain=r.domain,
-                                orientation=[r.orientation],
-                                spacing_source=[r.spacing_source])
-    return rows
 
 
 __all__ = ["Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME", "result_rows"]

@@ -10,8 +10,10 @@ import sys
 import typer
 
 from .common import set_debug
+from .convert import convert_cmd
 from .datasets import datasets_app
 from .evaluate import evaluate_cmd
+from .export import export_cmd
 from .measure import measure_cmd
 from .models import demo_cmd, models_cmd, slim_cmd
 from .predict import predict_cmd
@@ -38,6 +40,8 @@ app.command("evaluate")(evaluate_cmd)
 app.command("measure")(measure_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)
+app.command("convert")(convert_cmd)
+app.command("export")(export_cmd)
 app.command("demo")(demo_cmd)
 app.command("serve")(serve_cmd)
 

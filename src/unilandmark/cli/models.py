@@ -13,11 +13,12 @@ from .common import console, friendly, parse_domain_counts
 @friendly
 def slim_cmd(
     src: Path = typer.Argument(..., help="A training checkpoint (best.pt)."),
-    dst: Path = typer.Argument(..., help="Where to write the slim checkpoint."),
+    dst: Path = typer.Argument(..., help="The model file to write (NAME.safetensors)."),
     fp16: bool = typer.Option(True, "--fp16/--fp32"),
     provenance: Path = typer.Option(None, help="JSON file with data/protocol/figures."),
 ) -> None:
-    """Strip a checkpoint to what prediction needs (for shipping a model)."""
+    """Write a model file (safetensors) with what prediction needs of every stage, for
+    shipping a model (see docs/deployment.md)."""
     from ..checkpoint import slim_checkpoint
     from ..preflight import check_writable_file
 

@@ -31,6 +31,9 @@ def predict_cmd(
     inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
     domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the built-in model."),
+    model: Path = typer.Option(None, "--model", help="An exported ONNX graph (model.onnx, see "
+                                                     "`export`), run by onnxruntime instead "
+                                                     "of PyTorch."),
     out: Path = typer.Option(..., "--out", help="Prediction CSV to write."),
     overlay: Path = typer.Option(None, "--overlay", help="Draw overlays into this folder."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
@@ -45,17 +48,27 @@ def predict_cmd(
     from ..evaluate import write_predictions
     from ..limits import checked_spacing
     from ..naming import with_unique_ids
-    from ..predict import Detector, result_rows
     from ..preflight import check_device, check_writable_dir, check_writable_file
     from ..report import draw_overlay
+    from ..results import result_rows
 
     sp = checked_spacing(spacing, "--spacing")
-    device = check_device(device)
+    if model is not None and checkpoint is not None:
+        raise ValueError("give --checkpoint (PyTorch) or --model (ONNX), not both")
+    if model is None:
+        device = check_device(device)
     check_writable_file(out, "--out")
     if overlay:
         check_writable_dir(overlay, "--overlay")
     paths = _collect_images(inputs)
-    detector = Detector.from_checkpoint(checkpoint, device=device)
+    if model is not None:
+        from ..export.runner import OnnxDetector
+
+        detector = OnnxDetector(model, device=device)
+    else:
+        from ..predict import Detector
+
+        detector = Detector.from_checkpoint(checkpoint, device=device)
     results = detector.predict_many(paths, domain, spacing=sp, batch_size=batch_size)
     results = with_unique_ids(results, paths)
     write_predictions(out, result_rows(results))

@@ -1,0 +1,213 @@
+"""``export_onnx``: a checkpoint (or the built-in model) -> one ONNX graph per domain.
+
+The graph (:mod:`.graph`) holds every stage, the decoding and the mapping back to
+original pixels; the file's ``metadata_props`` hold what a runner needs around it
+(landmark names, input size, resize mode, spacing rule, training spacing, shape model,
+flip pairs, stage configs, versions). After writing, the graph is run once through
+onnxruntime on the tracing inputs and compared with PyTorch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import __version__
+from ..atomic import atomic_path
+from ..predict import Detector
+from .contract import (
+    FORMAT,
+    INPUTS,
+    OPSET,
+    OUTPUTS,
+    SPACING_RULE,
+    stage_input_names,
+)
+from .graph import PredictionGraph
+
+#: the exported graph must reproduce PyTorch on the tracing inputs to this many pixels
+CHECK_TOLERANCE_PX = 0.05
+
+
+@dataclass(frozen=True)
+class ExportSummary:
+    path: Path
+    domain: str
+    stages: int
+    inputs: tuple[str, ...]
+    max_difference_px: float
+
+
+def require_onnx() -> None:
+    """A clear message when the optional ``export`` extra is missing."""
+    missing = []
+    for name in ("onnx", "onnxruntime", "onnxscript"):
+        try:
+            __import__(name)
+        except ImportError:
+            missing.append(name)
+    if missing:
+        from .runner import MissingExtraError
+
+        raise MissingExtraError(f"ONNX export needs {', '.join(missing)}: pip install "
+                                "'unilandmark[export]'")
+
+
+def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
+                out: str | os.PathLike, check: bool = True) -> ExportSummary:
+    """Export ``Detector(relocate=False)`` of ``domain`` (the checkpoint's only domain when
+    None) to ``out``, written atomically."""
+    require_onnx()
+    import onnx
+
+    from ..checkpoint import load_checkpoint
+    from ..predict import PRETRAINED_DIR, PRETRAINED_NAME
+
+    path = Path(checkpoint) if checkpoint is not None else PRETRAINED_DIR / PRETRAINED_NAME
+    state = load_checkpoint(path)
+    detector = Detector.from_checkpoint_state(state, relocate=False)
+    domain = detector._domain(domain)
+    provenance = dict(state.get("provenance") or {})
+    sidecar = path.with_suffix(".json")  # the built-in model's figures live beside it
+    if checkpoint is None and sidecar.is_file():
+        provenance = {**provenance, **json.loads(sidecar.read_text())}
+    graph = PredictionGraph(detector, domain).eval()
+    names = input_names(graph)
+    example = _example_inputs(graph, detector, domain)
+    with torch.no_grad(), quiet_export():
+        program = torch.onnx.export(graph, example, dynamo=True, opset_version=OPSET,
+                                    input_names=names, output_names=list(OUTPUTS),
+                                    dynamic_shapes=_dynamic_shapes(graph), verbose=False)
+    proto = program.model_proto
+    for key, value in metadata(detector, domain, graph, names, provenance).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = (f"unilandmark {__version__}: landmarks of domain {domain!r} "
+                        "(stage 1, orientation, patch stages, decoding, original pixels)")
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        onnx.save(proto, str(tmp))
+    difference = _check(out, graph, example, names) if check else float("nan")
+    return ExportSummary(out, domain, 1 + len(graph.stages), tuple(names), difference)
+
+
+def input_names(graph: PredictionGraph) -> list[str]:
+    """The graph's input names in the forward's order (:mod:`.contract`)."""
+    names = list(INPUTS)
+    for n, needed in enumerate(graph.stage_inputs, start=1):
+        if needed is not None:
+            names += stage_input_names(n)
+    return names
+
+
+def metadata(detector: Detector, domain: str, graph: PredictionGraph, names,
+             provenance: dict) -> dict:
+    """The ``metadata_props`` of the exported file (strings; JSON where structured)."""
+    from ..checkpoint import versions
+
+    meta = detector.domains[domain]
+    stages = [{"index": 0, "kind": "image", "model": detector.model_name,
+               "input": "image", "input_size": list(meta["input_size"]),
+               "resize": meta.get("resize", "stretch")}]
+    refiners = [r for r in detector.refiners if domain in r.domains]
+    for n, (refiner, needed) in enumerate(zip(refiners, graph.stage_inputs, strict=True), 1):
+        sc = refiner.config
+        image, size = stage_input_names(n)
+        apply = refiner.domains[domain].get("apply") or [True] * graph.k
+        stages.append({"index": n, "kind": "patch", "patch_size": sc.patch_size,
+                       "scale": sc.scale, "scale_mm": sc.scale_mm, "sigma": sc.sigma,
+                       "test_offsets": sc.test_offsets, "apply": [bool(a) for a in apply],
+                       "input": image if needed else None,
+                       "size_input": size if needed else None})
+    domain_meta = {k: v for k, v in meta.items() if k != "shape"}
+    values = {
+        "format": FORMAT, "unilandmark_version": __version__, "domain": domain,
+        "landmark_names": list(meta["landmark_names"]),
+        "input_size": list(meta["input_size"]), "resize": meta.get("resize", "stretch"),
+        "spacing_rule": SPACING_RULE, "training_spacing": meta.get("spacing"),
+        "shape": meta.get("shape"), "flip_pairs": meta.get("flip_pairs") or [],
+        "stages": stages, "domain_meta": domain_meta,
+        "provenance": provenance,
+        "inputs": list(names), "outputs": list(OUTPUTS), "relocate": False,
+        "versions": json.dumps(versions()),
+    }
+    return {k: (v if isinstance(v, str) else json.dumps(v)) for k, v in values.items()}
+
+
+def _example_inputs(graph: PredictionGraph, detector: Detector, domain: str):
+    """Tracing inputs: two images of different sizes, one forced mirrored."""
+    from ..patches import patch_scale
+
+    w1, h1 = graph.input_size
+    generator = torch.Generator().manual_seed(0)
+    sizes = [(3 * w1 + 5, 3 * h1 + 1), (2 * w1 + 3, 2 * h1 + 7)]
+    image = torch.rand((2, 1, h1, w1), generator=generator)
+    original = torch.tensor(sizes, dtype=torch.float32)
+    content = torch.tensor([[w1, h1]] * 2, dtype=torch.float32)
+    orientation = torch.tensor([0, 2], dtype=torch.long)
+    inputs = [image, original, content, orientation]
+    spacing = detector.domains[domain].get("spacing") or (0.1, 0.1)
+    refiners = [r for r in detector.refiners if domain in r.domains]
+    for refiner, needed in zip(refiners, graph.stage_inputs, strict=True):
+        if needed is None:
+            continue
+        s = patch_scale(tuple(spacing), refiner.config.scale, refiner.config.scale_mm)
+        scaled = [(max(8, round(w / s)), max(8, round(h / s))) for w, h in sizes]
+        wp, hp = max(w for w, _ in scaled), max(h for _, h in scaled)
+        stage = torch.zeros((2, 1, hp, wp))
+        for j, (w, h) in enumerate(scaled):
+            stage[j, 0, :h, :w] = torch.rand((h, w), generator=generator)
+        inputs += [stage, torch.tensor(scaled, dtype=torch.float32)]
+    return tuple(inputs)
+
+
+def _dynamic_shapes(graph: PredictionGraph):
+    """Dynamic axes: the batch everywhere, and each stage image's height and width. The
+    patch-stage inputs are the forward's ``*stage_inputs``: one nested tuple."""
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    stages = []
+    for n, needed in enumerate(graph.stage_inputs, start=1):
+        if needed is not None:
+            stages += [{0: batch, 2: torch.export.Dim(f"stage{n}_height", min=8),
+                        3: torch.export.Dim(f"stage{n}_width", min=8)}, {0: batch}]
+    return ({0: batch}, {0: batch}, {0: batch}, {0: batch}, tuple(stages))
+
+
+@contextlib.contextmanager
+def quiet_export():
+    """The exporter's own notes (skipped torchvision ops, deprecations) are not the user's
+    business."""
+    logger = logging.getLogger("torch.onnx")
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        logger.setLevel(level)
+
+
+def _check(path: Path, graph: PredictionGraph, example, names) -> float:
+    """Largest landmark difference (px) between onnxruntime and PyTorch on ``example``."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {n: t.numpy() for n, t in zip(names, example, strict=True)}
+    got = session.run(["landmarks"], feeds)[0]
+    with torch.no_grad():
+        expected = graph(*example)[0].numpy()
+    difference = float(np.abs(got - expected).max())
+    if not difference <= CHECK_TOLERANCE_PX:
+        raise RuntimeError(f"{path}: the exported graph disagrees with PyTorch by "
+                           f"{difference:.3f} px on the tracing inputs")
+    return difference

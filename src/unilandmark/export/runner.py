@@ -1,0 +1,211 @@
+"""``OnnxDetector``: prediction with an exported graph through onnxruntime, without torch.
+
+The same interface as ``Detector`` (``predict``, ``predict_many``, ``iter_predict``, the
+same options and :class:`~unilandmark.results.LandmarkResult`), for the one domain the
+graph was exported for. Around the graph, in numpy: reading and normalising images
+(:mod:`unilandmark.io`), the graph's inputs (:mod:`.inputs`), millimetres from the
+spacing, and the shape-model residuals from the metadata (``Detector(relocate=False)``:
+no re-localisation).
+
+Threads: onnxruntime's own pool, ``threads`` or else ``OMP_NUM_THREADS`` when set.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..io import normalise_intensity, read_image
+from ..results import LandmarkResult
+from ..shape import ShapeModel, fit_shape
+from ..types import Spacing
+from .contract import ORIENTATION_CODES, parse_metadata
+from .inputs import graph_inputs
+
+
+class MissingExtraError(ImportError, ValueError):
+    """An optional dependency is not installed (an input problem, not a bug: the command
+    line prints it as one line)."""
+
+
+def onnxruntime():
+    """The onnxruntime module, or a clear message naming the extra to install."""
+    try:
+        import onnxruntime as ort
+    except ImportError as err:
+        raise MissingExtraError("running an ONNX model needs onnxruntime: pip install "
+                                "'unilandmark[export]'") from err
+    return ort
+
+
+class OnnxDetector:
+    """An exported graph (``unilandmark export``) ready to predict."""
+
+    def __init__(self, path: str | os.PathLike, device: str = "cpu",
+                 threads: int | None = None):
+        ort = onnxruntime()
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no such ONNX model")
+        options = ort.SessionOptions()
+        threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS",
+                                                                         "0") or 0)
+        options.intra_op_num_threads = max(0, threads)
+        options.inter_op_num_threads = 1 if threads else 0
+        try:
+            self.session = ort.InferenceSession(str(path), options,
+                                                providers=_providers(ort, device))
+        except Exception as err:  # onnxruntime raises its own types for a damaged file
+            raise ValueError(f"{path}: not a readable ONNX model ({err})") from err
+        try:
+            self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
+        except ValueError as err:
+            raise ValueError(f"{path}: {err}") from None
+        self.path = path
+        self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() \
+            else "cpu"
+        self.domain = self.meta["domain"]
+        self.names = tuple(self.meta["landmark_names"])
+        self.domains = {self.domain: {**self.meta["domain_meta"],
+                                      "shape": self.meta.get("shape")}}
+        self._shape = ShapeModel.from_dict(self.meta["shape"]) if self.meta.get("shape") \
+            else None
+        self._flip = flip_permutation(self.names, self.meta.get("flip_pairs") or [])
+
+    def _domain(self, domain: str | None) -> str:
+        if domain is not None and domain != self.domain:
+            raise ValueError(f"{self.path} was exported for domain {self.domain!r}, not "
+                             f"{domain!r}")
+        return self.domain
+
+    def predict(self, image, domain: str | None = None, spacing: Spacing | None = None,
+                **options) -> LandmarkResult:
+        """One image: a path (any supported format) or a 2-D array."""
+        return self.predict_many([image], domain, spacing, **options)[0]
+
+    def predict_many(self, images, domain: str | None = None, spacing: Spacing | None = None,
+                     batch_size: int = 4, **options) -> list[LandmarkResult]:
+        """A list of images (paths or arrays) -> a list of results in the same order."""
+        return list(self.iter_predict(images, domain, spacing, batch_size, **options))
+
+    def iter_predict(self, images: Iterable, domain: str | None = None,
+                     spacing: Spacing | None = None, batch_size: int = 4,
+                     orientation: str = "auto", assume_training_spacing: bool = False,
+                     on_result: Callable[[LandmarkResult], None] | None = None,
+                     ) -> Iterator[LandmarkResult]:
+        """Yield one result per image, ``batch_size`` images per graph run; the options
+        of ``Detector.iter_predict``."""
+        domain = self._domain(domain)
+        if orientation not in ORIENTATION_CODES:
+            raise ValueError(f"unknown orientation {orientation!r}; expected one of "
+                             f"{tuple(ORIENTATION_CODES)}")
+        fallback, fallback_source = spacing, "option"
+        if spacing is None and assume_training_spacing:
+            trained = self.meta.get("training_spacing")
+            if not trained:
+                raise ValueError(f"this model stores no training spacing for domain {domain!r}"
+                                 "; give the spacing explicitly")
+            fallback, fallback_source = (float(trained[0]), float(trained[1])), "model"
+        chunk: list = []
+        start = 0
+        for item in images:
+            chunk.append(item)
+            if len(chunk) == batch_size:
+                yield from self._predict_chunk(chunk, start, fallback, fallback_source,
+                                               orientation, on_result)
+                start += len(chunk)
+                chunk = []
+        if chunk:
+            yield from self._predict_chunk(chunk, start, fallback, fallback_source,
+                                           orientation, on_result)
+
+    def _predict_chunk(self, chunk, start, fallback, fallback_source, orientation, on_result):
+        raws = [_read(item, start + n, fallback, fallback_source)
+                for n, item in enumerate(chunk)]
+        normalised = [normalise_intensity(r.array) for r in raws]
+        feeds = graph_inputs(self.meta, normalised, [r.spacing for r in raws], orientation)
+        names = ["landmarks", "confidence", "mirrored", "stage_landmarks", "stage_confidence"]
+        points, conf, mirrored, stage_points, stage_conf = self.session.run(names, feeds)
+        for j, raw in enumerate(raws):
+            pts = points[j].astype(np.float64)
+            result = LandmarkResult(
+                id=raw.id, domain=self.domain, names=self.names, points=pts,
+                confidence=conf[j].astype(np.float32), spacing=raw.spacing,
+                points_mm=pts * np.asarray(raw.spacing) if raw.spacing else None,
+                image_path=raw.path,
+                spacing_source=raw.spacing_source if raw.spacing else None,
+                orientation="mirrored" if mirrored[j] else "original",
+                shape_residual=self._residual(stage_points[j, 0], stage_conf[j, 0],
+                                              bool(mirrored[j]), raw),
+                stage_confidence=stage_conf[j])
+            if on_result is not None:
+                on_result(result)
+            yield result
+
+    def _residual(self, points, conf, mirrored: bool, raw) -> np.ndarray:
+        """Stage-1 shape-fit residuals (K,) as ``Detector`` computes them: in the
+        orientation the image was read in, in mm where a spacing is known."""
+        k = len(self.names)
+        if self._shape is None:
+            return np.full(k, np.nan)
+        points = np.asarray(points, dtype=np.float64)
+        if mirrored:  # back to the orientation the graph read the image in
+            width = raw.array.shape[1]
+            points = np.stack([(width - 1) - points[:, 0], points[:, 1]], -1)[self._flip]
+            conf = conf[self._flip]
+        sp = raw.spacing or self.meta.get("training_spacing")
+        scale = np.asarray(sp, dtype=np.float64) if sp else np.ones(2)
+        residual = fit_shape(self._shape, points * scale, conf).residual
+        return residual[self._flip] if mirrored else residual
+
+
+def flip_permutation(names, pairs) -> np.ndarray:
+    """(K,) int: landmark k takes index ``perm[k]`` under a mirror (pairs swapped)."""
+    index = {n: i for i, n in enumerate(names)}
+    perm = np.arange(len(names))
+    for a, b in pairs:
+        perm[index[a]], perm[index[b]] = index[b], index[a]
+    return perm
+
+
+def _providers(ort, device: str) -> list:
+    if not device.startswith("cuda"):
+        return ["CPUExecutionProvider"]
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        warnings.warn(f"--device {device}: this onnxruntime has no CUDA provider "
+                      "(onnxruntime-gpu); running on the CPU", stacklevel=3)
+        return ["CPUExecutionProvider"]
+    index = int(device.split(":", 1)[1]) if ":" in device else 0
+    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
+
+
+@dataclass
+class _Raw:
+    array: np.ndarray
+    spacing: Spacing | None
+    spacing_source: str | None
+    id: str
+    path: str | None
+
+
+def _read(item, index: int, fallback: Spacing | None, fallback_source: str) -> _Raw:
+    """A path or an array -> the image, its spacing and where it came from (the same
+    rule as ``Detector``)."""
+    if isinstance(item, (str, os.PathLike)):
+        array, sp = read_image(item)
+        source = "file" if sp else (fallback_source if fallback else None)
+        return _Raw(array, sp or fallback, source, _stem(item), str(item))
+    array = np.asarray(item)
+    if array.ndim != 2:
+        raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
+    return _Raw(array, fallback, fallback_source if fallback else None, f"array{index}", None)
+
+
+def _stem(path) -> str:
+    name = Path(path).name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem

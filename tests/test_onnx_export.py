@@ -1,0 +1,241 @@
+"""ONNX export: one graph with stage 1, the orientation decision, every patch stage and the
+decoding reproduces ``Detector(relocate=False)`` through onnxruntime, without torch."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from unilandmark import read_image, synthetic_dataset
+from unilandmark.checkpoint import load_checkpoint, save_checkpoint
+from unilandmark.cli import app
+from unilandmark.config import load_config
+from unilandmark.predict import Detector
+from unilandmark.resample import resize_bilinear
+
+pytest.importorskip("onnxruntime")
+pytest.importorskip("onnxscript")
+
+from unilandmark.export.exporter import export_onnx  # noqa: E402
+from unilandmark.export.runner import OnnxDetector  # noqa: E402
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+#: ONNX and PyTorch landmarks agree to this many pixels (the issue's bound)
+TOLERANCE_PX = 0.05
+
+
+def _without(state: dict) -> dict:
+    return {k: v for k, v in state.items() if k not in ("format", "versions")}
+
+
+@pytest.fixture(scope="module")
+def cascade(trained_run, tmp_path_factory):
+    """The phantom GU2Net plus a patch stage for ``head`` (a few seconds of training),
+    its gate set by hand so that some landmarks are refined and others are not."""
+    from unilandmark.train import fit
+
+    out = tmp_path_factory.mktemp("cascade")
+    config = load_config(data={
+        "out_dir": str(out / "run"),
+        "domains": [d for d in load_checkpoint(trained_run.best_path)["config"]["domains"]
+                    if d["name"] == "head"],
+        "stage": {"kind": "patch", "previous": str(trained_run.best_path), "patch_size": 24,
+                  "scale": 1.0, "sigma": 1.5, "jitter_floor": 1.5, "test_offsets": 1.0},
+        "model": {"name": "heatmap", "width": 8, "depth": 2},
+        "optim": {"schedule": "constant", "lr": 2e-3},
+        "train": {"epochs": 2, "batch_size": 16, "cache_dir": None}})
+    run = fit(config, progress=False, log=lambda *_: None)
+    state = load_checkpoint(run.best_path)
+    k = state["domains"]["head"]["num_landmarks"]
+    state["domains"]["head"]["apply"] = [j % 3 != 1 for j in range(k)]
+    path = out / "cascade.pt"
+    save_checkpoint(path, _without(state))
+    return path
+
+
+@pytest.fixture(scope="module")
+def exported(cascade, tmp_path_factory):
+    out = tmp_path_factory.mktemp("onnx") / "model.onnx"
+    summary = export_onnx(cascade, "head", out)
+    assert summary.stages == 2 and "stage1_image" in summary.inputs
+    return out
+
+
+@pytest.fixture(scope="module")
+def images(phantoms):
+    """Phantoms as they are, mirrored, resized to other (anisotropic) sizes, both."""
+    records = synthetic_dataset(phantoms, "head").split_records("test")
+    arrays = [read_image(r.image_path)[0].astype(np.float32) for r in records[:5]]
+    return [arrays[0], np.ascontiguousarray(arrays[1][:, ::-1]),
+            resize_bilinear(arrays[2], (90, 75)),
+            np.ascontiguousarray(resize_bilinear(arrays[3], (50, 70))[:, ::-1]), arrays[4]]
+
+
+def _compare(onnx_results, torch_results):
+    for a, b in zip(onnx_results, torch_results, strict=True):
+        assert a.orientation == b.orientation
+        assert np.abs(a.points - b.points).max() < TOLERANCE_PX
+        np.testing.assert_allclose(a.confidence, b.confidence, atol=1e-3)
+        np.testing.assert_array_equal(np.isnan(a.stage_confidence),
+                                      np.isnan(b.stage_confidence))
+        np.testing.assert_allclose(a.stage_confidence, b.stage_confidence, atol=1e-3)
+        np.testing.assert_allclose(a.shape_residual, b.shape_residual, atol=1e-2)
+        assert a.names == b.names and a.spacing == b.spacing
+        if b.points_mm is not None:
+            assert np.abs(a.points_mm - b.points_mm).max() < TOLERANCE_PX * max(b.spacing)
+
+
+def test_onnx_reproduces_the_cascade_with_mirrors_and_mixed_sizes(cascade, exported, images):
+    torch_results = Detector.from_checkpoint(cascade, relocate=False).predict_many(
+        images, "head", spacing=(0.1, 0.1), batch_size=5)
+    onnx = OnnxDetector(exported, threads=1)
+    onnx_results = onnx.predict_many(images, "head", spacing=(0.1, 0.1), batch_size=5)
+    assert [r.orientation for r in onnx_results][:2] == ["original", "mirrored"]
+    assert onnx_results[3].orientation == "mirrored"
+    stage_conf = onnx_results[0].stage_confidence
+    assert stage_conf.shape == (2, 8)
+    assert np.isnan(stage_conf[1, 1::3]).all() and np.isfinite(stage_conf[1, 0::3]).all()
+    _compare(onnx_results, torch_results)
+    # batches of another size, and forced orientations, agree too
+    _compare(onnx.predict_many(images, batch_size=2, orientation="original"),
+             Detector.from_checkpoint(cascade, relocate=False).predict_many(
+                 images, "head", batch_size=2, orientation="original"))
+
+
+def test_onnx_metadata_says_what_a_runner_needs(exported, cascade):
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(exported)).metadata_props}
+    state = load_checkpoint(cascade)
+    meta = state["previous"]["domains"]["head"]  # stage 1's: sizes, spacing, shape
+    assert json.loads(props["landmark_names"]) == meta["landmark_names"]
+    assert json.loads(props["input_size"]) == meta["input_size"]
+    assert props["resize"] == "stretch" and "spacing" in props["spacing_rule"]
+    assert json.loads(props["flip_pairs"]) == meta["flip_pairs"]
+    assert json.loads(props["shape"])["mean"] == meta["shape"]["mean"]
+    assert json.loads(props["training_spacing"]) == meta["spacing"]
+    assert props["unilandmark_version"]
+    stages = json.loads(props["stages"])
+    assert [s["kind"] for s in stages] == ["image", "patch"]
+    assert stages[1]["apply"] == state["domains"]["head"]["apply"]
+    assert stages[1]["patch_size"] == 24 and stages[1]["test_offsets"] == 1.0
+    graph = onnx.load(str(exported)).graph
+    assert [i.name for i in graph.input] == ["image", "original_size", "content_size",
+                                             "orientation", "stage1_image", "stage1_size"]
+    assert graph.input[0].type.tensor_type.shape.dim[0].dim_param  # a dynamic batch
+
+
+def test_three_stage_letterbox_cascade_exports(cascade, images, tmp_path):
+    """Any number of patch stages (here two: another scale, one crop, another gate), and
+    a letterbox domain, whose mirror keeps the padding on the right."""
+    state = load_checkpoint(cascade)
+    k = state["domains"]["head"]["num_landmarks"]
+    state["domains"]["head"]["resize"] = "letterbox"
+    state["previous"]["domains"]["head"]["resize"] = "letterbox"
+    third = {**state, "previous": state,
+             "config": {**state["config"], "stage": {**state["config"]["stage"],
+                                                     "scale": 0.8, "test_offsets": 0.0}},
+             "domains": {"head": {**state["domains"]["head"],
+                                  "apply": [j % 2 == 0 for j in range(k)]}}}
+    path = tmp_path / "three.pt"
+    save_checkpoint(path, _without(third))
+    summary = export_onnx(path, "head", tmp_path / "three.onnx")
+    assert summary.stages == 3 and "stage2_image" in summary.inputs
+    onnx_results = OnnxDetector(tmp_path / "three.onnx", threads=1).predict_many(
+        images, spacing=(0.1, 0.1), batch_size=5)
+    torch_results = Detector.from_checkpoint(path, relocate=False).predict_many(
+        images, "head", spacing=(0.1, 0.1), batch_size=5)
+    assert onnx_results[0].stage_confidence.shape == (3, k)
+    _compare(onnx_results, torch_results)
+
+
+def test_cli_export_then_predict_with_the_model_writes_the_same_csv(cascade, exported,
+                                                                   phantoms, tmp_path):
+    folder = phantoms / "head" / "images"
+    runner = CliRunner()
+    r = runner.invoke(app, ["export", "--checkpoint", str(cascade), "--domain", "head",
+                            "--out", str(tmp_path / "m.onnx")])
+    assert r.exit_code == 0, r.output
+    assert "onnxruntime agrees with PyTorch" in r.output
+    rows = {}
+    for name, option in (("onnx", ["--model", str(tmp_path / "m.onnx")]),
+                         ("torch", ["--checkpoint", str(cascade)])):
+        r = runner.invoke(app, ["predict", str(folder), "--out", str(tmp_path / f"{name}.csv"),
+                                "--spacing", "0.1", "--domain", "head", *option])
+        assert r.exit_code == 0, r.output
+        with open(tmp_path / f"{name}.csv", newline="") as fh:
+            rows[name] = list(csv.DictReader(fh))
+    assert list(rows["onnx"][0]) == list(rows["torch"][0])
+    assert len(rows["onnx"]) == len(rows["torch"]) > 0
+    for a, b in zip(rows["onnx"], rows["torch"], strict=True):
+        assert (a["image"], a["landmark"], a["orientation"]) == \
+            (b["image"], b["landmark"], b["orientation"])
+        # the PyTorch path re-localises gross misses; on these phantoms it finds none
+        assert abs(float(a["x"]) - float(b["x"])) < TOLERANCE_PX
+        assert abs(float(a["y"]) - float(b["y"])) < TOLERANCE_PX
+    r = runner.invoke(app, ["predict", str(folder), "--out", str(tmp_path / "x.csv"),
+                            "--model", str(exported), "--checkpoint", str(cascade)])
+    assert r.exit_code == 2 and "not both" in r.output
+    r = runner.invoke(app, ["predict", str(folder), "--out", str(tmp_path / "x.csv"),
+                            "--model", str(exported), "--domain", "hand"])
+    assert r.exit_code == 2 and "exported for domain 'head'" in r.output
+    r = runner.invoke(app, ["predict", str(folder), "--out", str(tmp_path / "x.csv"),
+                            "--model", str(cascade)])
+    assert r.exit_code == 2 and "not a readable ONNX model" in r.output
+
+
+def test_the_runner_needs_no_torch(exported, phantoms):
+    image = synthetic_dataset(phantoms, "head").split_records("test")[0].image_path
+    code = ("import sys; from unilandmark.export.runner import OnnxDetector; "
+            f"r = OnnxDetector({str(exported)!r}, threads=1).predict({image!r}); "
+            "assert r.points.shape == (8, 2), r.points.shape; "
+            "assert 'torch' not in sys.modules, 'torch was imported'; print('ok')")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env={"PYTHONPATH": str(SRC), "PATH": "", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+def test_missing_onnxruntime_is_one_clear_line(exported, monkeypatch, phantoms, tmp_path):
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ImportError, match=r"unilandmark\[export\]"):
+        OnnxDetector(exported)
+    r = CliRunner().invoke(app, ["predict", str(phantoms / "head" / "images"), "--out",
+                                 str(tmp_path / "p.csv"), "--model", str(exported)])
+    assert r.exit_code == 2 and "pip install 'unilandmark[export]'" in r.output
+
+
+def test_export_refuses_a_model_that_is_not_a_heatmap_model(tmp_path):
+    from unilandmark.export.graph import PredictionGraph
+
+    class _Fake:
+        codecs = {"head": object()}
+        model_name = "direct-regression"
+
+    with pytest.raises(ValueError, match="export needs a heatmap model"):
+        PredictionGraph(_Fake(), "head")
+
+
+@pytest.mark.slow
+def test_onnx_matches_pytorch_on_isbi_test_images_with_the_builtin_model(isbi_root,
+                                                                       tmp_path):
+    from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME
+
+    if not (PRETRAINED_DIR / PRETRAINED_NAME).is_file():
+        pytest.skip("no built-in model in this build")
+    paths = sorted((isbi_root / "RawImage" / "Test1Data").glob("*.jpg"))[:10]
+    assert len(paths) == 10
+    summary = export_onnx(None, "head", tmp_path / "builtin.onnx")
+    onnx_results = OnnxDetector(summary.path, threads=1).predict_many(paths, spacing=(0.1, 0.1))
+    torch_results = Detector.from_checkpoint(None, relocate=False).predict_many(
+        paths, "head", spacing=(0.1, 0.1))
+    _compare(onnx_results, torch_results)
+    mirrored = [np.ascontiguousarray(read_image(p)[0][:, ::-1]) for p in paths[:2]]
+    onnx_results = OnnxDetector(summary.path, threads=1).predict_many(mirrored)
+    assert [r.orientation for r in onnx_results] == ["mirrored", "mirrored"]
+    _compare(onnx_results, Detector.from_checkpoint(None, relocate=False).predict_many(
+        mirrored, "head"))
