@@ -547,10 +547,11 @@ def test_evaluate_measures_mirrored_predictions_in_the_patients_frame(tmp_path, 
         if mirrored:
             row["x"] = repr(1934 - float(row["x"]))
             row.pop("x_mm"), row.pop("y_mm")
-        row["orientation"] = "mirrored" if mirrored else "original"
+        if mirrored:  # the others keep the export's (image 322 is stored mirrored)
+            row["orientation"] = "mirrored"
     flipped = tmp_path / "flipped.csv"
     with open(flipped, "w", newline="") as fh:
-        w = csv.DictWriter(fh, fieldnames=[*header, "orientation"])
+        w = csv.DictWriter(fh, fieldnames=header)
         w.writeheader()
         w.writerows(rows)
     out = tmp_path / "r.json"
@@ -562,7 +563,7 @@ def test_evaluate_measures_mirrored_predictions_in_the_patients_frame(tmp_path, 
     assert report["mre"] > 0  # the landmarks themselves are far off for image 301
     section = report["measurements"]
     assert section["coordinates"] == "truncated to integers"
-    assert section["mirrored_predictions"] == 1
+    assert section["mirrored_predictions"] == 2  # 301 here, 322 as stored
     assert all(m["mae"] < 1e-9 and m["scr"] == 1 for m in section["measurements"])
 
 

@@ -238,11 +238,15 @@ def write_predictions(path: str | Path, rows: list[dict]) -> None:
 
 
 def export_ground_truth(spec: DatasetSpec, split: str, path: str | Path) -> int:
-    """Write the split's ground truth (visible points) in the prediction CSV format."""
+    """Write the split's ground truth (visible points) in the prediction CSV format, with
+    each image's orientation (``record.meta['orientation']``, default original: an image
+    stored as the mirror of the dataset's frame, such as ISBI 2015 test2 image 322, says
+    ``mirrored`` so measurements read it in the patient's frame)."""
     records = spec.split_records(split)
     rows = prediction_rows([r.id for r in records],
                            [np.where(r.visible[:, None], r.points, np.nan) for r in records],
                            spec.landmark_names,
-                           spacing=[r.spacing for r in records])
+                           spacing=[r.spacing for r in records],
+                           orientation=[r.meta.get("orientation", "original") for r in records])
     write_predictions(path, rows)
     return len(records)
