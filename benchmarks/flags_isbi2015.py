@@ -32,6 +32,23 @@ RADIUS_MM = 4.0
 AIM = {"recall": 0.80, "flagged_fraction": 0.10}
 
 
+CONFIDENCE_BANDS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0001)
+RISK_BANDS = (0.0, 0.05, 0.1, 0.2, 0.4, 1.0001)
+
+
+def by_band(score: np.ndarray, errors: np.ndarray, edges) -> list[dict]:
+    """Points grouped by ``score`` band: count, error rate (% > 4 mm), median error."""
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:], strict=True):
+        sel = (score >= lo) & (score < hi) & np.isfinite(errors)
+        e = errors[sel]
+        rows.append({"band": [lo, min(hi, 1.0)], "n": int(sel.sum()),
+                     "mean_score": float(score[sel].mean()) if sel.any() else None,
+                     "error_rate": float(100 * (e > RADIUS_MM).mean()) if e.size else 0.0,
+                     "median": float(np.median(e)) if e.size else 0.0})
+    return rows
+
+
 def _table(results) -> PredictionTable:
     """The quality columns of ``results`` as a prediction table (as the CSV reads back)."""
     points, conf, risk, flags, qc = {}, {}, {}, {}, {}
@@ -56,6 +73,8 @@ def main(argv=None):
                    help="fit a calibration in memory on this split first (e.g. gu2net-val)")
     p.add_argument("--calibration-annotator", default="senior")
     p.add_argument("--json", default=None, help="write the numbers here")
+    p.add_argument("--limit", type=int, default=None, help="only the first N images of each "
+                                                           "split (a quick check)")
     a = p.parse_args(argv)
     detector = Detector.from_checkpoint(a.checkpoint)
     if a.calibrate:
@@ -64,7 +83,8 @@ def main(argv=None):
 
         source = ValidationSource("isbi2015", a.root, a.calibrate,
                                   {"annotator": a.calibration_annotator})
-        feats, errors, groups, radius, unit = validation_points(detector, a.domain, source)
+        feats, errors, groups, radius, unit = validation_points(detector, a.domain, source,
+                                                                limit=a.limit)
         detector.calibrations[a.domain] = fit_calibration(feats, errors, groups, radius, unit,
                                                           source=source.describe())
     calibration = detector.calibrations.get(a.domain)
@@ -77,7 +97,7 @@ def main(argv=None):
     t0 = time.time()
     results = []
     for split in ("test1", "test2"):
-        recs = spec.split_records(split)
+        recs = spec.split_records(split)[:a.limit]
         res = detector.predict_many([r.image_path for r in recs], a.domain)
         pred = np.stack([r.points for r in res]).astype(np.float64)
         errors.append(PROTOCOLS[f"isbi2015-{split}"].errors(spec, recs, pred))
@@ -88,8 +108,21 @@ def main(argv=None):
     q = quality_report(_table(results), records, errors, RADIUS_MM, "mm")
     for line in quality_lines(q):
         print(line)
+    conf = np.concatenate([r.confidence for r in results])
+    risks = np.concatenate([r.risk for r in results]) if calibration else None
+    q["by_confidence"] = by_band(conf, errors.reshape(-1), CONFIDENCE_BANDS)
+    print("raw confidence (peak probability) against the error:")
+    for row in q["by_confidence"]:
+        print(f"  confidence {row['band'][0]:.1f}-{row['band'][1]:.1f}: {row['n']:5d} points, "
+              f"{row['error_rate']:5.1f} % > 4 mm, median error {row['median']:.2f} mm")
+    if risks is not None:
+        q["by_risk"] = by_band(risks, errors.reshape(-1), RISK_BANDS)
+        print("calibrated risk against the observed error rate:")
+        for row in q["by_risk"]:
+            print(f"  risk {row['band'][0]:.2f}-{row['band'][1]:.2f}: {row['n']:5d} points, "
+                  f"mean risk {row['mean_score']:.3f}, {row['error_rate']:5.1f} % > 4 mm")
     f = q["flags"]
-    met = f["recall"] >= AIM["recall"] and f["flagged_fraction"] <= AIM["flagged_fraction"]
+    met = bool(f["recall"] >= AIM["recall"] and f["flagged_fraction"] <= AIM["flagged_fraction"])
     print(f"aim (recall >= 80 % of errors > 4 mm, at most 10 % flagged): "
           f"{'met' if met else 'NOT met'}; MRE {np.nanmean(errors):.3f} mm over "
           f"{len(records)} images")

@@ -73,11 +73,13 @@ def validation_sources(state: dict, domain: str | None = None, dataset: str | No
 
 
 def validation_points(detector: Detector, domain: str, source: ValidationSource,
-                      batch_size: int = 4) -> tuple[dict, np.ndarray, np.ndarray, float, str]:
-    """Predict ``source``'s images; returns (evidence name -> (N*K,), errors (N*K,),
-    image ids (N*K,), radius, unit). The radius is the dataset's largest SDR threshold."""
+                      batch_size: int = 4, limit: int | None = None,
+                      ) -> tuple[dict, np.ndarray, np.ndarray, float, str]:
+    """Predict ``source``'s images (the first ``limit``); returns (evidence name ->
+    (N*K,), errors (N*K,), image ids (N*K,), radius, unit). The radius is the dataset's
+    largest SDR threshold."""
     spec = build_dataset(source.dataset, source.root, **source.options)
-    records = spec.split_records(source.split)
+    records = spec.split_records(source.split)[:limit]
     if not records:
         raise ValueError(f"{spec.name}: split {source.split!r} has no records with images")
     k = detector.domains[domain]["num_landmarks"]
@@ -138,8 +140,8 @@ def summary_line(domain: str, cal: dict) -> str:
             f"{_pct(v['flagged_fraction'])} of points flagged")
 
 
-def _pct(value: float) -> str:
-    return "n/a" if value != value else f"{100 * value:.1f} %"
+def _pct(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{100 * value:.1f} %"
 
 
 def calibrate_checkpoint(src: str | Path, dst: str | Path, domain: str | None = None,

@@ -13,7 +13,11 @@ made well-behaved for validation sets of a few hundred points with a handful of 
 - every weight non-negative: more surprise, residual, shift or spread never lowers the
   risk. A feature whose fitted weight would be negative is dropped and the rest refitted
   (a negative weight on a few hundred points is noise, and would not transfer);
-- evidence that is missing or constant on the validation points is not used.
+- evidence that is missing or constant on the validation points is not used;
+- the ``landmark`` evidence (how hard each landmark is) is each landmark's mean log error
+  in radii on the calibration points, shrunk towards the mean over all landmarks with
+  ``PRIOR_WEIGHT`` pseudo-points (20 images give 20 errors per landmark: enough for a
+  typical error, not for a rate of rare misses).
 
 The threshold is chosen on out-of-fold risks (``FOLDS`` folds by image: each image's risks
 come from a model fitted without it, so the threshold is not tuned on points the model
@@ -27,12 +31,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from .quality import CALIBRATION_FORMAT, FAIL_FRACTION, FEATURES, flag_scores
+from .quality import (
+    CALIBRATION_FORMAT,
+    FAIL_FRACTION,
+    FEATURES,
+    flag_scores,
+    risk,
+    with_landmark_prior,
+)
 
 RIDGE = 1.0
 FOLDS = 5
 TARGET_RECALL = 0.8
 MAX_FLAGGED = 0.10
+PRIOR_WEIGHT = 5.0
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE,
@@ -66,12 +78,33 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return z, mean, scale
 
 
-def fit_risk_model(features: dict[str, np.ndarray], wrong: np.ndarray,
-                   names: tuple[str, ...] = FEATURES, ridge: float = RIDGE) -> dict:
-    """The risk model on these points: {features, mean, scale, weights, bias}.
+def landmark_prior(index: np.ndarray, errors: np.ndarray, radius: float,
+                   weight: float = PRIOR_WEIGHT) -> list[float]:
+    """(K,) per landmark (``index`` from 0): the mean of ``log(error / radius)`` over its
+    points, shrunk towards the mean of all points with ``weight`` pseudo-points."""
+    index = np.asarray(index).astype(int)
+    logs = np.log(np.maximum(np.asarray(errors, dtype=np.float64), 1e-3 * radius) / radius)
+    overall = float(logs.mean())
+    table = []
+    for k in range(int(index.max()) + 1):
+        mine = logs[index == k]
+        table.append(float((mine.sum() + weight * overall) / (len(mine) + weight)))
+    return table
 
-    ``features``: name -> (N,) evidence (NaN = missing); ``wrong`` (N,) bool.
+
+def fit_risk_model(features: dict[str, np.ndarray], wrong: np.ndarray,
+                   names: tuple[str, ...] = FEATURES, ridge: float = RIDGE,
+                   errors: np.ndarray | None = None, radius: float | None = None) -> dict:
+    """The risk model on these points: {features, mean, scale, weights, bias} (and
+    ``landmark_prior`` when the landmark evidence is used).
+
+    ``features``: name -> (N,) evidence (NaN = missing), with ``index`` for the landmark
+    evidence, which also needs the ``errors`` and the ``radius``; ``wrong`` (N,) bool.
     """
+    table = None
+    if "landmark" in names and "index" in features and errors is not None and radius:
+        table = landmark_prior(features["index"], errors, radius)
+        features = with_landmark_prior(features, table)
     usable = []
     for n in names:
         v = np.asarray(features.get(n, []), dtype=np.float64)
@@ -87,16 +120,18 @@ def fit_risk_model(features: dict[str, np.ndarray], wrong: np.ndarray,
         if not (weights < 0).any():
             break
         usable.pop(int(np.argmin(weights)))
-    return {"features": list(usable), "mean": mean.tolist(), "scale": scale.tolist(),
-            "weights": weights.tolist(), "bias": bias}
+    model = {"features": list(usable), "mean": mean.tolist(), "scale": scale.tolist(),
+             "weights": weights.tolist(), "bias": bias}
+    if "landmark" in usable:
+        model["landmark_prior"] = table
+    return model
 
 
 def out_of_fold_risk(features: dict[str, np.ndarray], wrong: np.ndarray, groups: np.ndarray,
-                     folds: int = FOLDS, ridge: float = RIDGE) -> np.ndarray:
+                     folds: int = FOLDS, ridge: float = RIDGE, errors: np.ndarray | None = None,
+                     radius: float | None = None) -> np.ndarray:
     """(N,) risks, each from a model fitted without its group (image); ``folds`` folds of
     whole groups (fewer when there are fewer groups)."""
-    from .quality import risk
-
     groups = np.asarray(groups)
     unique = np.unique(groups)
     folds = max(2, min(folds, len(unique)))
@@ -106,7 +141,8 @@ def out_of_fold_risk(features: dict[str, np.ndarray], wrong: np.ndarray, groups:
     for f in range(folds):
         test = fold == f
         train = {n: np.asarray(v)[~test] for n, v in features.items()}
-        model = fit_risk_model(train, wrong[~test], ridge=ridge)
+        model = fit_risk_model(train, wrong[~test], ridge=ridge,
+                               errors=None if errors is None else errors[~test], radius=radius)
         out[test] = risk({n: np.asarray(v)[test] for n, v in features.items()}, model)
     return out
 
@@ -149,12 +185,18 @@ def fit_calibration(features: dict[str, np.ndarray], errors: np.ndarray, groups:
     groups = np.asarray(groups)[keep]
     if not keep.any():
         raise ValueError("calibration needs validation points with ground truth; none given")
-    model = fit_risk_model(feats, wrong, ridge=ridge)
-    oof = out_of_fold_risk(feats, wrong, groups, ridge=ridge)
+    errors = errors[keep]
+    model = fit_risk_model(feats, wrong, ridge=ridge, errors=errors, radius=radius)
+    oof = out_of_fold_risk(feats, wrong, groups, ridge=ridge, errors=errors, radius=radius)
     threshold = choose_threshold(oof, wrong, target_recall, max_flagged)
     return {"format": CALIBRATION_FORMAT, "radius": float(radius), "unit": unit,
             **model, "threshold": threshold, "fail_fraction": FAIL_FRACTION,
             "rule": {"target_recall": target_recall, "max_flagged": max_flagged,
                      "ridge": ridge, "folds": FOLDS},
             "validation": {**(source or {}), "n_images": int(len(np.unique(groups))),
-                           **flag_scores(oof >= threshold, wrong)}}
+                           **_plain(flag_scores(oof >= threshold, wrong))}}
+
+
+def _plain(stats: dict) -> dict:
+    """NaN (no flagged or no wrong point) stored as None: the metadata stays JSON."""
+    return {k: None if isinstance(v, float) and v != v else v for k, v in stats.items()}

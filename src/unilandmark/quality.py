@@ -9,7 +9,10 @@ The evidence (docs/quality.md), per landmark, from a :class:`~.predict.LandmarkR
 - ``shift``: ``log(1 + d)``, how far the refinement stages moved the point from stage 1,
   d in stage-1 network pixels (unit-free: the same anatomy at any resolution);
 - ``spread``: ``log(1 + s)``, how much the ``test_offsets`` crops of the last patch stage
-  disagree (RMS distance of their decoded points), s in stage-1 network pixels.
+  disagree (RMS distance of their decoded points), s in stage-1 network pixels;
+- ``landmark``: how hard the landmark itself is, the mean log error (in radii) of that
+  landmark on the calibration images, shrunk towards the mean of all landmarks (a table
+  of K numbers stored with the calibration; some landmarks are ambiguous to annotate).
 
 A domain's calibration (plain numbers in the checkpoint's domain metadata, written by
 ``unilandmark calibrate``) turns them into ``risk``, the probability that the point is
@@ -33,7 +36,7 @@ import numpy as np
 from .geometry import fit_geometry
 
 #: the evidence a calibration may use, in this order
-FEATURES = ("stage1", "final", "shape", "shift", "spread")
+FEATURES = ("stage1", "final", "shape", "shift", "spread", "landmark")
 #: confidences below this are treated as this (the log stays finite)
 MIN_CONFIDENCE = 1e-4
 #: without a calibration: a shape residual above this many training spreads is flagged
@@ -50,9 +53,10 @@ def network_scale(image_size: tuple[int, int], meta: dict) -> float:
 
 
 def evidence(result, meta: dict) -> dict[str, np.ndarray]:
-    """The features of :data:`FEATURES` for one result: name -> (K,) float64, NaN where
-    a piece of evidence does not exist (no patch stage, no shape model, no test offsets,
-    a landmark a gated stage left alone)."""
+    """The evidence of one result: name -> (K,) float64, NaN where a piece of evidence
+    does not exist (no patch stage, no shape model, no test offsets, a landmark a gated
+    stage left alone); ``index`` the landmark numbers from 0 (the ``landmark`` feature
+    comes from the calibration's table, see :func:`with_landmark_prior`)."""
     k = len(result.points)
     nan = np.full(k, np.nan)
     sc = np.asarray(result.stage_confidence if result.stage_confidence is not None
@@ -71,7 +75,18 @@ def evidence(result, meta: dict) -> dict[str, np.ndarray]:
                 spread = np.log1p(row / scale)
                 break
     out["spread"] = spread
+    out["index"] = np.arange(k, dtype=np.float64)
     return out
+
+
+def with_landmark_prior(features: dict[str, np.ndarray], table) -> dict[str, np.ndarray]:
+    """``features`` plus ``landmark``: the ``table`` (K,) value of each point's landmark
+    (``features["index"]``); NaN for a landmark the table does not hold."""
+    table = np.asarray(table, dtype=np.float64)
+    index = np.asarray(features["index"]).astype(int)
+    inside = (index >= 0) & (index < len(table))
+    prior = np.where(inside, table[np.clip(index, 0, max(len(table) - 1, 0))], np.nan)
+    return {**features, "landmark": prior}
 
 
 def _surprise(confidence) -> np.ndarray:
@@ -96,6 +111,8 @@ def risk(features: dict[str, np.ndarray], calibration: dict) -> np.ndarray:
     """(K,) calibrated probability that each point's error exceeds the calibration's
     radius. A feature missing for a landmark counts as its validation mean."""
     names = calibration["features"]
+    if "landmark" in names:
+        features = with_landmark_prior(features, calibration["landmark_prior"])
     if not names:  # no usable evidence on validation: one risk for every point
         k = len(next(iter(features.values())))
         return np.full(k, 1.0 / (1.0 + np.exp(-np.clip(calibration["bias"], -60, 60))))
@@ -138,6 +155,6 @@ def flag_scores(flags: np.ndarray, wrong: np.ndarray) -> dict:
     caught = int((flags & wrong).sum())
     return {"n_points": int(flags.size), "n_wrong": int(wrong.sum()),
             "n_flagged": int(flags.sum()),
-            "precision": caught / flags.sum() if flags.any() else float("nan"),
-            "recall": caught / wrong.sum() if wrong.any() else float("nan"),
+            "precision": float(caught / flags.sum()) if flags.any() else float("nan"),
+            "recall": float(caught / wrong.sum()) if wrong.any() else float("nan"),
             "flagged_fraction": float(flags.mean()) if flags.size else float("nan")}

@@ -89,6 +89,7 @@ def predict_cmd(
     if not inputs and not image_list:
         raise ValueError("give image files, folders or --list FILE")
     paths, failures, skipped = collect_inputs(inputs or [], image_list)
+    total = len(paths) + len(failures)
     detector = Detector.from_checkpoint(checkpoint, device=device)
     results = detector.predict_many(
         paths, domain, spacing=sp, batch_size=batch_size, readers=readers,
@@ -118,7 +119,7 @@ def predict_cmd(
                                f"{float(r.confidence.mean()):.2f}, QC {r.qc}")
         console.print(f"overlays: {overlay}")
     if failures:
-        err_console.print(f"[red]{len(failures)} of {len(paths) + len(failures)} input(s) "
+        err_console.print(f"[red]{len(failures)} of {total} input(s) "
                           f"could not be predicted[/red]" +
                           ("" if results else f"; nothing written to {out}"), highlight=False)
         for item, reason in failures:
