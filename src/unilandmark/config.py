@@ -117,8 +117,10 @@ class PatchStageConfig(_Strict):
     patches centred on the ground truth plus a jitter drawn from the previous stage's own
     validation error vectors (per landmark, times ``jitter_factor``) plus Gaussian noise
     of ``jitter_floor`` patch pixels, so it learns to correct the mistakes the previous
-    stage makes. Every landmark inside a patch is a target (the others are trained to
-    zero). At prediction, ``test_offsets`` > 0 averages five crops shifted by that many
+    stage makes. ``train.augment`` applies to the patches: its rotation and scale to the
+    crop (its translation is replaced by the jitter), its intensity terms to the pixels.
+    Every landmark inside a patch is a target (the others are trained to zero). At
+    prediction, ``test_offsets`` > 0 averages five crops shifted by that many
     patch pixels. With ``gate`` the stage applies only to the landmarks whose validation
     error it improves.
     """
@@ -131,8 +133,6 @@ class PatchStageConfig(_Strict):
     sigma: float = Field(2.0, gt=0, description="Gaussian sigma in patch pixels")
     jitter_factor: float = Field(1.0, ge=0)
     jitter_floor: float = Field(2.0, ge=0, description="patch pixels")
-    rotate_deg: float = Field(8.0, ge=0, description="patch rotation augmentation")
-    zoom: float = Field(0.1, ge=0, lt=1, description="patch scale augmentation, +-")
     test_offsets: float = Field(0.0, ge=0, description="patch pixels; 0: one crop")
     gate: bool = True
 

@@ -16,6 +16,7 @@ from .evaluate import evaluate_cmd
 from .measure import measure_cmd
 from .models import demo_cmd, models_cmd, slim_cmd
 from .predict import predict_cmd
+from .serve import serve_cmd
 from .train import train_cmd
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
@@ -40,6 +41,7 @@ app.command("measure")(measure_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)
 app.command("demo")(demo_cmd)
+app.command("serve")(serve_cmd)
 
 
 def main() -> None:  # pragma: no cover - console entry for `python -m unilandmark.cli`

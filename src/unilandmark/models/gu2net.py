@@ -68,11 +68,12 @@ class GlobalNet(nn.Module):
     def forward(self, x: torch.Tensor, domain: str, local_prob: torch.Tensor | None = None):
         size = x.shape[-2:]
         small = (max(1, size[0] // self.scale), max(1, size[1] // self.scale))
-        feats = self.image_in[domain](F.interpolate(x, size=small, mode="bilinear",
+        # anti-aliased resizing in float32 (it has no bf16 kernel on the CPU)
+        feats = self.image_in[domain](F.interpolate(x.float(), size=small, mode="bilinear",
                                                     align_corners=False, antialias=True))
         if self.use_local:
-            heat = F.interpolate(local_prob, size=small, mode="bilinear", align_corners=False,
-                                 antialias=True)
+            heat = F.interpolate(local_prob.float(), size=small, mode="bilinear",
+                                 align_corners=False, antialias=True)
             feats = torch.cat([feats, self.local_in[domain](heat)], dim=1)
         out = self.outputs[domain](self.body[domain](feats))
         return F.interpolate(out, size=size, mode="bilinear", align_corners=False)

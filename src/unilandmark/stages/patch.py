@@ -5,7 +5,8 @@ Every image is kept at ``1 / s`` per axis (``s`` original pixels per patch pixel
 Geometry. A training sample is one (image, landmark) pair: a patch centred on the ground
 truth plus a jitter drawn from the previous stage's own validation error vectors for that
 landmark (times ``jitter_factor``, plus Gaussian noise of ``jitter_floor`` patch pixels),
-randomly rotated and zoomed, with intensity augmentation. Every annotated landmark is a
+randomly rotated and zoomed (``train.augment``'s rotation and scale), with its intensity
+augmentation. Every annotated landmark is a
 target in every patch (a Gaussian where it lies, zero elsewhere), so each patch teaches
 all channels. Validation refines the previous stage's predictions on the validation split,
 exactly as prediction does, and a per-landmark gate keeps this stage only where it helps.
@@ -102,6 +103,7 @@ class PatchStage(Stage):
 
     def batch(self, domain, indices, generator, device):
         d, sc = self.domain_data[domain], self.stage_config
+        aug = self.config.train.augment
         size = sc.patch_size
         pairs = d.pairs[np.asarray(indices)]
         n = len(pairs)
@@ -114,8 +116,8 @@ class PatchStage(Stage):
             error = np.nan_to_num(d.jitter[pick[row], k]) * sc.jitter_factor
             error_resized = error / np.diag(g.matrix)[:2]  # original px -> resized px
             centres[row] = d.train.points[i, k] + error_resized + noise[row] * sc.jitter_floor
-            angle = math.radians(sc.rotate_deg) * (2 * u[row, 0] - 1)
-            zoom = 1 + sc.zoom * (2 * u[row, 1] - 1)
+            angle = math.radians(aug.rotate_deg) * (2 * u[row, 0] - 1) * aug.enabled
+            zoom = 1 + aug.scale * (2 * u[row, 1] - 1) * aug.enabled
             c, s = math.cos(angle) * zoom, math.sin(angle) * zoom
             linears[row] = [[c, -s], [s, c]]
         lin = torch.tensor(linears, dtype=torch.float32)
@@ -125,7 +127,9 @@ class PatchStage(Stage):
             rows = np.flatnonzero(pairs[:, 0] == i)
             image = torch.from_numpy(d.train.images[i].astype(np.float32))
             patches[rows] = crop(image, cen[rows], lin[rows], size)
-        images = augment_intensity(patches.to(device), self.config.train.augment, generator)
+        images = patches.to(device)
+        if aug.enabled:
+            images = augment_intensity(images, aug, generator)
         truth = torch.tensor(d.train.points[pairs[:, 0]], dtype=torch.float32)  # (n, K, 2)
         visible = torch.from_numpy(d.train.visible[pairs[:, 0]])
         local = to_patch(torch.nan_to_num(truth, nan=-1e6), cen, lin, size)
