@@ -65,7 +65,9 @@ class LandmarkResult:
     stage 1 (and the configuration check) put it, original pixels (0 without refinement
     stages); crop_spread (S, K) per stage, the RMS distance of the ``test_offsets`` crops'
     decoded points from their mean, original pixels (NaN for stage 1 and for stages
-    without test offsets); risk (K,) the calibrated probability that the point is off by
+    without test offsets); mirror_gap (K,) original pixels between stage 1's point and
+    its answer on the image's left-right mirror (brought back; NaN unless orientation
+    ``auto``, which decodes both); risk (K,) the calibrated probability that the point is off by
     more than the domain's calibration radius (None for an uncalibrated model); flags
     (K,) bool, 1 = likely wrong; qc ``pass``, ``review`` or ``fail`` for the image.
     Coordinates (points, points_mm) are float32.
@@ -86,6 +88,7 @@ class LandmarkResult:
     image_size: tuple[int, int] | None = None
     refinement_shift: np.ndarray | None = field(default=None, repr=False)
     crop_spread: np.ndarray | None = field(default=None, repr=False)
+    mirror_gap: np.ndarray | None = field(default=None, repr=False)
     risk: np.ndarray | None = None
     flags: np.ndarray | None = None
     qc: str | None = None
@@ -235,7 +238,7 @@ class Detector:
     def _predict_chunk(self, raws: list[_Raw], domain, orientation, on_result):
         meta = self.domains[domain]
         normalised = [r.normalised for r in raws]
-        points, conf, mirrored, logits, geometries = self._whole_image(
+        points, conf, mirrored, logits, geometries, gap = self._whole_image(
             normalised, [r.spacing for r in raws], domain, orientation)
         canonical = [np.ascontiguousarray(a[:, ::-1]) if m else a
                      for a, m in zip(normalised, mirrored, strict=True)]
@@ -253,13 +256,14 @@ class Detector:
         shift = np.linalg.norm(points - first, axis=-1)
         flip = self._flips[domain]
         for j, raw in enumerate(raws):
-            pts, cf, res, sh = points[j], conf[j], residual[j], shift[j]
+            pts, cf, res, sh, mg = points[j], conf[j], residual[j], shift[j], gap[j]
             sc = np.stack([s[j] for s in stage_conf])
             spr = np.stack([s[j] for s in stage_spread])
             if mirrored[j]:
                 w = raw.normalised.shape[1]
                 pts = np.stack([(w - 1) - pts[:, 0], pts[:, 1]], -1)[flip]
-                cf, res, sh, sc, spr = cf[flip], res[flip], sh[flip], sc[:, flip], spr[:, flip]
+                cf, res, sh, mg = cf[flip], res[flip], sh[flip], mg[flip]
+                sc, spr = sc[:, flip], spr[:, flip]
             pts = pts.astype(np.float32)
             mm = geometries[j].to_mm(pts)
             h, w = raw.normalised.shape
@@ -270,7 +274,8 @@ class Detector:
                 spacing_source=raw.spacing_source if raw.spacing else None,
                 orientation="mirrored" if mirrored[j] else "original", shape_residual=res,
                 stage_confidence=sc.astype(np.float32), image_size=(w, h),
-                refinement_shift=sh.astype(np.float32), crop_spread=spr.astype(np.float32))
+                refinement_shift=sh.astype(np.float32), crop_spread=spr.astype(np.float32),
+                mirror_gap=mg.astype(np.float32))
             result = assess(result, meta, self.calibrations.get(domain))
             if on_result is not None:
                 on_result(result)
@@ -279,7 +284,9 @@ class Detector:
     def _whole_image(self, normalised, spacings, domain, orientation):
         """Stage 1 on every image (and its mirror for ``auto``): points (B, K, 2) in the
         chosen orientation's original pixels, confidence (B, K), mirrored (B,) bool, the
-        chosen heatmap logits (or None for non-heatmap models) and the geometries."""
+        chosen heatmap logits (or None for non-heatmap models), the geometries, and the
+        mirror gap (B, K): original pixels between each point and the other
+        orientation's answer brought into the chosen frame (NaN unless ``auto``)."""
         meta = self.domains[domain]
         size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
         inputs, geometries = [], []
@@ -312,7 +319,14 @@ class Detector:
             pick = np.arange(b)
         chosen = heat[torch.from_numpy(pick).to(heat.device)] if heat is not None else None
         points = np.stack([g.to_original(pts[p]) for g, p in zip(geometries, pick, strict=True)])
-        return points, conf[pick], mirrored, chosen, geometries
+        gap = np.full(conf[pick].shape, np.nan)
+        if orientation == "auto":  # the other orientation's answer, in the chosen frame
+            flip = self._flips[domain]
+            for j, g in enumerate(geometries):
+                other = g.to_original(pts[j if mirrored[j] else j + b])
+                other = np.stack([(g.original_size[0] - 1) - other[:, 0], other[:, 1]], -1)
+                gap[j] = np.linalg.norm(points[j] - other[flip], axis=-1)
+        return points, conf[pick], mirrored, chosen, geometries, gap
 
     def _configuration_check(self, points, conf, logits, geometries, raws, domain):
         """Shape-fit residuals (B, K); re-localises gross misses in place."""

@@ -10,6 +10,9 @@ The evidence (docs/quality.md), per landmark, from a :class:`~.predict.LandmarkR
   d in stage-1 network pixels (unit-free: the same anatomy at any resolution);
 - ``spread``: ``log(1 + s)``, how much the ``test_offsets`` crops of the last patch stage
   disagree (RMS distance of their decoded points), s in stage-1 network pixels;
+- ``mirror``: ``log(1 + g)``, how far stage 1's answer on the image's left-right mirror
+  (decoded anyway to choose the orientation, brought back) lies from its answer on the
+  image, g in stage-1 network pixels: a free test-time augmentation;
 - ``landmark``: how hard the landmark itself is, the mean log error (in radii) of that
   landmark on the calibration images, shrunk towards the mean of all landmarks (a table
   of K numbers stored with the calibration; some landmarks are ambiguous to annotate).
@@ -36,7 +39,7 @@ import numpy as np
 from .geometry import fit_geometry
 
 #: the evidence a calibration may use, in this order
-FEATURES = ("stage1", "final", "shape", "shift", "spread", "landmark")
+FEATURES = ("stage1", "final", "shape", "shift", "spread", "mirror", "landmark")
 #: confidences below this are treated as this (the log stays finite)
 MIN_CONFIDENCE = 1e-4
 #: without a calibration: a shape residual above this many training spreads is flagged
@@ -75,6 +78,9 @@ def evidence(result, meta: dict) -> dict[str, np.ndarray]:
                 spread = np.log1p(row / scale)
                 break
     out["spread"] = spread
+    gap = getattr(result, "mirror_gap", None)
+    out["mirror"] = np.log1p(np.asarray(gap, dtype=np.float64) / scale) if gap is not None \
+        else nan
     out["index"] = np.arange(k, dtype=np.float64)
     return out
 
