@@ -64,8 +64,8 @@ def test_cli_predict_then_evaluate(trained_run, phantoms, tmp_path):
                             str(tmp_path / "ov")])
     assert r.exit_code == 0, r.output
     header = out.read_text().splitlines()[0]
-    assert header == ("image,landmark,x,y,name,confidence,domain,orientation,spacing_x,spacing_y,"
-                      "spacing_source")
+    assert header == ("image,landmark,x,y,name,confidence,domain,flag,qc,orientation,spacing_x,"
+                      "spacing_y,spacing_source")
     assert len(out.read_text().splitlines()) == 1 + 40 * 6
     assert len(list((tmp_path / "ov").glob("*.png"))) == 40
     r = runner.invoke(app, ["evaluate", "csv", "--root", str(phantoms / "chest" / "landmarks.csv"),
@@ -94,7 +94,7 @@ def test_cli_predict_spacing_fallback_gives_millimetres(trained_run, phantoms, t
                                  "--spacing", "0.5"])
     assert r.exit_code == 0, r.output
     header, first = out.read_text().splitlines()[:2]
-    assert header == ("image,landmark,x,y,name,x_mm,y_mm,confidence,domain,orientation,"
+    assert header == ("image,landmark,x,y,name,x_mm,y_mm,confidence,domain,flag,qc,orientation,"
                       "spacing_x,spacing_y,spacing_source")
     assert first.endswith(",original,0.5,0.5,option")
     cells = dict(zip(header.split(","), first.split(","), strict=True))

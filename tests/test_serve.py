@@ -162,7 +162,8 @@ def test_predicts_once_and_edits_make_it_reviewed(folder, detector, builtin):
     np.testing.assert_allclose(state["points"], expected.points, atol=1e-9)
     np.testing.assert_allclose(state["confidence"], expected.confidence, atol=1e-6)
     assert state["human"] == [False] * 19 and state["size"] == [64, 64]
-    assert state["flags"] is None and state["qc"] is None  # this model has no quality flags
+    # uncalibrated quality: the hard rules' flags and the QC they give (docs/quality.md)
+    assert state["flags"] == expected.flags.tolist() and state["qc"] == expected.qc
     client.get("/api/images/head_0000.png/landmarks")
     client.get("/api/images/head_0000.png/prediction")
     assert detector.calls == ["head_0000.png"]  # cached: the model ran once

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -19,11 +19,13 @@ from .data.spreadsheet import read_table
 from .io import ImageReadError, read_image_info
 from .metrics import summarise
 from .protocols import Protocol
+from .quality_report import quality_report
 from .types import DatasetSpec, Record
 
 PREDICTION_COLUMNS = ("image", "landmark", "x", "y")
-OPTIONAL_COLUMNS = ("name", "x_mm", "y_mm", "confidence", "domain", "flag", "qc", "orientation",
-                    "spacing_x", "spacing_y", "spacing_source", "file")
+OPTIONAL_COLUMNS = ("name", "x_mm", "y_mm", "confidence", "domain", "risk", "flag", "qc",
+                    "orientation", "spacing_x", "spacing_y", "spacing_source", "file")
+QC_VALUES = ("pass", "review", "fail")
 
 
 class PredictionError(DatasetError):
@@ -32,11 +34,16 @@ class PredictionError(DatasetError):
 
 @dataclass(frozen=True)
 class PredictionTable:
-    """Parsed prediction rows: {(image id, landmark 1-based): (x, y)} plus confidence."""
+    """Parsed prediction rows: {(image id, landmark 1-based): (x, y)} plus confidence,
+    and where the file has them the quality columns: risk, flag (bool) per point and qc
+    per image (docs/quality.md)."""
 
     path: str
     points: dict[tuple[str, int], tuple[float, float]]
     confidence: dict[tuple[str, int], float]
+    risk: dict[tuple[str, int], float] = field(default_factory=dict)
+    flags: dict[tuple[str, int], bool] = field(default_factory=dict)
+    qc: dict[str, str] = field(default_factory=dict)
 
 
 def read_predictions(path: str | Path) -> PredictionTable:
@@ -59,6 +66,7 @@ def read_predictions(path: str | Path) -> PredictionTable:
             str(path), "", f"missing columns {missing}; expected header {expected}")])
     faults: list[Fault] = list(log.faults)
     points, confidence = {}, {}
+    quality: dict[str, dict] = {"risk": {}, "flags": {}, "qc": {}}
     for row, line_no in zip(table.rows, table.lines, strict=True):
         rid = row["image"]
         try:
@@ -88,9 +96,39 @@ def read_predictions(path: str | Path) -> PredictionTable:
             except ValueError:
                 faults.append(Fault(str(path), rid, f"line {line_no}: confidence is not a "
                                                     f"number: {row['confidence']!r}"))
+        faults += _quality_cells(row, table, key, quality, f"line {line_no}", str(path))
     if faults:
         raise PredictionError(str(path), faults)
-    return PredictionTable(str(path), points, confidence)
+    return PredictionTable(str(path), points, confidence, **quality)
+
+
+def _quality_cells(row: dict, table, key: tuple[str, int], out: dict, where: str,
+                   path: str) -> list[Fault]:
+    """Parse a row's risk, flag and qc cells (empty cells are absent) into ``out``."""
+    rid, faults = key[0], []
+    if row.get("risk"):
+        try:
+            value = table.number(row["risk"])
+            if value is None or not 0 <= value <= 1:
+                raise ValueError
+            out["risk"][key] = value
+        except ValueError:
+            faults.append(Fault(path, rid, f"{where}: risk is not a number in 0..1: "
+                                           f"{row['risk']!r}"))
+    if row.get("flag"):
+        if row["flag"].strip() not in ("0", "1"):
+            faults.append(Fault(path, rid, f"{where}: flag must be 0 or 1, got {row['flag']!r}"))
+        else:
+            out["flags"][key] = row["flag"].strip() == "1"
+    if row.get("qc"):
+        qc = row["qc"].strip()
+        if qc not in QC_VALUES:
+            faults.append(Fault(path, rid, f"{where}: qc must be one of {', '.join(QC_VALUES)}"
+                                           f", got {row['qc']!r}"))
+        elif out["qc"].setdefault(rid, qc) != qc:
+            faults.append(Fault(path, rid, f"{where}: qc {qc!r} differs from the image's "
+                                           f"earlier rows ({out['qc'][rid]!r})"))
+    return faults
 
 
 def match_predictions(table: PredictionTable, spec: DatasetSpec,
@@ -180,15 +218,21 @@ def evaluate(table: PredictionTable, spec: DatasetSpec, split: str,
         "per_image": [{"image": r.id, "mre": float(np.nanmean(e))}
                       for r, e in zip(records, errors, strict=True)],
     }
+    quality = quality_report(table, records, errors, max(thresholds), report["unit"])
+    if quality is not None:
+        report["quality"] = quality
     return report, errors, records, pred
 
 
 def prediction_rows(ids, points, names, confidence=None, spacing=None, domain=None,
-                    orientation=None, spacing_source=None, flags=None, qc=None, files=None):
+                    orientation=None, spacing_source=None, flags=None, qc=None, files=None,
+                    risk=None):
     """Rows of the prediction CSV for (N, K, 2) points in original pixels.
 
     Optional per-image lists: confidence (N, K), spacing (N) (sx, sy) or None,
-    orientation (N), spacing_source (N), flags (N, K) bool, qc (N), files (N).
+    orientation (N), spacing_source (N), flags (N, K) bool, qc (N), files (N), risk (N)
+    of (K,) or None. Coordinates are written with every digit their type holds (float32
+    points as the shortest text that reads back as the same float32).
     """
     rows = []
     for n, rid in enumerate(ids):
@@ -200,11 +244,13 @@ def prediction_rows(ids, points, names, confidence=None, spacing=None, domain=No
             row = {"image": rid, "landmark": k + 1, "x": _num(x), "y": _num(y),
                    "name": name}
             if sp is not None:
-                row["x_mm"], row["y_mm"] = _num(x * sp[0]), _num(y * sp[1])
+                row["x_mm"], row["y_mm"] = _num(float(x) * sp[0]), _num(float(y) * sp[1])
             if confidence is not None:
                 row["confidence"] = f"{float(confidence[n][k]):.4f}"
             if domain is not None:
                 row["domain"] = domain
+            if risk is not None and risk[n] is not None:
+                row["risk"] = f"{float(risk[n][k]):.4f}"
             if flags is not None:
                 row["flag"] = int(bool(flags[n][k]))
             if qc is not None:
@@ -222,7 +268,10 @@ def prediction_rows(ids, points, names, confidence=None, spacing=None, domain=No
 
 
 def _num(value: float) -> str:
-    """Shortest text that reads back as exactly the same float (repr rules)."""
+    """Shortest text that reads back as exactly the same value: a float32 as a float32
+    (``812.3``, not its float64 expansion), anything else as a float64 (repr rules)."""
+    if isinstance(value, np.float32):
+        return repr(float(str(value)))
     return repr(float(value))
 
 

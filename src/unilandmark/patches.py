@@ -84,7 +84,8 @@ def refine_points(model: torch.nn.Module, codec, domain: str, images: list[torch
                   geometries: list[Geometry], points: np.ndarray, size: int,
                   apply: np.ndarray | None = None, test_offsets: float = 0.0,
                   device: str | torch.device = "cpu", batch: int = 256,
-                  ) -> tuple[np.ndarray, np.ndarray]:
+                  return_spread: bool = False,
+                  ) -> tuple[np.ndarray, ...]:
     """Refine ``points`` (N, K, 2) original pixels with a patch model.
 
     images: N resized images (1, h, w) and their ``geometries`` (resized <-> original).
@@ -92,11 +93,16 @@ def refine_points(model: torch.nn.Module, codec, domain: str, images: list[torch
     confidence NaN). Each landmark is read from its own output channel of the patch
     centred on it; with ``test_offsets`` > 0, five crops shifted by that many patch
     pixels are decoded and their positions averaged.
-    Returns (points (N, K, 2) original pixels, confidence (N, K)).
+    Returns (points (N, K, 2) original pixels, confidence (N, K)); with ``return_spread``
+    also spread (N, K): the RMS distance of the crops' decoded points from their mean, in
+    original pixels (the mean of the two axes' scales), NaN where one crop was decoded
+    (``test_offsets`` 0) or the landmark was not refined. A large spread means the crops
+    disagree: the patch model does not see one clear landmark there.
     """
     n, k, _ = points.shape
     out = np.array(points, dtype=np.float64, copy=True)
     conf = np.full((n, k), np.nan, dtype=np.float32)
+    spread = np.full((n, k), np.nan, dtype=np.float64)
     mask = np.ones(k, bool) if apply is None else np.asarray(apply, bool)
     offsets = TEST_OFFSETS if test_offsets > 0 else TEST_OFFSETS[:1]
     jobs = []  # (image, landmark, offset, centre in resized px)
@@ -106,7 +112,7 @@ def refine_points(model: torch.nn.Module, codec, domain: str, images: list[torch
             for o in offsets:
                 jobs.append((i, j, centres[j] + test_offsets * np.asarray(o)))
     if not jobs:
-        return out, conf
+        return (out, conf, spread) if return_spread else (out, conf)
     was_training = model.training
     model.eval()
     found = np.zeros((len(jobs), 2))
@@ -134,7 +140,16 @@ def refine_points(model: torch.nn.Module, codec, domain: str, images: list[torch
     for (i, j, _), f, p in zip(jobs, found, peak, strict=True):
         sums.setdefault((i, j), []).append((f, p))
     for (i, j), items in sums.items():
-        mean_resized = np.mean([f for f, _ in items], axis=0)
+        decoded = np.stack([f for f, _ in items])
+        mean_resized = decoded.mean(axis=0)
         out[i, j] = geometries[i].to_original(mean_resized)
         conf[i, j] = float(np.mean([p for _, p in items]))
-    return out, conf
+        if len(items) > 1:
+            rms = np.sqrt(np.mean(np.sum((decoded - mean_resized) ** 2, axis=1)))
+            spread[i, j] = rms * _pixel_scale(geometries[i])
+    return (out, conf, spread) if return_spread else (out, conf)
+
+
+def _pixel_scale(geometry: Geometry) -> float:
+    """Original pixels per resized pixel (mean of the two axes)."""
+    return float(np.mean(np.abs(np.diag(geometry.matrix)[:2])))

@@ -37,7 +37,16 @@ from .geometry import fit_geometry, resize_to_input
 from .io import normalise_intensity, read_image
 from .models import build_model, codec_for
 from .patches import patch_scale, refine_points, scaled_geometry, scaled_image
-from .results import LandmarkResult, result_rows
+from .prefetch import prefetch
+from .quality import assess
+from .results import (
+    READ_ERRORS,
+    LandmarkResult,
+    PredictionFailure,
+    describe_input,
+    failure_reason,
+    result_rows,
+)
 from .shape import ShapeModel, fit_shape
 from .types import Spacing
 
@@ -64,7 +73,7 @@ class Detector:
 
     def __init__(self, model: torch.nn.Module, domains: dict[str, dict], device="cpu",
                  model_name: str = "gu2net", refiners: list[PatchStageModel] | None = None,
-                 relocate: bool = True):
+                 relocate: bool = True, calibrations: dict[str, dict] | None = None):
         self.device = torch.device(device)
         #: re-localise gross misses of the configuration check (False: residuals only)
         self.relocate = relocate
@@ -79,6 +88,8 @@ class Detector:
                         if m.get("shape")}
         self._flips = {n: flip_permutation(m["landmark_names"], m.get("flip_pairs") or [])
                        .numpy() for n, m in domains.items()}
+        #: per domain: the quality calibration (docs/quality.md) or None
+        self.calibrations: dict[str, dict | None] = dict(calibrations or {})
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike | None = None,
@@ -116,7 +127,10 @@ class Detector:
             refiner.load_state_dict(_float_weights(later["model"]))
             refiners.append(PatchStageModel(refiner, HeatmapCodec(rc.stage.sigma), rc.stage,
                                             later["domains"]))
-        return cls(model, domains, device, config.model.name, refiners, relocate)
+        calibrations = {n: m["calibration"] for n, m in chain[-1]["domains"].items()
+                        if m.get("calibration")}
+        return cls(model, domains, device, config.model.name, refiners, relocate,
+                   calibrations)
 
     def _domain(self, domain: str | None) -> str:
         if domain is None:
@@ -128,7 +142,6 @@ class Detector:
                              f"{sorted(self.domains)}")
         return domain
 
-    @torch.no_grad()
     def predict(self, image, domain: str | None = None, spacing: Spacing | None = None,
                 **options) -> LandmarkResult:
         """One image: a path (any supported format) or a 2-D array. ``spacing`` (mm per
@@ -138,21 +151,29 @@ class Detector:
 
     def predict_many(self, images, domain: str | None = None, spacing: Spacing | None = None,
                      batch_size: int = 4, **options) -> list[LandmarkResult]:
-        """A list of images (paths or arrays) -> a list of results in the same order."""
+        """A list of images (paths or arrays) -> a list of results in the same order
+        (without the images that failed, where ``on_failure`` is given)."""
         return list(self.iter_predict(images, domain, spacing, batch_size, **options))
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def iter_predict(self, images: Iterable, domain: str | None = None,
                      spacing: Spacing | None = None, batch_size: int = 4,
                      orientation: str = "auto", assume_training_spacing: bool = False,
                      on_result: Callable[[LandmarkResult], None] | None = None,
-                     ) -> Iterator[LandmarkResult]:
+                     on_failure: Callable[[PredictionFailure], None] | None = None,
+                     readers: int = 2) -> Iterator[LandmarkResult]:
         """Yield one result per image, ``batch_size`` images at a time through the model.
 
         orientation: ``auto`` (decide per image), ``original`` or ``mirrored`` (force).
         assume_training_spacing: for images without a spacing (file or ``spacing``), use
         the model's training spacing (only where the images come from the same kind of
         scanner: the millimetres are then an assumption, marked ``model``).
+        on_result: called with each result as it is ready (progress).
+        on_failure: called with a :class:`PredictionFailure` for each image that cannot be
+        read (unreadable, truncated, not an image, not 2-D), and the batch goes on with
+        the others; without it the first such image raises its error.
+        readers: threads that read and decode the next images while the model runs on
+        the current batch (decoders and the model release the GIL); 0 reads in line.
         """
         domain = self._domain(domain)
         if orientation not in ORIENTATIONS:
@@ -165,53 +186,67 @@ class Detector:
                 raise ValueError(f"this model stores no training spacing for domain {domain!r}"
                                  "; give the spacing explicitly")
             fallback, fallback_source = (float(trained[0]), float(trained[1])), "model"
-        chunk: list = []
-        start = 0
-        for item in images:
-            chunk.append(item)
+
+        def load(index, item):
+            return _read(item, index, fallback, fallback_source)
+
+        chunk: list[_Raw] = []
+        for index, item, raw in prefetch(load, images, readers, ahead=2 * batch_size):
+            if isinstance(raw, BaseException):
+                if on_failure is None or not isinstance(raw, READ_ERRORS):
+                    raise raw
+                name = describe_input(item, index)
+                on_failure(PredictionFailure(index, name, failure_reason(raw, name)))
+                continue
+            chunk.append(raw)
             if len(chunk) == batch_size:
-                yield from self._predict_chunk(chunk, start, domain, fallback, fallback_source,
-                                               orientation, on_result)
-                start += len(chunk)
+                yield from self._predict_chunk(chunk, domain, orientation, on_result)
                 chunk = []
         if chunk:
-            yield from self._predict_chunk(chunk, start, domain, fallback, fallback_source,
-                                           orientation, on_result)
+            yield from self._predict_chunk(chunk, domain, orientation, on_result)
 
-    def _predict_chunk(self, chunk, start, domain, fallback, fallback_source, orientation,
-                       on_result):
+    def _predict_chunk(self, raws: list[_Raw], domain, orientation, on_result):
         meta = self.domains[domain]
-        raws = [_read(item, start + n, fallback, fallback_source) for n, item in
-                enumerate(chunk)]
-        normalised = [normalise_intensity(r.array) for r in raws]
-        points, conf, mirrored, logits, geometries = self._whole_image(
+        normalised = [r.normalised for r in raws]
+        points, conf, mirrored, logits, geometries, gap = self._whole_image(
             normalised, [r.spacing for r in raws], domain, orientation)
         canonical = [np.ascontiguousarray(a[:, ::-1]) if m else a
                      for a, m in zip(normalised, mirrored, strict=True)]
         residual = self._configuration_check(points, conf, logits, geometries, raws, domain)
+        first = points.copy()
         stage_conf = [conf]
+        stage_spread = [np.full(conf.shape, np.nan)]
         for refiner in self.refiners:
             if domain not in refiner.domains:
                 continue
-            points, c = self._refine(refiner, canonical, raws, points, domain)
+            points, c, spread = self._refine(refiner, canonical, raws, points, domain)
             stage_conf.append(c)
+            stage_spread.append(spread)
             conf = np.where(np.isfinite(c), c, conf)
+        shift = np.linalg.norm(points - first, axis=-1)
         flip = self._flips[domain]
         for j, raw in enumerate(raws):
-            pts, cf, res = points[j], conf[j], residual[j]
+            pts, cf, res, sh, mg = points[j], conf[j], residual[j], shift[j], gap[j]
             sc = np.stack([s[j] for s in stage_conf])
+            spr = np.stack([s[j] for s in stage_spread])
             if mirrored[j]:
-                w = raw.array.shape[1]
+                w = raw.normalised.shape[1]
                 pts = np.stack([(w - 1) - pts[:, 0], pts[:, 1]], -1)[flip]
-                cf, res, sc = cf[flip], res[flip], sc[:, flip]
-            geometry = geometries[j]
+                cf, res, sh, mg = cf[flip], res[flip], sh[flip], mg[flip]
+                sc, spr = sc[:, flip], spr[:, flip]
+            pts = pts.astype(np.float32)
+            mm = geometries[j].to_mm(pts)
+            h, w = raw.normalised.shape
             result = LandmarkResult(
                 id=raw.id, domain=domain, names=tuple(meta["landmark_names"]), points=pts,
                 confidence=cf.astype(np.float32), spacing=raw.spacing,
-                points_mm=geometry.to_mm(pts), image_path=raw.path,
+                points_mm=None if mm is None else mm.astype(np.float32), image_path=raw.path,
                 spacing_source=raw.spacing_source if raw.spacing else None,
                 orientation="mirrored" if mirrored[j] else "original", shape_residual=res,
-                stage_confidence=sc)
+                stage_confidence=sc.astype(np.float32), image_size=(w, h),
+                refinement_shift=sh.astype(np.float32), crop_spread=spr.astype(np.float32),
+                mirror_gap=mg.astype(np.float32))
+            result = assess(result, meta, self.calibrations.get(domain))
             if on_result is not None:
                 on_result(result)
             yield result
@@ -219,7 +254,9 @@ class Detector:
     def _whole_image(self, normalised, spacings, domain, orientation):
         """Stage 1 on every image (and its mirror for ``auto``): points (B, K, 2) in the
         chosen orientation's original pixels, confidence (B, K), mirrored (B,) bool, the
-        chosen heatmap logits (or None for non-heatmap models) and the geometries."""
+        chosen heatmap logits (or None for non-heatmap models), the geometries, and the
+        mirror gap (B, K): original pixels between each point and the other
+        orientation's answer brought into the chosen frame (NaN unless ``auto``)."""
         meta = self.domains[domain]
         size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
         inputs, geometries = [], []
@@ -252,7 +289,14 @@ class Detector:
             pick = np.arange(b)
         chosen = heat[torch.from_numpy(pick).to(heat.device)] if heat is not None else None
         points = np.stack([g.to_original(pts[p]) for g, p in zip(geometries, pick, strict=True)])
-        return points, conf[pick], mirrored, chosen, geometries
+        gap = np.full(conf[pick].shape, np.nan)
+        if orientation == "auto":  # the other orientation's answer, in the chosen frame
+            flip = self._flips[domain]
+            for j, g in enumerate(geometries):
+                other = g.to_original(pts[j if mirrored[j] else j + b])
+                other = np.stack([(g.original_size[0] - 1) - other[:, 0], other[:, 1]], -1)
+                gap[j] = np.linalg.norm(points[j] - other[flip], axis=-1)
+        return points, conf[pick], mirrored, chosen, geometries, gap
 
     def _configuration_check(self, points, conf, logits, geometries, raws, domain):
         """Shape-fit residuals (B, K); re-localises gross misses in place."""
@@ -295,7 +339,7 @@ class Detector:
         apply = refiner.domains[domain].get("apply")
         return refine_points(refiner.model, refiner.codec, domain, images, geometries, points,
                              sc.patch_size, apply=apply, test_offsets=sc.test_offsets,
-                             device=self.device)
+                             device=self.device, return_spread=True)
 
 
 def _search_with_prior(logits: torch.Tensor, centres: np.ndarray, radius: np.ndarray):
@@ -319,7 +363,9 @@ def _search_with_prior(logits: torch.Tensor, centres: np.ndarray, radius: np.nda
 
 @dataclass
 class _Raw:
-    array: np.ndarray
+    """One input read and normalised: (H, W) float32 in [0, 1]."""
+
+    normalised: np.ndarray
     spacing: Spacing | None
     spacing_source: str | None
     id: str
@@ -330,11 +376,12 @@ def _read(item, index: int, fallback: Spacing | None, fallback_source: str) -> _
     if isinstance(item, (str, os.PathLike)):
         array, sp = read_image(item)
         source = "file" if sp else (fallback_source if fallback else None)
-        return _Raw(array, sp or fallback, source, _stem(item), str(item))
+        return _Raw(normalise_intensity(array), sp or fallback, source, _stem(item), str(item))
     array = np.asarray(item)
     if array.ndim != 2:
-        raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
-    return _Raw(array, fallback, fallback_source if fallback else None, f"array{index}", None)
+        raise ValueError(f"array{index}: expected a 2-D image array, got shape {array.shape}")
+    return _Raw(normalise_intensity(array), fallback, fallback_source if fallback else None,
+                f"array{index}", None)
 
 
 def _float_weights(weights: dict) -> dict:
@@ -346,4 +393,5 @@ def _stem(path) -> str:
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
 
 
-__all__ = ["Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME", "result_rows"]
+__all__ = ["Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME",
+           "PredictionFailure", "result_rows"]

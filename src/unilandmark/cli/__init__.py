@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from .calibrate import calibrate_cmd
 from .common import set_debug
 from .convert import convert_cmd
 from .datasets import datasets_app
@@ -37,6 +38,7 @@ app.add_typer(datasets_app, name="datasets")
 app.command("train")(train_cmd)
 app.command("predict")(predict_cmd)
 app.command("evaluate")(evaluate_cmd)
+app.command("calibrate")(calibrate_cmd)
 app.command("measure")(measure_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)

@@ -65,6 +65,11 @@ def evaluate_cmd(
         report["measurements"] = measurement_report(predictions, spec, records, pred, mspec,
                                                     truncate)
     print_report(report, console)
+    if "quality" in report:
+        from ..quality_report import quality_lines
+
+        for line in quality_lines(report["quality"]):
+            console.print(line, highlight=False)
     if "measurements" in report:
         print_measurements(report["measurements"], console)
     if json_out:
@@ -72,6 +77,13 @@ def evaluate_cmd(
         console.print(f"report: {json_out}")
     if figures:
         paths = draw_figures(report, errors, records, pred, figures)
+        if "quality" in report:
+            from ..quality_report import draw_risk_coverage
+
+            q = report["quality"]
+            drawn = draw_risk_coverage(table, records, errors, q["radius"], q["unit"],
+                                       figures / "risk_coverage.png")
+            paths += [drawn] if drawn else []
         console.print(f"figures: {', '.join(str(p) for p in paths)}")
 
 

@@ -1,4 +1,9 @@
-"""``unilandmark predict``: landmarks on new images."""
+"""``unilandmark predict``: landmarks on new images.
+
+A batch survives bad files (docs/prediction.md): every readable image is predicted, every
+input that cannot be read is listed at the end with its reason, the CSV (written
+atomically) holds all the good ones, and the exit code is 2 when any input failed.
+"""
 
 from __future__ import annotations
 
@@ -6,45 +11,72 @@ from pathlib import Path
 
 import typer
 
-from .common import console, friendly
+from .common import EXIT_INPUT, console, err_console, friendly
 
 
-def _collect_images(inputs: list[Path]) -> list[Path]:
+def collect_inputs(inputs: list[Path], lists: list[Path] | None = None
+                   ) -> tuple[list[Path], list[tuple[str, str]], int]:
+    """The image files to predict, in order: files as given, every image file of a folder
+    (by name or content, sorted, not recursive), the lines of each list file (one path per
+    line, relative to the list's folder; blank lines and ``#`` comments skipped).
+
+    Returns (paths, missing [(input, reason)] for inputs that do not exist, the number of
+    files in folders skipped as not images). A list file that cannot be read raises.
+    """
     from ..io import is_image_file
 
-    paths = []
-    for item in inputs:
+    items: list[Path] = list(inputs)
+    for listing in lists or []:
+        text = Path(listing).read_text(encoding="utf-8-sig")
+        for line in text.splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(line)
+                items.append(p if p.is_absolute() else Path(listing).parent / p)
+    paths, missing, skipped = [], [], 0
+    for item in items:
         if item.is_dir():
-            found = sorted(p for p in item.iterdir() if p.is_file() and is_image_file(p))
+            files = sorted(p for p in item.iterdir() if p.is_file())
+            found = [p for p in files if is_image_file(p)]
+            skipped += len(files) - len(found)
             if not found:
-                raise ValueError(f"{item}: no image files in this folder")
+                missing.append((str(item), "no image files in this folder"))
             paths += found
         elif item.is_file():
             paths.append(item)
         else:
-            raise FileNotFoundError(f"{item}: no such file or folder")
-    return paths
+            missing.append((str(item), "no such file or folder"))
+    return paths, missing, skipped
 
 
 @friendly
 def predict_cmd(
-    inputs: list[Path] = typer.Argument(..., help="Image files and/or folders."),
+    inputs: list[Path] = typer.Argument(None, help="Image files and/or folders (every image "
+                                                   "file in a folder, not recursive)."),
+    image_list: list[Path] = typer.Option(None, "--list", help="A text file of image paths, "
+                                          "one per line (relative to its folder); "
+                                          "repeatable."),
     domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the built-in model."),
     model: Path = typer.Option(None, "--model", help="An exported ONNX graph (model.onnx, see "
                                                      "`export`), run by onnxruntime instead "
                                                      "of PyTorch."),
-    out: Path = typer.Option(..., "--out", help="Prediction CSV to write."),
+    out: Path = typer.Option(..., "--out", help="Prediction CSV to write (see "
+                                                "docs/prediction.md)."),
     overlay: Path = typer.Option(None, "--overlay", help="Draw overlays into this folder."),
-    device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    device: str = typer.Option("auto", help="auto (a GPU where there is one), cpu, cuda, "
+                                            "cuda:1, ..."),
     batch_size: int = typer.Option(4, min=1),
+    readers: int = typer.Option(2, min=0, help="Threads reading the next images while the "
+                                               "model runs (0: read in line)."),
     spacing: float = typer.Option(None, help="mm per pixel for images whose file has no "
                                              "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI"),
     measurements: bool = typer.Option(False, "--measurements",
                                       help="Also write the clinical measurements and classes "
                                            "to <out stem>_measurements.csv (see `measure`)."),
 ) -> None:
-    """Predict landmarks on new images (no ground truth needed)."""
+    """Predict landmarks on new images (no ground truth needed). Unreadable files are
+    listed at the end and give exit code 2; the CSV holds every image that was read."""
     from ..evaluate import write_predictions
     from ..limits import checked_spacing
     from ..naming import with_unique_ids
@@ -60,7 +92,10 @@ def predict_cmd(
     check_writable_file(out, "--out")
     if overlay:
         check_writable_dir(overlay, "--overlay")
-    paths = _collect_images(inputs)
+    if not inputs and not image_list:
+        raise ValueError("give image files, folders or --list FILE")
+    paths, failures, skipped = collect_inputs(inputs or [], image_list)
+    total = len(paths) + len(failures)
     if model is not None:
         from ..export.runner import OnnxDetector
 
@@ -69,11 +104,19 @@ def predict_cmd(
         from ..predict import Detector
 
         detector = Detector.from_checkpoint(checkpoint, device=device)
-    results = detector.predict_many(paths, domain, spacing=sp, batch_size=batch_size)
+    results = detector.predict_many(
+        paths, domain, spacing=sp, batch_size=batch_size, readers=readers,
+        on_failure=lambda f: failures.append((f.item, f.reason)))
     results = with_unique_ids(results, paths)
-    write_predictions(out, result_rows(results))
-    console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to {out}")
-    if measurements:
+    if skipped:
+        console.print(f"skipped {skipped} file(s) in the folders that are not images",
+                      highlight=False)
+    if results:
+        write_predictions(out, result_rows(results))
+        console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to "
+                      f"{out}", highlight=False)
+        console.print(qc_summary(results), highlight=False)
+    if results and measurements:
         from ..measure import default_output, measure_file, write_measurements
         from ..measure.report import summary_lines
 
@@ -81,12 +124,29 @@ def predict_cmd(
         write_measurements(default_output(out), table)
         for line in summary_lines(table, default_output(out)):
             console.print(line, highlight=False)
-    if overlay:
+    if overlay and results:
         overlay.mkdir(parents=True, exist_ok=True)
         for r in results:
             draw_overlay(r.image_path, r.points, None, overlay / f"{r.id}.png",
                          title=f"{r.id} ({r.domain}): mean confidence "
-                               f"{float(r.confidence.mean()):.2f}")
+                               f"{float(r.confidence.mean()):.2f}, QC {r.qc}")
         console.print(f"overlays: {overlay}")
+    if failures:
+        err_console.print(f"[red]{len(failures)} of {total} input(s) "
+                          f"could not be predicted[/red]" +
+                          ("" if results else f"; nothing written to {out}"), highlight=False)
+        for item, reason in failures:
+            err_console.print(f"  {item}: {reason}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INPUT)
 
 
+def qc_summary(results) -> str:
+    """One line: images per QC status and landmarks flagged."""
+    counts = {s: sum(r.qc == s for r in results) for s in ("pass", "review", "fail")}
+    flagged = sum(int(r.flags.sum()) for r in results if r.flags is not None)
+    total = sum(len(r.points) for r in results)
+    calibrated = all(r.risk is not None for r in results)
+    return (f"QC: {counts['pass']} pass, {counts['review']} review, {counts['fail']} fail; "
+            f"{flagged} of {total} landmarks flagged"
+            + ("" if calibrated else " (this model has no calibration: only points outside "
+               "the image or far off the training shapes are flagged; see docs/quality.md)"))

@@ -21,7 +21,9 @@ from pathlib import Path
 import numpy as np
 
 from ..io import normalise_intensity, read_image
-from ..results import LandmarkResult
+from ..prefetch import prefetch
+from ..quality import assess
+from ..results import READ_ERRORS, LandmarkResult, PredictionFailure, describe_input, failure_reason
 from ..shape import ShapeModel, fit_shape
 from ..types import Spacing
 from .contract import ORIENTATION_CODES, parse_metadata
@@ -97,9 +99,11 @@ class OnnxDetector:
                      spacing: Spacing | None = None, batch_size: int = 4,
                      orientation: str = "auto", assume_training_spacing: bool = False,
                      on_result: Callable[[LandmarkResult], None] | None = None,
-                     ) -> Iterator[LandmarkResult]:
+                     on_failure: Callable[[PredictionFailure], None] | None = None,
+                     readers: int = 2) -> Iterator[LandmarkResult]:
         """Yield one result per image, ``batch_size`` images per graph run; the options
-        of ``Detector.iter_predict``."""
+        of ``Detector.iter_predict`` (``on_failure``: report an unreadable image and go on;
+        ``readers``: threads reading ahead)."""
         domain = self._domain(domain)
         if orientation not in ORIENTATION_CODES:
             raise ValueError(f"unknown orientation {orientation!r}; expected one of "
@@ -111,22 +115,25 @@ class OnnxDetector:
                 raise ValueError(f"this model stores no training spacing for domain {domain!r}"
                                  "; give the spacing explicitly")
             fallback, fallback_source = (float(trained[0]), float(trained[1])), "model"
-        chunk: list = []
-        start = 0
-        for item in images:
-            chunk.append(item)
+        def load(index, item):
+            return _read(item, index, fallback, fallback_source)
+
+        chunk: list[_Raw] = []
+        for index, item, raw in prefetch(load, images, readers, ahead=2 * batch_size):
+            if isinstance(raw, BaseException):
+                if on_failure is None or not isinstance(raw, READ_ERRORS):
+                    raise raw
+                name = describe_input(item, index)
+                on_failure(PredictionFailure(index, name, failure_reason(raw, name)))
+                continue
+            chunk.append(raw)
             if len(chunk) == batch_size:
-                yield from self._predict_chunk(chunk, start, fallback, fallback_source,
-                                               orientation, on_result)
-                start += len(chunk)
+                yield from self._predict_chunk(chunk, orientation, on_result)
                 chunk = []
         if chunk:
-            yield from self._predict_chunk(chunk, start, fallback, fallback_source,
-                                           orientation, on_result)
+            yield from self._predict_chunk(chunk, orientation, on_result)
 
-    def _predict_chunk(self, chunk, start, fallback, fallback_source, orientation, on_result):
-        raws = [_read(item, start + n, fallback, fallback_source)
-                for n, item in enumerate(chunk)]
+    def _predict_chunk(self, raws, orientation, on_result):
         normalised = [normalise_intensity(r.array) for r in raws]
         feeds = graph_inputs(self.meta, normalised, [r.spacing for r in raws], orientation)
         names = ["landmarks", "confidence", "mirrored", "stage_landmarks", "stage_confidence"]
@@ -142,7 +149,11 @@ class OnnxDetector:
                 orientation="mirrored" if mirrored[j] else "original",
                 shape_residual=self._residual(stage_points[j, 0], stage_conf[j, 0],
                                               bool(mirrored[j]), raw),
-                stage_confidence=stage_conf[j])
+                stage_confidence=stage_conf[j],
+                image_size=(raw.array.shape[1], raw.array.shape[0]))
+            # uncalibrated quality (docs/quality.md): points outside the image and
+            # implausible configurations are flagged; calibrated risk needs PyTorch
+            result = assess(result, self.domains[self.domain], None)
             if on_result is not None:
                 on_result(result)
             yield result
