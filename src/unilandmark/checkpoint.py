@@ -20,7 +20,7 @@ from .atomic import atomic_path
 FORMAT = "unilandmark-checkpoint/1"
 #: what prediction needs of a stage; everything else (optimiser, history) is training's
 PREDICTION_KEYS = ("format", "versions", "kind", "config", "domains", "model", "previous",
-                   "epoch", "best", "provenance")
+                   "epoch", "best", "provenance", "adaptation")
 
 
 def versions() -> dict[str, str]:
