@@ -81,17 +81,30 @@ def parse(argv=None):
     p.add_argument("--curve-steps", type=int, default=120)
     p.add_argument("--no-curve", action="store_true")
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--optim", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an optimiser setting of every arm (repeatable)")
+    p.add_argument("--init", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an init: setting of the adapted arm, e.g. shared=frozen")
     p.add_argument("--quick", action="store_true",
                    help="a smoke run: 2 folds, a few steps, a tiny curve")
     args = p.parse_args(argv)
     if args.quick:
         args.folds, args.steps, args.curve_steps = 2, 4, 4
+    args.optim = {**ADAPT_OPTIM, **_pairs(args.optim, "--optim")}
+    args.init = _pairs(args.init, "--init")
     return args
 
 
-def optim_settings() -> dict:
-    """The optimiser of every arm (the `unilandmark adapt` defaults)."""
-    return dict(ADAPT_OPTIM)
+def _pairs(items: list[str], option: str) -> dict:
+    import yaml
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"{option} {item!r}: expected KEY=VALUE")
+        out[key] = yaml.safe_load(value)
+    return out
 
 
 # -- folds --------------------------------------------------------------------------
@@ -140,12 +153,13 @@ def train_arm(arm: str, new: dict, head: dict | None, model: dict, epochs: int, 
               out: Path, checkpoint: str, batches_new: int):
     domains = [new]
     data = {"name": f"few-shot-{arm}", "out_dir": str(out), "domains": domains,
-            "optim": optim_settings(),
+            "optim": dict(args.optim),
             "train": {"epochs": epochs, "batch_size": args.batch_size, "seed": 0,
                       "cache_dir": str(Path(args.work) / "cache"), "threads": args.threads,
                       "augment": FEW_SHOT_AUGMENT}}
     if arm == "adapted":
-        data["init"] = {"checkpoint": checkpoint, "domains": {new["name"]: "head"}}
+        data["init"] = {"checkpoint": checkpoint, "domains": {new["name"]: "head"},
+                        **args.init}
     else:
         data["model"] = model
     if arm == "universal":
@@ -241,12 +255,13 @@ def run_curve(args) -> list[dict]:
         epochs = steps_to_epochs(args.curve_steps, n, args.batch_size)
         for arm in ("scratch", "adapted"):
             data = {"out_dir": str(work / f"{arm}_{n}"), "domains": [new],
-                    "optim": optim_settings(),
+                    "optim": dict(args.optim),
                     "train": {"epochs": epochs, "batch_size": args.batch_size,
                               "cache_dir": None, "threads": args.threads,
                               "augment": FEW_SHOT_AUGMENT}}
             if arm == "adapted":
-                data["init"] = {"checkpoint": str(head_model), "domains": {"hand": "head"}}
+                data["init"] = {"checkpoint": str(head_model), "domains": {"hand": "head"},
+                                **args.init}
             else:
                 data["model"] = PHANTOM_MODEL
             t0 = time.perf_counter()
@@ -294,7 +309,8 @@ def main(argv=None) -> dict:
                             "batch_size": args.batch_size, "curve_steps": args.curve_steps,
                             "inputs": {n: list(v["input"]) for n, v in NEW_DOMAINS.items()},
                             "head_input": list(HEAD["input"]), "model": model,
-                            "optim": optim_settings(), "augment": FEW_SHOT_AUGMENT,
+                            "optim": args.optim, "init": args.init,
+                            "augment": FEW_SHOT_AUGMENT,
                             "checkpoint": checkpoint, "quick": args.quick,
                             "total_s": round(time.perf_counter() - t0, 1)},
                "machine": machine()}

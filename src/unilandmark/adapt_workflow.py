@@ -141,9 +141,8 @@ def plan_adaptation(req: AdaptRequest, log=print) -> AdaptPlan:
     if not req.input_size:
         notes.append(f"input size {input_size[0]}x{input_size[1]}: the training images' "
                      f"median aspect at the {ref_size[0]}x{ref_size[1]} input's pixel count")
+    # logged by the stage when it trains (stages.adapted); kept for the summary here
     advice = size_advice(sizes, input_size, req.resize, f"the {len(sizes)} training images")
-    for text in advice.warnings:
-        log(f"warning: {text}")
     notes += [f"warning: {t}" for t in advice.warnings]
     new = DomainConfig(name=req.domain, dataset=req.dataset, root=str(req.data),
                        options=dict(req.options), train_split=train_split,
