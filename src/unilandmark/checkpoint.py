@@ -33,7 +33,7 @@ from .model_file import looks_like_safetensors, plain, read_model_file, write_mo
 FORMAT = "unilandmark-checkpoint/1"
 #: what prediction needs of a stage; everything else (optimiser, history) is training's
 PREDICTION_KEYS = ("format", "versions", "kind", "config", "domains", "model", "previous",
-                   "epoch", "best", "provenance")
+                   "epoch", "best", "provenance", "adaptation")
 
 
 def versions() -> dict[str, str]:

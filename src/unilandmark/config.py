@@ -144,6 +144,31 @@ class PatchStageConfig(_Strict):
 StageConfig = Annotated[ImageStageConfig | PatchStageConfig, Field(discriminator="kind")]
 
 
+class InitConfig(_Strict):
+    """Start from a trained checkpoint and add new domains (few-shot adaptation).
+
+    The model is the checkpoint's (same architecture) with its domains plus the new ones.
+    Every new domain's per-domain parts start from ``domains[new]``: an existing domain
+    of the checkpoint, or ``mean`` (their mean over the checkpoint's domains); parts whose
+    shape depends on the landmark count (output layers) start fresh unless the landmark
+    names equal the source's. Old domains listed under the experiment's ``domains`` are
+    replayed (``replay``) or only validated, so forgetting is measured. See docs/adapt.md.
+    """
+
+    checkpoint: str = Field(description="checkpoint (or cascade) file, or `builtin`")
+    stage: int | None = Field(None, ge=0, description="stage of the checkpoint's chain to "
+                              "start from (0: whole image); default 0 for image stages, "
+                              "1 for patch stages")
+    domains: dict[str, str] = Field(default_factory=dict, description="new domain -> "
+                                    "source domain of the checkpoint, or mean")
+    shared: Literal["finetune", "frozen"] = Field(
+        "finetune", description="frozen: only the new domains' parts train")
+    shared_lr_scale: float = Field(0.1, gt=0, le=1, description="learning-rate factor of "
+                                   "the shared and old-domain parts (finetune)")
+    replay: bool = Field(True, description="train the old domains listed under domains "
+                         "too (else they are only validated)")
+
+
 class ExperimentConfig(_Strict):
     name: str = "experiment"
     out_dir: str = "runs/experiment"
@@ -152,6 +177,8 @@ class ExperimentConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    init: InitConfig | None = Field(None, description="start from a trained checkpoint "
+                                    "and add domains (docs/adapt.md)")
 
     @field_validator("domains")
     @classmethod

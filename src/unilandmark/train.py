@@ -60,8 +60,10 @@ def _make_scheduler(optimizer, config: ExperimentConfig, steps_per_epoch: int):
     o = config.optim
     if o.schedule == "cyclic":
         up = max(1, round(o.cycle_epochs * steps_per_epoch))
-        return torch.optim.lr_scheduler.CyclicLR(optimizer, base_lr=o.lr, max_lr=o.max_lr,
-                                                 step_size_up=up, cycle_momentum=False)
+        scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]  # per group
+        return torch.optim.lr_scheduler.CyclicLR(
+            optimizer, base_lr=[o.lr * s for s in scales], max_lr=[o.max_lr * s for s in scales],
+            step_size_up=up, cycle_momentum=False)
     if o.schedule == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(
             optimizer, T_max=max(1, config.train.epochs * steps_per_epoch), eta_min=o.lr * 0.01)
@@ -101,7 +103,7 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
     stage = build_stage(config, device, log)
     config = stage.resolved_config(config)
     model = stage.build_model(config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.lr,
+    optimizer = torch.optim.Adam(stage.parameter_groups(model, config), lr=config.optim.lr,
                                  weight_decay=config.optim.weight_decay)
     sizes = stage.sizes()
     bs = config.train.batch_size

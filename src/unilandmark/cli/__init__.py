@@ -9,6 +9,7 @@ import sys
 
 import typer
 
+from .adapt import adapt_cmd
 from .calibrate import calibrate_cmd
 from .common import set_debug
 from .convert import convert_cmd
@@ -36,6 +37,7 @@ def _global_options(
 
 app.add_typer(datasets_app, name="datasets")
 app.command("train")(train_cmd)
+app.command("adapt")(adapt_cmd)
 app.command("predict")(predict_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("calibrate")(calibrate_cmd)

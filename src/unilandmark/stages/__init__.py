@@ -15,9 +15,13 @@ STAGES = {"image": ImageStage, "patch": PatchStage}
 
 def build_stage(config, device, log=print) -> Stage:
     """The stage of ``config`` with its data loaded (errors name the faulty part)."""
-    if config.stage.kind == "patch":
-        return PatchStage(config, device, log)
-    return ImageStage(config, log)
+    stage = PatchStage(config, device, log) if config.stage.kind == "patch" else \
+        ImageStage(config, log)
+    if config.init is not None:  # adaptation of a trained checkpoint (stages.adapted)
+        from .adapted import AdaptedStage
+
+        stage = AdaptedStage(stage, config, device, log)
+    return stage
 
 
 __all__ = ["STAGES", "ImageStage", "PatchStage", "Stage", "build_stage", "selection_score"]

@@ -59,6 +59,11 @@ class Stage(ABC):
         """The config as trained (e.g. with inherited domains filled in)."""
         return config
 
+    def parameter_groups(self, model: nn.Module, config: ExperimentConfig) -> list[dict]:
+        """The optimiser's parameter groups (frozen parameters left out). A group's
+        ``lr_scale`` (default 1) scales the learning-rate schedule for that group."""
+        return [{"params": [p for p in model.parameters() if p.requires_grad]}]
+
     def has_validation(self) -> bool:
         """Whether any domain validates (without, the best checkpoint is the last)."""
         return any(getattr(d, "val", None) is not None
