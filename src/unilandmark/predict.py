@@ -9,6 +9,7 @@ carries a spacing; a confidence per landmark.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +30,15 @@ PRETRAINED_NAME = "gu2net_isbi2015_head.pt"
 @dataclass(frozen=True)
 class LandmarkResult:
     """Landmarks of one image: points (K, 2) original pixels, points_mm (K, 2) or None,
-    confidence (K,), the landmark names, the image's id and spacing."""
+    confidence (K,), the landmark names, the image's id and spacing.
+
+    ``confidence`` is the peak value of the landmark's predicted heatmap, 0..1: about 1
+    where the network is as sure as on its training images, 0.2 where the peak reached a
+    fifth of that height (docs/training.md, "What the confidence means"); not a calibrated
+    probability of being right. ``spacing_source`` says where ``spacing`` (mm/px, (x, y))
+    came from: ``file`` (the image header), ``option`` (given by the caller, e.g.
+    ``--spacing``), ``model`` (the training spacing the caller accepted), or None.
+    """
 
     id: str
     domain: str
@@ -39,6 +48,7 @@ class LandmarkResult:
     spacing: Spacing | None
     points_mm: np.ndarray | None
     image_path: str | None = None
+    spacing_source: str | None = None
 
 
 class Detector:
@@ -105,22 +115,29 @@ class Detector:
 
     @torch.no_grad()
     def predict_many(self, images, domain: str | None = None, spacing: Spacing | None = None,
-                     batch_size: int = 4) -> list[LandmarkResult]:
+                     batch_size: int = 4, spacing_source: str = "option",
+                     on_result: Callable[[LandmarkResult], None] | None = None,
+                     ) -> list[LandmarkResult]:
+        """Images in batches. ``spacing`` applies where a file carries none and is recorded
+        with ``spacing_source``; ``on_result`` is called with each result as it is ready
+        (progress reporting)."""
         domain = self._domain(domain)
         meta = self.domains[domain]
         size = tuple(meta["input_size"])
         results = []
         for start in range(0, len(images), batch_size):
             chunk = images[start:start + batch_size]
-            arrays, geometries, ids, paths, raws = [], [], [], [], []
+            arrays, geometries, ids, paths, raws, sources = [], [], [], [], [], []
             for item in chunk:
                 if isinstance(item, (str, os.PathLike)):
                     array, sp = read_image(item)
+                    sources.append("file" if sp else spacing_source if spacing else None)
                     sp = sp or spacing  # the file's own spacing wins
                     ids.append(_stem(item))
                     paths.append(str(item))
                 else:
                     array, sp = np.asarray(item), spacing
+                    sources.append(spacing_source if spacing else None)
                     if array.ndim != 2:
                         raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
                     ids.append(f"array{start + len(ids)}")
@@ -141,7 +158,10 @@ class Detector:
                 results.append(LandmarkResult(
                     id=ids[j], domain=domain, names=tuple(meta["landmark_names"]),
                     points=original, confidence=conf[j], spacing=g.spacing,
-                    points_mm=g.to_mm(original), image_path=paths[j]))
+                    points_mm=g.to_mm(original), image_path=paths[j],
+                    spacing_source=sources[j] if g.spacing else None))
+                if on_result is not None:
+                    on_result(results[-1])
         return results
 
 
@@ -159,6 +179,13 @@ class Detector:
                              rc.patch_size, rc.scale)
 
 
+def training_spacing(detector: Detector, domain: str | None = None) -> Spacing | None:
+    """The spacing (mm/px, (x, y)) of ``domain``'s training images as the checkpoint records
+    it (``spacing``: the median over the original training images), or None."""
+    recorded = detector.domains[detector._domain(domain)].get("spacing")
+    return (float(recorded[0]), float(recorded[1])) if recorded else None
+
+
 def _float_weights(weights: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
 
@@ -169,11 +196,18 @@ def _stem(path) -> str:
 
 
 def result_rows(results: list[LandmarkResult]) -> list[dict]:
-    """Prediction-CSV rows (PROTOCOLS.md section 3) for a list of results."""
+    """Prediction-CSV rows (docs/protocols.md, "Prediction CSV") for a list of results:
+    millimetres where a spacing is known, and on every row the spacing used and its source
+    (empty when none)."""
     from .evaluate import prediction_rows
 
     rows = []
     for r in results:
-        rows += prediction_rows([r.id], [r.points], r.names, confidence=[r.confidence],
-                                spacing=[r.spacing], domain=r.domain)
+        sp = r.spacing
+        used = {"spacing_x": repr(float(sp[0])) if sp else "",
+                "spacing_y": repr(float(sp[1])) if sp else "",
+                "spacing_source": (r.spacing_source or "") if sp else ""}
+        rows += [{**row, **used} for row in prediction_rows(
+            [r.id], [r.points], r.names, confidence=[r.confidence], spacing=[sp],
+            domain=r.domain)]
     return rows

@@ -15,8 +15,12 @@ from .models import demo_cmd, models_cmd, slim_cmd
 from .predict import predict_cmd
 from .train import refine_cmd, train_cmd
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="Anatomical landmark detection: datasets, training, prediction, scoring.")
+#: plain (click) help formatting: typer's rich panels show a value placeholder after boolean
+#: flags (``--resume <bool>``) in typer >= 0.2x, which reads as if the flag took a value;
+#: sub-apps inherit this setting from the root app
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  help="Anatomical landmark detection: datasets, training, prediction, scoring. "
+                       "File formats (prediction CSV, report JSON): docs/protocols.md.")
 app.add_typer(datasets_app, name="datasets")
 app.command("train")(train_cmd)
 app.command("refine")(refine_cmd)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import typer
 import yaml
-from rich.console import Console
 
+from ..console import make_console
 from ..data.faults import DatasetError
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+console = make_console()  # results; never wraps tables when writing to a file or a pipe
+err_console = make_console(stderr=True)
 
 
 def friendly(fn):

@@ -14,8 +14,10 @@ from .common import console, friendly
 def slim_cmd(
     src: Path = typer.Argument(..., help="A training checkpoint (best.pt)."),
     dst: Path = typer.Argument(..., help="Where to write the slim checkpoint."),
-    fp16: bool = typer.Option(True, "--fp16/--fp32"),
-    provenance: Path = typer.Option(None, help="JSON file with data/protocol/figures."),
+    fp16: bool = typer.Option(True, "--fp16/--fp32", help="Store the weights in half "
+                                                          "precision (half the size)."),
+    provenance: Path = typer.Option(None, help="JSON file with the data, protocol and figures "
+                                               "to ship inside the checkpoint."),
 ) -> None:
     """Strip a checkpoint to what prediction needs (for shipping a model)."""
     from ..checkpoint import slim_checkpoint
@@ -28,8 +30,10 @@ def slim_cmd(
 def models_cmd(
     domains: str = typer.Option("head=19,hand=37,chest=6",
                                 help="Domains as name=landmarks, comma-separated."),
-    width: int = typer.Option(64), depth: int = typer.Option(4),
-    global_width: int = typer.Option(128),
+    width: int = typer.Option(64, help="Channels of the first level (model.width)."),
+    depth: int = typer.Option(4, help="Resolution levels (model.depth)."),
+    global_width: int = typer.Option(128, help="Channels of GU2Net's global branch "
+                                               "(model.global_width)."),
 ) -> None:
     """List the models with their parameter counts for the given domains."""
     from rich.table import Table
@@ -54,9 +58,10 @@ def models_cmd(
 
 
 def demo_cmd(
-    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything."),
-    epochs: int = typer.Option(None, help="Override the demo's epochs."),
-    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything: "
+                             "data/, run/ (checkpoints), predictions/, report/, report.md."),
+    epochs: int = typer.Option(None, help="Training epochs (default: the demo config's 40)."),
+    seed: int = typer.Option(0, help="Seed of the phantoms and of the training."),
 ) -> None:
     """Phantoms -> universal training on the CPU -> evaluation -> report, in minutes."""
     from ..demo import run_demo

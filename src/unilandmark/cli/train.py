@@ -12,10 +12,13 @@ from .common import console, friendly
 @friendly
 def train_cmd(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/)."),
-    set_: list[str] = typer.Option(None, "--set", help="Override key=value, e.g. "
-                                                       "train.epochs=5 (repeatable)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from out_dir/last.pt."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                   help="Override a config value, e.g. train.epochs=5 "
+                                        "(repeatable)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from out_dir/last.pt to the "
+                                                        "same weights as an uninterrupted run."),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="Show a progress bar per epoch."),
 ) -> None:
     """Train a (universal) model; multi-GPU with `torchrun --nproc_per_node N -m
     unilandmark train ...`."""
@@ -31,7 +34,8 @@ def train_cmd(
 @friendly
 def refine_cmd(
     config: Path = typer.Argument(..., help="Refinement YAML (stage1 checkpoint, patch, ...)."),
-    set_: list[str] = typer.Option(None, "--set", help="Override key=value (repeatable)."),
+    set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                   help="Override a config value, e.g. epochs=5 (repeatable)."),
 ) -> None:
     """Train a coarse-to-fine stage 2 on top of a trained stage-1 checkpoint."""
     import yaml as _yaml
