@@ -21,16 +21,18 @@ from rich.text import Text
 
 
 class RateColumn(ProgressColumn):
-    """Items per second over the recent updates, e.g. ``12.3 images/s``."""
+    """Items per second since the start, e.g. ``12.3 images/s`` (results arrive a batch at a
+    time, so a rate over the last few updates would jump)."""
 
     def __init__(self, unit: str = "images"):
         super().__init__()
         self.unit = unit
 
     def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:.1f} {self.unit}/s" if speed else f"- {self.unit}/s",
-                    style="progress.data.speed")
+        elapsed = task.finished_time if task.finished else task.elapsed
+        if not task.completed or not elapsed:
+            return Text(f"- {self.unit}/s", style="progress.data.speed")
+        return Text(f"{task.completed / elapsed:.1f} {self.unit}/s", style="progress.data.speed")
 
 
 @contextmanager
