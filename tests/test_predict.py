@@ -41,9 +41,10 @@ def test_any_size_and_format_maps_back_to_original_pixels(detector, head_records
     # pixel-centre convention: x_big = 3 x + 1. The network inputs differ slightly (the big
     # image is downsampled with anti-aliasing), so compare on average; the exact mapping is
     # tested in test_geometry.py.
-    assert np.abs(large.points - (3 * small.points + 1)).mean() < 1.0
+    # bounds: about 3 x and 1.5 x the worst of 5 seeds (docs/testing.md, "Measured spread")
+    assert np.abs(large.points - (3 * small.points + 1)).mean() < 0.5
     truth_big = 3 * rec.points + 1
-    assert np.linalg.norm(large.points - truth_big, axis=-1).mean() < 6.0
+    assert np.linalg.norm(large.points - truth_big, axis=-1).mean() < 3.0
     assert large.spacing == pytest.approx((0.2, 0.2))
     np.testing.assert_allclose(large.points_mm, large.points * 0.2)
 
@@ -75,7 +76,7 @@ def test_cli_predict_then_evaluate(trained_run, phantoms, tmp_path):
     import json
 
     report = json.loads((tmp_path / "r.json").read_text())
-    assert report["unit"] == "px" and report["mre"] < 2.0
+    assert report["unit"] == "px" and report["mre"] < 1.0  # bound: docs/testing.md
 
 
 def test_cli_predict_missing_input(tmp_path, trained_run):

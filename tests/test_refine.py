@@ -21,9 +21,9 @@ def test_crop_patches_centre_and_scale():
     assert patch[0, 0, 0, 4].item() == pytest.approx(20.25 + 4 + 100 * (10.5 - 4))
 
 
-#: stage 2 / stage 1 test MRE and stage-2 bound in px (docs/testing.md: worst of 5 seeds,
-#: with margin); an untrained stage 1 is off by tens of px on the 128 px phantoms
-RATIO_BOUND, STAGE2_BOUND_PX, SLIM_SHIFT_BOUND_PX = 0.75, 2.0, 0.3
+#: stage 2 / stage 1 test MRE, stage-2 test MRE in px, and the mean shift of the fp16 slim
+#: copy in px: about 1.5 x, 1.5 x and 10 x the worst of 5 seeds (docs/testing.md)
+RATIO_BOUND, STAGE2_BOUND_PX, SLIM_SHIFT_BOUND_PX = 0.55, 0.9, 0.02
 
 
 @pytest.mark.slow

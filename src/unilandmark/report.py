@@ -231,12 +231,12 @@ def draw_overlay(image_path: str, pred: np.ndarray, truth: np.ndarray | None, pa
         if np.all(np.isfinite(p)):
             ax.annotate(str(k + 1), p, xytext=off, textcoords="offset points", color="white",
                         fontsize=8, fontweight="bold", path_effects=outline)
-    lines = []
-    for k in range(len(pred)):
-        name = names[k] if names is not None and k < len(names) else ""
-        conf = f"  {float(confidence[k]):.2f}" if confidence is not None else ""
-        lines.append(f"{k + 1:>2} {name}{conf}")
-    header = "landmark" + ("  confidence" if confidence is not None else "")
+    labels = [names[k] if names is not None and k < len(names) else "" for k in range(len(pred))]
+    width = max([len("landmark") - 3, *map(len, labels)])
+    lines = [f"{k + 1:>2} {name:<{width}}"
+             + (f"  {float(confidence[k]):.2f}" if confidence is not None else "")
+             for k, name in enumerate(labels)]
+    header = f"{'landmark':<{width + 3}}" + ("  confidence" if confidence is not None else "")
     ax.text(1.02, 1.0, header + "\n" + "\n".join(lines), transform=ax.transAxes, va="top",
             ha="left", fontsize=7, family="monospace")
     if confidence is not None:
