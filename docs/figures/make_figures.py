@@ -1,10 +1,15 @@
 """Before/after pictures of the report's figures, for docs/figures.md.
 
-Draws, from a finished demo folder, one overlay and the per-landmark error plot with the
-report code of an earlier commit ("before") and with the current one ("after"):
+Draws one overlay (from a finished demo folder) and the per-landmark error plot (from a
+demo domain, or from any scored prediction file, e.g. the built-in model on ISBI test2,
+whose few gross failures make the errors skewed) with the report code of an earlier
+commit ("before") and with the current one ("after"):
 
     unilandmark demo --out demo-out
-    PYTHONPATH=src python docs/figures/make_figures.py demo-out docs/figures --domain hand
+    unilandmark predict ../shared/data/isbi2015/RawImage/Test2Data --domain head --out test2.csv
+    PYTHONPATH=src python docs/figures/make_figures.py demo-out docs/figures --domain hand \
+        --predictions test2.csv --dataset isbi2015 --root ../shared/data/isbi2015 \
+        --protocol isbi2015-test2
 
 Writes overlay_before.png, overlay_after.png, per_landmark_before.png and
 per_landmark_after.png into the output folder.
@@ -49,6 +54,11 @@ def main(argv=None) -> None:
     p.add_argument("out", type=Path, help="where to write the four PNGs")
     p.add_argument("--domain", default="hand")
     p.add_argument("--before", default=BEFORE_REV, help="git revision of the 'before' code")
+    p.add_argument("--predictions", type=Path, default=None,
+                   help="per-landmark plot from this prediction CSV (default: the demo's)")
+    p.add_argument("--dataset", default="isbi2015", help="adapter of --predictions")
+    p.add_argument("--root", type=Path, default=None, help="dataset root of --predictions")
+    p.add_argument("--protocol", default="isbi2015-test2", help="protocol of --predictions")
     a = p.parse_args(argv)
     before = report_module_at(a.before)
     spec = synthetic_dataset(a.demo / "data", a.domain)
@@ -68,6 +78,14 @@ def main(argv=None) -> None:
     after.draw_overlay(record.image_path, pred[n], None, a.out / "overlay_after.png",
                        title=f"{record.id}: predicted landmarks", names=spec.landmark_names,
                        confidence=conf)
+    if a.predictions is not None:
+        from unilandmark.data.catalog import build_dataset
+        from unilandmark.protocols import PROTOCOLS, get_protocol
+
+        other = build_dataset(a.dataset, a.root, annotator=PROTOCOLS[a.protocol].annotator)
+        report, errors, records, pred = evaluate(read_predictions(a.predictions), other,
+                                                 PROTOCOLS[a.protocol].split,
+                                                 get_protocol(a.protocol, other))
     with tempfile.TemporaryDirectory() as tmp:
         before.draw_figures(report, errors, records, pred, tmp, worst=0)
         (a.out / "per_landmark_before.png").write_bytes(
@@ -75,8 +93,8 @@ def main(argv=None) -> None:
     after.draw_landmark_errors(report, errors, a.out / "per_landmark_after.png")
     per = report["per_landmark"]
     below = [e["landmark"] for e in per if e["mre"] - e["sd"] < 0]
-    print(f"{a.domain} {record.id}: mean error {np.nanmean(errors[n]):.3f} {report['unit']}; "
-          f"landmarks whose mean - SD < 0: {below}")
+    print(f"overlay: {a.domain} {record.id}; per-landmark plot: {report['dataset']} "
+          f"{report['split']}, landmarks whose mean - SD < 0: {below}")
     for name in ("overlay_before", "overlay_after", "per_landmark_before",
                  "per_landmark_after"):
         path = a.out / f"{name}.png"

@@ -156,16 +156,28 @@ def landmark_error_figure(report: dict, errors: np.ndarray):
                whis=(5, 95), patch_artist=True, medianprops={"color": "black"},
                boxprops={"facecolor": "#9ecae1", "edgecolor": "#3182bd"},
                flierprops={"marker": ".", "markersize": 3, "alpha": 0.5})
-    ax.axhline(report["median"], color="C3", ls="--", lw=1,
-               label=f"median of all {report['median']:.2f} {unit} "
-                     f"(MRE {report['mre']:.2f})")
+    ax.axhline(report["median"], color="C3", ls="--", lw=1)
     ax.set_xticks(range(1, len(labels) + 1), labels, rotation=60, ha="right", fontsize=7)
     ax.set_xlim(0.3, len(labels) + 0.7)
-    ax.set_ylim(bottom=0)
-    ax.set(ylabel=f"radial error ({unit})",
-           title="error per landmark (box: quartiles, whiskers: 5-95 %)")
+    # a few gross failures would squash every box: the axis ends a little above the highest
+    # whisker, and the points beyond are counted at the top of their column
+    whisker = max((float(np.percentile(columns[k], 95)) for k in keep), default=1.0)
+    top = max(1.35 * whisker, 1.1 * float(report["median"]), 1e-6)
+    beyond = 0
+    for k in keep:
+        n = int((columns[k] > top).sum())
+        if n:
+            beyond += n
+            ax.annotate(f"{n}\u2191", (k + 1, top), xytext=(0, -9), textcoords="offset points",
+                        ha="center", fontsize=7, color="C3")
+    ax.set_ylim(0, top)
+    title = (f"error per landmark (box: quartiles, whiskers: 5-95 %)\ndashed: median of all "
+             f"points, {report['median']:.2f} {unit} (MRE {report['mre']:.2f})")
+    if beyond:
+        title += f"; {beyond} point(s) above {top:.3g} counted at the top (\u2191)"
+    ax.set_title(title, fontsize=9)
+    ax.set(ylabel=f"radial error ({unit})")
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper right")
     return fig
 
 
