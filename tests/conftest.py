@@ -6,6 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from .learning import phantom_config, train_universal, write_phantoms
+
+__all__ = ["phantom_config"]  # tests import it from here
+
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
@@ -42,32 +46,11 @@ def isbi_spec(isbi_root):
 @pytest.fixture(scope="session")
 def phantoms(tmp_path_factory) -> Path:
     """Small synthetic domains written once per session (64x64, 24/8/8 images)."""
-    from unilandmark import make_synthetic
-
-    root = tmp_path_factory.mktemp("phantoms")
-    make_synthetic(root, train=24, val=8, test=8, size=(64, 64), seed=3)
-    return root
-
-
-def phantom_config(root, out_dir, domains=("head", "hand", "chest"), epochs=40, size=64,
-                   **train):
-    """A small GU2Net config over the phantom domains (CPU-sized)."""
-    from unilandmark.config import load_config
-
-    doms = [{"name": d, "dataset": "synthetic", "root": str(root), "options": {"domain": d},
-             "input_size": [size, size], "sigma": 2.0} for d in domains]
-    return load_config(data={
-        "out_dir": str(out_dir), "domains": doms,
-        "model": {"name": "gu2net", "width": 16, "depth": 3, "global_width": 32},
-        "optim": {"cycle_epochs": 3},
-        "train": {"epochs": epochs, "batch_size": 6, "cache_dir": None, **train}})
+    return write_phantoms(tmp_path_factory.mktemp("phantoms"))
 
 
 @pytest.fixture(scope="session")
 def trained_run(phantoms, tmp_path_factory):
-    """GU2Net trained once on the three phantom domains (about 25 s on 2 cores)."""
-    from unilandmark.train import fit
-
-    out = tmp_path_factory.mktemp("trained")
-    result = fit(phantom_config(phantoms, out), progress=False, log=lambda *_: None)
-    return result
+    """GU2Net trained once on the three phantom domains (40 epochs; the default run's
+    learning test)."""
+    return train_universal(phantoms, tmp_path_factory.mktemp("trained"))

@@ -1,31 +1,25 @@
-"""A learning test per family: a short CPU training on the head phantoms."""
+"""A learning test per family: a short CPU training on the head phantoms (the slow step)."""
 
-import numpy as np
 import pytest
 
-from unilandmark import synthetic_dataset
-from unilandmark.predict import Detector
-from unilandmark.train import fit
+from .learning import FAMILY_MODELS, mean_error, predicted_and_true, train_family
 
-from .conftest import phantom_config
+#: mean test error bound in px on the 64 x 64 head phantoms: 1.5 x the worst of 5 seeds,
+#: rounded up, and well below the 3.4-5.0 px of a model that ignores the image (the mean
+#: shape); the measured spread is in docs/testing.md
+BOUND_PX = {"pixel-class": 1.0, "patch-class": 1.9, "direct-regression": 2.3, "dsnt": 1.4,
+            "heatmap": 1.2, "heatmap-sigma": 0.9, "heatmap-awing": 0.9, "displacement": 1.9,
+            "scn": 1.8}
 
-#: mean test error bound in pixels (64 x 64 images; an untrained model is off by ~20 px)
-BOUND_PX = {"pixel-class": 2.0, "patch-class": 4.5, "direct-regression": 5.0, "dsnt": 2.5,
-            "heatmap": 2.0, "heatmap-sigma": 2.5, "heatmap-awing": 2.0, "displacement": 2.5,
-            "scn": 3.0}
+
+def test_every_family_has_a_bound():
+    assert set(BOUND_PX) == set(FAMILY_MODELS)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", list(BOUND_PX))
+@pytest.mark.parametrize("model", FAMILY_MODELS)
 def test_family_learns_the_head_phantoms(model, phantoms, tmp_path):
-    cfg = phantom_config(phantoms, tmp_path, domains=("head",), epochs=20)
-    cfg.model.name = model
-    run = fit(cfg, progress=False, log=lambda *_: None)
-    spec = synthetic_dataset(phantoms, "head")
-    records = spec.split_records("test")
-    results = Detector.from_checkpoint(run.best_path).predict_many(
-        [r.image_path for r in records], "head")
-    errors = np.linalg.norm(np.stack([r.points for r in results]) -
-                            np.stack([r.points for r in records]), axis=-1)
-    print(f"{model}: {errors.mean():.3f} px")
-    assert errors.mean() < BOUND_PX[model], f"{model}: test MRE {errors.mean():.2f} px"
+    run = train_family(model, phantoms, tmp_path)
+    error = mean_error(*predicted_and_true(run.best_path, phantoms, "head"))
+    print(f"{model}: {error:.3f} px")
+    assert error < BOUND_PX[model], f"{model}: test MRE {error:.2f} px"

@@ -14,7 +14,7 @@ from unilandmark.io import write_image
 from unilandmark.predict import Detector
 from unilandmark.train import fit
 
-from .conftest import phantom_config
+from .learning import phantom_config
 
 
 def _mixed_sizes(src, out, seed=0):

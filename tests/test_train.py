@@ -12,44 +12,33 @@ import pytest
 import torch
 import yaml
 
-from unilandmark import synthetic_dataset
 from unilandmark.checkpoint import load_checkpoint
-from unilandmark.predict import Detector
 from unilandmark.train import fit
 
-from .conftest import phantom_config
+from .learning import fingers_identified, mean_error, phantom_config, predicted_and_true
+
+#: test MRE bounds in px of the universal model: at least 1.5 x the worst of 5 seeds and at
+#: most a third of the mean-shape baseline (docs/testing.md, "Measured spread")
+GU2NET_BOUND_PX = {"head": 1.0, "hand": 1.0, "chest": 1.0}
+#: share of fingertips/bases nearer their own finger: 1.0 on every seed (docs/testing.md)
+FINGERS_BOUND = 0.95
 
 
-def _test_errors_px(run, phantoms, domain):
-    spec = synthetic_dataset(phantoms, domain)
-    records = spec.split_records("test")
-    detector = Detector.from_checkpoint(run.best_path)
-    results = detector.predict_many([r.image_path for r in records], domain)
-    pred = np.stack([r.points for r in results])
-    truth = np.stack([r.points for r in records])
-    return pred, truth
-
-
-@pytest.mark.slow
 @pytest.mark.parametrize("domain", ["head", "hand", "chest"])
 def test_gu2net_learns_every_domain(trained_run, phantoms, domain):
-    pred, truth = _test_errors_px(trained_run, phantoms, domain)
-    errors = np.linalg.norm(pred - truth, axis=-1)
-    # an untrained model is off by about 20 px on these 64 px images
-    assert errors.mean() < 2.0, f"{domain}: test MRE {errors.mean():.2f} px"
+    """The default run's learning test: one universal model, three domains (40 epochs)."""
+    pred, truth = predicted_and_true(trained_run.best_path, phantoms, domain)
+    error = mean_error(pred, truth)
+    # a model that ignores the image (the mean shape) is off by 3-5 px; docs/testing.md
+    assert error < GU2NET_BOUND_PX[domain], f"{domain}: test MRE {error:.2f} px"
 
 
-@pytest.mark.slow
 def test_fingers_are_told_apart(trained_run, phantoms):
     """Each fingertip (and finger base) is found nearer its own finger than any other."""
-    pred, truth = _test_errors_px(trained_run, phantoms, "hand")
-    correct, total = 0, 0
-    for group in ([1, 3, 5, 7, 9], [0, 2, 4, 6, 8]):
-        for n in range(len(pred)):
-            d = np.linalg.norm(pred[n, group][:, None] - truth[n, group][None], axis=-1)
-            correct += int((d.argmin(axis=1) == np.arange(len(group))).sum())
-            total += len(group)
-    assert correct / total >= 0.95, f"only {correct}/{total} fingers identified"
+    pred, truth = predicted_and_true(trained_run.best_path, phantoms, "hand")
+    share = fingers_identified(pred, truth)
+    # the bound sits below the worst of 5 seeds (docs/testing.md)
+    assert share >= FINGERS_BOUND, f"only {share:.1%} of fingers identified"
 
 
 def test_best_checkpoint_is_chosen_by_validation_mre(trained_run):

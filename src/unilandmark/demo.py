@@ -11,13 +11,21 @@ from pathlib import Path
 
 import yaml
 
+from .atomic import atomic_write_text
 from .config import load_config
 from .data.catalog import synthetic_dataset
 from .data.synthetic import make_synthetic
 from .evaluate import evaluate, read_predictions, write_predictions
 from .predict import Detector, result_rows
 from .protocols import native_protocol
-from .report import draw_figures, draw_overlay, markdown_table, summary_line, write_json
+from .report import (
+    CONFIDENCE_NOTE,
+    draw_figures,
+    draw_overlay,
+    markdown_table,
+    summary_line,
+    write_json,
+)
 from .train import fit
 
 DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
@@ -63,11 +71,13 @@ def run_demo(out: str | Path = "demo-out", epochs: int | None = None, seed: int 
         for r in results[:2]:
             figures.append(draw_overlay(r.image_path, r.points, None,
                                         folder / f"overlay_{r.id}.png",
-                                        title=f"{dc.name} {r.id}: predicted landmarks"))
+                                        title=f"{r.id}: predicted landmarks", names=r.names,
+                                        confidence=r.confidence))
         reports[dc.name] = report
         log(f"  {dc.name}: {summary_line(report)}")
         lines += [f"## {dc.name}", "", summary_line(report), "", markdown_table(report), ""]
         lines += [f"![{p.stem}]({p.relative_to(out)})" for p in figures] + [""]
-    (out / "report.md").write_text("\n".join(lines))
+    lines += ["## What the confidence means", "", CONFIDENCE_NOTE, ""]
+    atomic_write_text(out / "report.md", "\n".join(lines))
     log(f"[4/4] report: {out / 'report.md'} (figures in {out / 'report'})")
     return reports

@@ -1,7 +1,8 @@
 """Score a prediction CSV against a dataset split under a named protocol.
 
-The prediction CSV (PROTOCOLS.md section 3): ``image,landmark,x,y`` then optional
-``name,x_mm,y_mm,confidence,domain``; one row per (image, landmark), original pixels.
+The prediction CSV (docs/protocols.md, "Prediction CSV"): ``image,landmark,x,y`` then
+optional columns in the order of ``OPTIONAL_COLUMNS``; one row per (image, landmark),
+original pixels.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Radial errors, MRE/SD/median, SDR and per-landmark tables (PROTOCOLS.md section 1)."""
+"""Radial errors, MRE/SD/median, SDR and per-landmark tables (docs/protocols.md, "Metrics")."""
 
 from __future__ import annotations
 

@@ -384,6 +384,13 @@ def _read(item, index: int, fallback: Spacing | None, fallback_source: str) -> _
                 f"array{index}", None)
 
 
+def training_spacing(detector: Detector, domain: str | None = None) -> Spacing | None:
+    """The spacing (mm/px, (x, y)) of ``domain``'s training images as the checkpoint records
+    it (``spacing``: the median over the original training images), or None."""
+    recorded = detector.domains[detector._domain(domain)].get("spacing")
+    return (float(recorded[0]), float(recorded[1])) if recorded else None
+
+
 def _float_weights(weights: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
 

@@ -1,4 +1,4 @@
-"""Named evaluation protocols (PROTOCOLS.md section 2).
+"""Named evaluation protocols (docs/protocols.md).
 
 A protocol fixes the ground truth (annotator), the split, where errors are measured
 (original pixels, or a published network-input grid with integer rounding) and how pixels

@@ -1,6 +1,6 @@
 """The data contract: frozen dataclasses shared by every module.
 
-Conventions (ARCHITECTURE.md section 3): points are ``(x, y)`` floats, x to the right,
+Conventions (docs/datasets.md, "Conventions"): points are ``(x, y)`` floats, x to the right,
 y down, and the centre of the top-left pixel is ``(0, 0)``. Spacing is in millimetres per
 pixel, per axis, in ``(x, y)`` order. Landmarks that are not visible carry NaN
 coordinates and ``visible == False``.

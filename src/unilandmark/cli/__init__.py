@@ -22,8 +22,13 @@ from .predict import predict_cmd
 from .serve import serve_cmd
 from .train import train_cmd
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="Anatomical landmark detection: datasets, training, prediction, scoring.")
+#: plain (click) help formatting: typer's rich panels show a value placeholder after boolean
+#: flags (``--resume <bool>``) in typer >= 0.2x, which reads as if the flag took a value;
+#: sub-apps inherit this setting from the root app
+app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=None,
+                  pretty_exceptions_show_locals=False,
+                  help="Anatomical landmark detection: datasets, training, prediction, scoring. "
+                       "File formats (prediction CSV, report JSON): docs/protocols.md.")
 
 
 @app.callback()
@@ -31,7 +36,8 @@ def _global_options(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of every "
                                                       "failure (also UNILANDMARK_DEBUG=1)."),
 ) -> None:
-    """Anatomical landmark detection: datasets, training, prediction, scoring."""
+    """Anatomical landmark detection: datasets, training, prediction, scoring. File formats
+    (prediction CSV, report JSON): docs/protocols.md."""
     set_debug(debug)
 
 

@@ -16,13 +16,13 @@ from pathlib import Path
 import click
 import typer
 import yaml
-from rich.console import Console
 from rich.markup import escape
 
+from ..console import make_console
 from ..data.faults import DatasetError
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+console = make_console()  # results; never wraps tables when writing to a file or a pipe
+err_console = make_console(stderr=True)
 
 #: set by the global ``--debug`` option: show tracebacks for expected failures too
 DEBUG = {"on": os.environ.get("UNILANDMARK_DEBUG", "") not in ("", "0")}

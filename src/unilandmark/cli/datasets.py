@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import typer
@@ -18,13 +19,20 @@ def datasets_list() -> None:
     from ..data.catalog import DATASETS
     from ..protocols import PROTOCOLS
 
-    console.print("[bold]datasets[/bold]")
+    console.print("[bold]datasets[/bold] (roots, options and splits: docs/datasets.md)")
     for name, builder in DATASETS.items():
-        doc = (builder.__doc__ or "").strip().splitlines()[0]
-        console.print(f"  {name:16s} {doc}")
-    console.print("[bold]protocols[/bold]")
+        console.print(f"  {name:16s} {adapter_summary(builder)}", highlight=False)
+    console.print("[bold]protocols[/bold] (metrics and rules: docs/protocols.md)")
     for name, p in PROTOCOLS.items():
-        console.print(f"  {name:22s} {p.description}")
+        console.print(f"  {name:22s} {p.description}", highlight=False)
+
+
+def adapter_summary(builder) -> str:
+    """The first line of an adapter's docstring, pointing to the user docs rather than to
+    the source (``see the module docstring`` -> ``see docs/datasets.md``)."""
+    doc = (builder.__doc__ or "").strip().splitlines()
+    line = doc[0] if doc else ""
+    return re.sub(r"see the (module )?docstring", "see docs/datasets.md", line)
 
 
 @datasets_app.command("check")
@@ -33,7 +41,7 @@ def datasets_check(
     name: str = typer.Argument(..., help="Adapter name (see `datasets list`)."),
     root: Path = typer.Option(..., "--root", help="Dataset folder (or table for csv)."),
     annotator: str = typer.Option(None, help="isbi2015: senior, junior or mean."),
-    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
+    opt: list[str] = typer.Option(None, "--opt", metavar="KEY=VALUE", help=OPT_HELP),
     json_out: Path = typer.Option(None, "--json", help="Also write the summary as JSON."),
     header_only: bool = typer.Option(False, help="Read image headers only (faster)."),
 ) -> None:
@@ -81,12 +89,14 @@ def datasets_check(
 @datasets_app.command("export")
 @friendly
 def datasets_export(
-    name: str = typer.Argument(...),
-    root: Path = typer.Option(..., "--root"),
-    split: str = typer.Option(..., "--split"),
-    annotator: str = typer.Option(None),
-    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
-    out: Path = typer.Option(..., "--out", help="Prediction-format CSV to write."),
+    name: str = typer.Argument(..., help="Adapter name (see `datasets list`)."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder (or table for csv)."),
+    split: str = typer.Option(..., "--split", help="Split to export, e.g. test1 or all."),
+    annotator: str = typer.Option(None, help="isbi2015: senior, junior or mean."),
+    opt: list[str] = typer.Option(None, "--opt", metavar="KEY=VALUE", help=OPT_HELP),
+    out: Path = typer.Option(..., "--out", help="CSV to write, in the prediction format "
+                                                "(image,landmark,x,y,name,x_mm,y_mm; "
+                                                "docs/protocols.md)."),
 ) -> None:
     """Write a split's ground truth in the prediction CSV format."""
     from ..evaluate import export_ground_truth
@@ -104,10 +114,11 @@ def datasets_export(
 def datasets_make_synthetic(
     out: Path = typer.Option(..., "--out", help="Folder to write the phantom domains into."),
     domains: str = typer.Option("head,hand,chest", help="Comma-separated phantom domains."),
-    train: int = typer.Option(60, min=0), val: int = typer.Option(15, min=0),
-    test: int = typer.Option(15, min=0),
+    train: int = typer.Option(60, min=0, help="Training images per domain."),
+    val: int = typer.Option(15, min=0, help="Validation images per domain."),
+    test: int = typer.Option(15, min=0, help="Test images per domain."),
     size: str = typer.Option("192x192", help="Image size WxH."),
-    seed: int = typer.Option(0),
+    seed: int = typer.Option(0, help="Seed: the same seed writes the same images."),
 ) -> None:
     """Write synthetic phantom domains (PNG + landmarks.csv in the csv adapter format)."""
     from ..data.synthetic import make_synthetic

@@ -12,13 +12,17 @@ from .common import OPT_HELP, build_spec, console, friendly
 @friendly
 def evaluate_cmd(
     name: str = typer.Argument(..., help="Dataset adapter name."),
-    root: Path = typer.Option(..., "--root"),
-    predictions: Path = typer.Option(..., "--predictions", help="Prediction CSV."),
+    root: Path = typer.Option(..., "--root", help="Dataset folder (or table for csv)."),
+    predictions: Path = typer.Option(..., "--predictions",
+                                     help="Prediction CSV: image,landmark,x,y[,...], one row "
+                                          "per landmark in original pixels "
+                                          "(docs/protocols.md)."),
     split: str = typer.Option(None, "--split", help="Split (default: the protocol's)."),
     annotator: str = typer.Option(None, help="Ground truth annotator (default: protocol's)."),
     protocol: str = typer.Option(None, help="Named protocol (default: native spacing)."),
-    opt: list[str] = typer.Option(None, "--opt", help=OPT_HELP),
-    json_out: Path = typer.Option(None, "--json", help="Write the JSON report here."),
+    opt: list[str] = typer.Option(None, "--opt", metavar="KEY=VALUE", help=OPT_HELP),
+    json_out: Path = typer.Option(None, "--json", help="Write the JSON report here "
+                                                             "(fields: docs/protocols.md)."),
     figures: Path = typer.Option(None, "--figures", help="Draw figures into this folder."),
     measurements: bool = typer.Option(False, "--measurements",
                                       help="Also score the clinical measurements and their "

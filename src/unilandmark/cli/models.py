@@ -14,8 +14,10 @@ from .common import console, friendly, parse_domain_counts
 def slim_cmd(
     src: Path = typer.Argument(..., help="A training checkpoint (best.pt)."),
     dst: Path = typer.Argument(..., help="The model file to write (NAME.safetensors)."),
-    fp16: bool = typer.Option(True, "--fp16/--fp32"),
-    provenance: Path = typer.Option(None, help="JSON file with data/protocol/figures."),
+    fp16: bool = typer.Option(True, "--fp16/--fp32", help="Store the weights in half "
+                                                          "precision (half the size)."),
+    provenance: Path = typer.Option(None, help="JSON file with the data, protocol and figures "
+                                               "to ship inside the model file."),
 ) -> None:
     """Write a model file (safetensors) with what prediction needs of every stage, for
     shipping a model (see docs/deployment.md)."""
@@ -32,8 +34,10 @@ def slim_cmd(
 def models_cmd(
     domains: str = typer.Option("head=19,hand=37,chest=6",
                                 help="Domains as name=landmarks, comma-separated."),
-    width: int = typer.Option(64, min=1), depth: int = typer.Option(4, min=1),
-    global_width: int = typer.Option(128, min=1),
+    width: int = typer.Option(64, min=1, help="Channels of the first level (model.width)."),
+    depth: int = typer.Option(4, min=1, help="Resolution levels (model.depth)."),
+    global_width: int = typer.Option(128, min=1, help="Channels of GU2Net's global branch "
+                                                      "(model.global_width)."),
 ) -> None:
     """List the models with their parameter counts for the given domains."""
     from rich.table import Table
@@ -56,9 +60,10 @@ def models_cmd(
 
 @friendly
 def demo_cmd(
-    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything."),
-    epochs: int = typer.Option(None, help="Override the demo's epochs."),
-    seed: int = typer.Option(0),
+    out: Path = typer.Option(Path("demo-out"), "--out", help="Folder for everything: "
+                             "data/, run/ (checkpoints), predictions/, report/, report.md."),
+    epochs: int = typer.Option(None, help="Training epochs (default: the demo config's 40)."),
+    seed: int = typer.Option(0, help="Seed of the phantoms and of the training."),
 ) -> None:
     """Phantoms -> universal training on the CPU -> evaluation -> report, in minutes."""
     from ..demo import run_demo

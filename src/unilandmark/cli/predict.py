@@ -13,6 +13,11 @@ import typer
 
 from .common import EXIT_INPUT, console, err_console, friendly
 
+CSV_HELP = ("Prediction CSV to write: image,landmark,x,y,name, x_mm,y_mm (only where a "
+            "spacing is known), confidence, domain, flag, qc, orientation, "
+            "spacing_x,spacing_y,spacing_source (file, option, model or empty); see "
+            "docs/protocols.md and docs/prediction.md.")
+
 
 def collect_inputs(inputs: list[Path], lists: list[Path] | None = None
                    ) -> tuple[list[Path], list[tuple[str, str]], int]:
@@ -56,35 +61,52 @@ def predict_cmd(
     image_list: list[Path] = typer.Option(None, "--list", help="A text file of image paths, "
                                           "one per line (relative to its folder); "
                                           "repeatable."),
-    domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images."),
-    checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the built-in model."),
+    domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images, e.g. "
+                                                      "head; optional for one-domain models."),
+    checkpoint: Path = typer.Option(None, "--checkpoint", help="Trained checkpoint (best.pt) "
+                                    "or model file (.safetensors). Default: the built-in "
+                                    "ISBI head model."),
     model: Path = typer.Option(None, "--model", help="An exported ONNX graph (model.onnx, see "
                                                      "`export`), run by onnxruntime instead "
                                                      "of PyTorch."),
-    out: Path = typer.Option(..., "--out", help="Prediction CSV to write (see "
-                                                "docs/prediction.md)."),
-    overlay: Path = typer.Option(None, "--overlay", help="Draw overlays into this folder."),
+    out: Path = typer.Option(..., "--out", help=CSV_HELP),
+    overlay: Path = typer.Option(None, "--overlay", help="Also draw each image with its "
+                                                         "named landmarks into this folder."),
     device: str = typer.Option("auto", help="auto (a GPU where there is one), cpu, cuda, "
                                             "cuda:1, ..."),
-    batch_size: int = typer.Option(4, min=1),
+    batch_size: int = typer.Option(4, min=1, help="Images per forward pass."),
     readers: int = typer.Option(2, min=0, help="Threads reading the next images while the "
                                                "model runs (0: read in line)."),
     spacing: float = typer.Option(None, help="mm per pixel for images whose file has no "
-                                             "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI"),
+                                             "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI "
+                                             "2015; the file's own spacing wins."),
+    assume_training_spacing: bool = typer.Option(
+        False, "--assume-training-spacing",
+        help="For images without a spacing, use the median spacing of the model's training "
+             "images (only when you know your images share it)."),
     measurements: bool = typer.Option(False, "--measurements",
                                       help="Also write the clinical measurements and classes "
                                            "to <out stem>_measurements.csv (see `measure`)."),
 ) -> None:
-    """Predict landmarks on new images (no ground truth needed). Unreadable files are
-    listed at the end and give exit code 2; the CSV holds every image that was read."""
+    """Predict landmarks on new images (no ground truth needed).
+
+    Millimetres are written only where a spacing is known: from the image file (DICOM,
+    MetaImage, NIfTI, NRRD), from --spacing, or from the model's training spacing with
+    --assume-training-spacing; the CSV records the spacing used per image and its source.
+    Unreadable files are listed at the end and give exit code 2; the CSV holds every image
+    that was read.
+    """
     from ..evaluate import write_predictions
     from ..limits import checked_spacing
     from ..naming import with_unique_ids
     from ..preflight import check_device, check_writable_dir, check_writable_file
     from ..report import draw_overlay
     from ..results import result_rows
+    from .progress import image_progress
 
     sp = checked_spacing(spacing, "--spacing")
+    if sp is not None and assume_training_spacing:
+        raise ValueError("give --spacing or --assume-training-spacing, not both")
     if model is not None and checkpoint is not None:
         raise ValueError("give --checkpoint (PyTorch) or --model (ONNX), not both")
     if model is None:
@@ -104,17 +126,22 @@ def predict_cmd(
         from ..predict import Detector
 
         detector = Detector.from_checkpoint(checkpoint, device=device)
-    results = detector.predict_many(
-        paths, domain, spacing=sp, batch_size=batch_size, readers=readers,
-        on_failure=lambda f: failures.append((f.item, f.reason)))
+    with image_progress(len(paths), err_console) as advance:
+        results = detector.predict_many(
+            paths, domain, spacing=sp, batch_size=batch_size, readers=readers,
+            assume_training_spacing=assume_training_spacing,
+            on_result=lambda _: advance(),
+            on_failure=lambda f: (failures.append((f.item, f.reason)), advance()))
     results = with_unique_ids(results, paths)
     if skipped:
         console.print(f"skipped {skipped} file(s) in the folders that are not images",
                       highlight=False)
     if results:
         write_predictions(out, result_rows(results))
+        without = sum(r.spacing is None for r in results)
         console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to "
-                      f"{out}", highlight=False)
+                      f"{out}" + (f" ({without} image(s) without a spacing: pixels only; see "
+                                  "--spacing)" if without else ""), highlight=False)
         console.print(qc_summary(results), highlight=False)
     if results and measurements:
         from ..measure import default_output, measure_file, write_measurements
@@ -129,7 +156,8 @@ def predict_cmd(
         for r in results:
             draw_overlay(r.image_path, r.points, None, overlay / f"{r.id}.png",
                          title=f"{r.id} ({r.domain}): mean confidence "
-                               f"{float(r.confidence.mean()):.2f}, QC {r.qc}")
+                               f"{float(r.confidence.mean()):.2f}, QC {r.qc}",
+                         names=r.names, confidence=r.confidence)
         console.print(f"overlays: {overlay}")
     if failures:
         err_console.print(f"[red]{len(failures)} of {total} input(s) "

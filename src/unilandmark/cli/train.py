@@ -14,10 +14,12 @@ def train_cmd(
     config: Path = typer.Argument(..., help="Experiment YAML (see configs/ and "
                                             "docs/training.md). `stage: {kind: patch, "
                                             "previous: CKPT}` trains a refinement stage."),
-    set_: list[str] = typer.Option(None, "--set", help="Override key=value, e.g. "
-                                                       "train.epochs=5 (repeatable)."),
+    set_: list[str] = typer.Option(None, "--set", metavar="KEY=VALUE",
+                                   help="Override a config value, e.g. train.epochs=5 "
+                                        "(repeatable)."),
     resume: bool = typer.Option(False, "--resume", help="Continue the run in out_dir from "
-                                                        "its last.pt (same settings)."),
+                                                        "its last.pt to the same weights as "
+                                                        "an uninterrupted run."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a run already in "
                                                               "out_dir."),
     progress: bool = typer.Option(True, "--progress/--no-progress",
