@@ -3,6 +3,7 @@ figures (the provenance file next to the weights, the same numbers as docs/resul
 
 import json
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -42,3 +43,25 @@ def test_predict_then_evaluate_reproduces_the_recorded_figures(provenance, isbi_
     assert report["mre"] == pytest.approx(recorded["mre"], abs=2e-3)
     for t, v in recorded["sdr"].items():
         assert report["sdr"][t] == pytest.approx(v, abs=0.2)
+
+
+@pytest.mark.slow
+def test_builtin_model_reads_mirrored_cephalograms(isbi_spec):
+    """Test2 images mirrored left-right give, mirrored back, the original's landmarks; the
+    stored-mirrored image 322 (whose annotations the adapter mirrors to fit) is found."""
+    from unilandmark import read_image
+
+    detector = Detector.from_checkpoint(None)
+    records = {r.id: r for r in isbi_spec.split_records("test2")}
+    for image_id in ("301", "322", "355"):
+        record = records[image_id]
+        array, _ = read_image(record.image_path)
+        original = detector.predict(array, "head", spacing=(0.1, 0.1))
+        mirrored = detector.predict(np.ascontiguousarray(array[:, ::-1]), "head",
+                                    spacing=(0.1, 0.1))
+        assert mirrored.orientation != original.orientation, image_id
+        back = mirrored.points.astype(np.float64).copy()
+        back[:, 0] = (array.shape[1] - 1) - back[:, 0]
+        assert 0.1 * np.linalg.norm(back - original.points, axis=-1).mean() < 1.0, image_id
+        error = 0.1 * np.linalg.norm(original.points - record.points, axis=-1)
+        assert np.median(error) < 2.0, f"{image_id}: median error {np.median(error):.1f} mm"

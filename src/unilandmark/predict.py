@@ -52,6 +52,9 @@ from .types import Spacing
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PRETRAINED_NAME = "gu2net_isbi2015_head.safetensors"
+#: the built-in models by name (``--checkpoint NAME``): ``head`` learned the senior ISBI 2015
+#: annotator (the challenge's ground truth; the default), ``head-mean`` the mean of the two
+BUILTIN_MODELS = {"head": PRETRAINED_NAME, "head-mean": "gu2net_isbi2015_head_mean.safetensors"}
 ORIENTATIONS = ("auto", "original", "mirrored")
 #: a landmark whose shape-fit residual exceeds this many training spreads is searched again
 RELOCATE_SPREADS = 6.0
@@ -95,9 +98,15 @@ class Detector:
     def from_checkpoint(cls, path: str | os.PathLike | None = None,
                         device: str = "cpu", relocate: bool = True) -> Detector:
         """Load a checkpoint (``best.pt``, a cascade, a slim model file), or the built-in
-        model when None. ``relocate=False`` skips the configuration check's
+        model when None, or a built-in model by name (:data:`BUILTIN_MODELS`, e.g.
+        ``head-mean``) where no such file exists. ``relocate=False`` skips the configuration check's
         re-localisation (shape residuals are still computed; what an exported ONNX graph
         does)."""
+        if path is not None and str(path) in BUILTIN_MODELS and not Path(path).exists():
+            path = PRETRAINED_DIR / BUILTIN_MODELS[str(path)]
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: the built-in model {path.name!r} is not "
+                                        "installed in this build; pass --checkpoint FILE")
         if path is None:
             path = PRETRAINED_DIR / PRETRAINED_NAME
             if not Path(path).is_file():
@@ -400,5 +409,5 @@ def _stem(path) -> str:
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
 
 
-__all__ = ["Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME",
+__all__ = ["BUILTIN_MODELS", "Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME",
            "PredictionFailure", "result_rows"]

@@ -64,8 +64,9 @@ def predict_cmd(
     domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images, e.g. "
                                                       "head; optional for one-domain models."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Trained checkpoint (best.pt) "
-                                    "or model file (.safetensors). Default: the built-in "
-                                    "ISBI head model."),
+                                    "or model file (.safetensors), or a built-in model by "
+                                    "name: head (senior annotator, the default) or head-mean "
+                                    "(mean of the two ISBI annotators)."),
     model: Path = typer.Option(None, "--model", help="An exported ONNX graph (model.onnx, see "
                                                      "`export`), run by onnxruntime instead "
                                                      "of PyTorch."),
