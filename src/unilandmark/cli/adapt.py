@@ -38,7 +38,10 @@ def adapt_cmd(
     shared: str = typer.Option("finetune", "--shared", help="finetune (the shared parts "
                                "train at --shared-lr-scale) or frozen (only the new "
                                "domain's parts train; the old domains cannot change)."),
-    shared_lr_scale: float = typer.Option(0.1, "--shared-lr-scale", min=1e-6, max=1.0),
+    shared_lr_scale: float = typer.Option(
+        0.1, "--shared-lr-scale", min=1e-6, max=1.0,
+        help="Learning rate of the shared (pretrained) weights relative to the new "
+             "domain's, when they train (--shared)."),
     replay: bool = typer.Option(False, "--replay/--no-replay", help="Keep training the old "
                                 "domains on their data (as many samples as the new "
                                 "domain's per epoch)."),
@@ -59,20 +62,21 @@ def adapt_cmd(
                                "(default: about 300 steps)."),
     patch_epochs: int = typer.Option(None, "--patch-epochs", min=1, help="Epochs of each "
                                      "patch stage (default: about 300 steps)."),
-    batch_size: int = typer.Option(4, "--batch-size", min=2),
+    batch_size: int = typer.Option(4, "--batch-size", min=2, help="Images per training step."),
     refine: bool = typer.Option(None, "--refine/--no-refine", help="Train the checkpoint's "
                                 "patch stages for the new domain too (default: when the "
                                 "checkpoint is a cascade)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seed of the training (sampling, augmentation)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    threads: int = typer.Option(None, "--threads", min=1),
+    threads: int = typer.Option(None, "--threads", min=1, help="CPU threads (default: torch's)."),
     set_: list[str] = typer.Option(None, "--set", help="Override a key=value of the "
                                    "whole-image stage's config, e.g. train.augment.flip=0.5."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted adaptation "
                                                         "in --out."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an adaptation "
                                                               "already in --out."),
-    progress: bool = typer.Option(True, "--progress/--no-progress"),
+    progress: bool = typer.Option(True, "--progress/--no-progress",
+                                  help="Show a progress bar per epoch."),
 ) -> None:
     """Add a new anatomy (domain) to a trained model from a handful of labelled images;
     the result serves the old and the new domains. See docs/adapt.md."""
