@@ -153,11 +153,13 @@ def test_assume_training_spacing_uses_the_checkpoint_spacing(trained_run, phanto
 
     png = sorted((phantoms / "head" / "images").glob("*.png"))[0]
     args = ["predict", str(png), "--domain", "head", "--out", str(tmp_path / "p.csv")]
-    # a model that does not record its training spacing: a clear refusal
-    r = CliRunner().invoke(app, [*args, "--checkpoint", str(trained_run.best_path),
-                                 "--assume-training-spacing"])
-    assert r.exit_code == 2 and "does not record the spacing" in r.output
     state = load_checkpoint(trained_run.best_path)
+    # a model that does not record its training spacing: a clear refusal
+    state["domains"]["head"]["spacing"] = None
+    bare = tmp_path / "without_spacing.pt"
+    save_checkpoint(bare, {k: v for k, v in state.items() if k not in ("format", "versions")})
+    r = CliRunner().invoke(app, [*args, "--checkpoint", str(bare), "--assume-training-spacing"])
+    assert r.exit_code == 2 and "does not record the spacing" in r.output
     state["domains"]["head"]["spacing"] = [0.8, 0.7]
     ckpt = tmp_path / "with_spacing.pt"
     save_checkpoint(ckpt, {k: v for k, v in state.items() if k not in ("format", "versions")})

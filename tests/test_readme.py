@@ -95,7 +95,8 @@ def test_readme_predict_writes_millimetres_with_their_source(readme_run):
     lines = (folder / "demo-out" / "head.csv").read_text().splitlines()
     header = lines[0].split(",")
     assert header == ["image", "landmark", "x", "y", "name", "x_mm", "y_mm", "confidence",
-                      "domain", "spacing_x", "spacing_y", "spacing_source"]
+                      "domain", "flag", "qc", "orientation", "spacing_x", "spacing_y",
+                      "spacing_source"]
     cells = dict(zip(header, lines[1].split(","), strict=True))
     assert cells["spacing_source"] == "option" and float(cells["spacing_x"]) == 0.8
     assert float(cells["x_mm"]) == pytest.approx(0.8 * float(cells["x"]))

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .calibration import MAX_FLAGGED, TARGET_RECALL, fit_calibration
-from .checkpoint import load_checkpoint, save_checkpoint, stage_chain
+from .checkpoint import file_kind, load_checkpoint, save_checkpoint, save_model_file, stage_chain
 from .data.catalog import build_dataset
 from .metrics import radial_errors
 from .predict import Detector
@@ -151,9 +151,16 @@ def calibrate_checkpoint(src: str | Path, dst: str | Path, domain: str | None = 
                          max_flagged: float | None = MAX_FLAGGED, device: str = "cpu",
                          batch_size: int = 4, log=print) -> dict[str, dict]:
     """Calibrate the model file ``src`` and write it, calibration included, to ``dst``
-    (atomically; ``dst`` may be ``src``)."""
+    (atomically; ``dst`` may be ``src``): a safetensors model file (provenance kept) when
+    ``src`` is one or ``dst`` ends in ``.safetensors``, else a training checkpoint."""
+    as_model_file = file_kind(src) == "safetensors" or str(dst).endswith(".safetensors")
     state = load_checkpoint(src)
     sources = validation_sources(state, domain, dataset, root, split, options)
     cals = calibrate_state(state, sources, target_recall, max_flagged, device, batch_size, log)
-    save_checkpoint(dst, {k: v for k, v in state.items() if k not in ("format", "versions")})
+    kept = {k: v for k, v in state.items() if k not in ("format", "versions")}
+    if as_model_file:
+        save_model_file(dst, {k: v for k, v in kept.items() if k != "provenance"},
+                        state.get("provenance") or {})
+    else:
+        save_checkpoint(dst, kept)
     return cals

@@ -97,6 +97,10 @@ class TrainConfig(_Strict):
     amp: bool = True
     device: str = "auto"
     threads: int | None = Field(None, ge=1)
+    speed: Literal["plain", "channels_last", "channels_last+bf16", "compile",
+                   "channels_last+compile"] = Field(
+        "plain", description="memory format / bf16 autocast on the CPU / torch.compile of "
+        "the training step (unilandmark.speed; docs/results.md measures them)")
     cache_dir: str | None = "cache"
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     val_every: int = Field(1, gt=0)

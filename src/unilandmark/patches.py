@@ -142,7 +142,11 @@ def refine_points(model: torch.nn.Module, codec, domain: str, images: list[torch
     for (i, j), items in sums.items():
         decoded = np.stack([f for f, _ in items])
         mean_resized = decoded.mean(axis=0)
-        out[i, j] = geometries[i].to_original(mean_resized)
+        # a landmark lies in the image: a patch reaching past the border (zero padding)
+        # must not move it out (stage 1 cannot place one outside either)
+        h, w = images[i].shape[-2:]
+        clamped = np.clip(mean_resized, 0, [w - 1, h - 1])
+        out[i, j] = geometries[i].to_original(clamped)
         conf[i, j] = float(np.mean([p for _, p in items]))
         if len(items) > 1:
             rms = np.sqrt(np.mean(np.sum((decoded - mean_resized) ** 2, axis=1)))

@@ -192,8 +192,9 @@ class Detector:
         if spacing is None and assume_training_spacing:
             trained = self.domains[domain].get("spacing")
             if not trained:
-                raise ValueError(f"this model stores no training spacing for domain {domain!r}"
-                                 "; give the spacing explicitly")
+                raise ValueError(f"this model does not record the spacing of its training "
+                                 f"images for domain {domain!r}; give the spacing explicitly "
+                                 "(--spacing)")
             fallback, fallback_source = (float(trained[0]), float(trained[1])), "model"
 
         def load(index, item):

@@ -17,7 +17,6 @@ folder's rules (refusing to overwrite another run, checking a resumed config) ar
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 import time
@@ -33,6 +32,7 @@ from .config import ExperimentConfig
 from .data.sampling import epoch_schedule
 from .preflight import check_device
 from .run_folder import RunFolder
+from .speed import SPEED_SETTINGS, autocast_for, prepare_batch, prepare_model
 from .stages import build_stage
 from .stages.base import selection_score
 
@@ -135,10 +135,11 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
     if start_epoch >= config.train.epochs:
         log(f"nothing to do: {folder.last} already holds {start_epoch} of "
             f"{config.train.epochs} epochs")
-    net = model
+    speed = SPEED_SETTINGS[config.train.speed]
+    net = prepare_model(model, speed)  # the same parameters, maybe channels-last / compiled
     if distributed:
         net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None,
+            net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
     use_amp = config.train.amp and device.type == "cuda"
     writer = _tensorboard(folder.path) if main else None
@@ -153,9 +154,8 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
             losses = []
             for domain, idx in schedule_of(epoch):
                 inputs, targets = stage.batch(domain, idx, generator, device)
-                autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if use_amp
-                            else contextlib.nullcontext())
-                with autocast:
+                inputs = prepare_batch(inputs, speed)
+                with autocast_for(speed, device, use_amp):
                     outputs = net(inputs, domain)
                 loss = stage.loss(domain, outputs, targets)
                 optimizer.zero_grad(set_to_none=True)

@@ -113,6 +113,8 @@ class PatchStageGraph(nn.Module):
             spread = rms * scale.mean(dim=1, keepdim=True)
         else:
             spread = torch.full_like(confidence, float("nan"))
+        # inside the stage image, as ``patches.refine_points`` keeps it
+        mean = torch.minimum(mean.clamp(min=0), (size - 1)[:, None, :])
         refined = (mean + 0.5) * scale[:, None] - 0.5
         mask = self.mask[None, :]
         out = torch.where(mask[..., None], refined.index_select(1, self.position), points)

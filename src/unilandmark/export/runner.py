@@ -112,8 +112,9 @@ class OnnxDetector:
         if spacing is None and assume_training_spacing:
             trained = self.meta.get("training_spacing")
             if not trained:
-                raise ValueError(f"this model stores no training spacing for domain {domain!r}"
-                                 "; give the spacing explicitly")
+                raise ValueError(f"this model does not record the spacing of its training "
+                                 f"images for domain {domain!r}; give the spacing explicitly "
+                                 "(--spacing)")
             fallback, fallback_source = (float(trained[0]), float(trained[1])), "model"
         def load(index, item):
             return _read(item, index, fallback, fallback_source)
