@@ -183,7 +183,7 @@ def test_quality_flags_and_verdict_are_drawn(browser, phantoms, tmp_path, builti
             result = builtin.predict(image, domain, spacing=spacing)
             flags = np.zeros(len(result.names), dtype=bool)
             flags[[1, 6]] = True
-            return SimpleNamespace(**vars(result), flags=flags, qc="review")
+            return SimpleNamespace(**{**vars(result), "flags": flags, "qc": "review"})
 
     folder = tmp_path / "flagged"
     folder.mkdir()
@@ -209,8 +209,16 @@ def test_measurements_update_while_dragging(browser, served):
     assert browser.find_element("id", "measurements-box").is_displayed()
     before = dict(browser.execute_script(f"return {rows}"))
     assert "SNA" in before
-    nasion = browser.find_element("css selector", 'g.landmark[data-index="1"] circle.hit')
-    chain = ActionChains(browser).move_to_element(nasion).click_and_hold()
+    # sella, nasion or subspinale (all three define SNA): the one farthest from the other
+    # landmarks, so that the mouse grabs that one and not a neighbour drawn over it
+    drawn = {int(k): np.array(v[:2]) for k, v in drawn_points(browser).items()}
+
+    def clearance(k):
+        return min(np.linalg.norm(drawn[k] - p) for j, p in drawn.items() if j != k)
+
+    grab = max((0, 1, 4), key=clearance)
+    handle = browser.find_element("css selector", f'g.landmark[data-index="{grab}"] circle.hit')
+    chain = ActionChains(browser).move_to_element(handle).click_and_hold()
     chain.move_by_offset(25, 0).move_by_offset(25, 0).perform()
     during = wait_for(browser, f"const t = Object.fromEntries({rows});"
                                f"return t.SNA !== {before['SNA']!r} && t.SNA;")
