@@ -1,0 +1,67 @@
+"""Per-landmark offsets between a prediction CSV and each ISBI 2015 annotator, and between
+the two annotators, per split: where a model's error is a convention rather than a miss.
+
+    python benchmarks/annotation_drift_isbi2015.py --predictions builtin.csv \\
+        --json out/annotation_drift.json
+
+Offsets are means over the split of (prediction - annotation) and (senior - junior) in mm
+(0.1 mm per pixel), with each landmark's MRE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _common import machine, write_json  # noqa: E402
+from unilandmark import isbi2015  # noqa: E402
+from unilandmark.evaluate import read_predictions  # noqa: E402
+
+MM_PER_PX = 0.1
+
+
+def _offsets(a: np.ndarray, b: np.ndarray) -> dict:
+    d = (a - b) * MM_PER_PX
+    e = np.linalg.norm(d, axis=-1)
+    return {"mre": float(e.mean()), "per_landmark": [
+        {"landmark": k + 1, "offset_mm": [float(v) for v in d[:, k].mean(0)],
+         "mre": float(e[:, k].mean())} for k in range(d.shape[1])]}
+
+
+def main(argv=None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--root", default="../shared/data/isbi2015")
+    p.add_argument("--predictions", default=None, help="prediction CSV of test1 + test2")
+    p.add_argument("--landmark", type=int, default=16, help="landmark to print (1-based)")
+    p.add_argument("--json", default=None)
+    a = p.parse_args(argv)
+    senior, junior = isbi2015(a.root, "senior"), isbi2015(a.root, "junior")
+    table = read_predictions(a.predictions) if a.predictions else None
+    out = {"benchmark": "annotation_drift_isbi2015", "machine": machine(), "splits": {}}
+    k = a.landmark - 1
+    for split in ("train", "test1", "test2"):
+        s_recs, j_recs = senior.split_records(split), junior.split_records(split)
+        s = np.stack([r.points for r in s_recs])
+        j = np.stack([r.points for r in j_recs])
+        entry = {"senior_minus_junior": _offsets(s, j)}
+        if table is not None and split != "train":
+            pred = np.array([[table.points.get((r.id, n + 1), (np.nan, np.nan))
+                              for n in range(len(r.points))] for r in s_recs])
+            entry["model_minus_senior"] = _offsets(pred, s)
+            entry["model_minus_junior"] = _offsets(pred, j)
+        out["splits"][split] = entry
+        for name, o in entry.items():
+            lk = o["per_landmark"][k]
+            print(f"{split:6s} {name:20s} MRE {o['mre']:.3f} mm; L{a.landmark} offset "
+                  f"({lk['offset_mm'][0]:+.2f}, {lk['offset_mm'][1]:+.2f}) mm, "
+                  f"MRE {lk['mre']:.2f} mm")
+    write_json(a.json, out)
+    return out
+
+
+if __name__ == "__main__":
+    main()
