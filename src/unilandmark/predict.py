@@ -37,14 +37,11 @@ from .geometry import fit_geometry, resize_to_input
 from .io import normalise_intensity, read_image
 from .models import build_model, codec_for
 from .patches import patch_scale, refine_points, scaled_geometry, scaled_image
-from .prefetch import prefetch
 from .quality import assess
+from .reading import fallback_spacing, read_batches
 from .results import (
-    READ_ERRORS,
     LandmarkResult,
     PredictionFailure,
-    describe_input,
-    failure_reason,
     result_rows,
 )
 from .shape import ShapeModel, fit_shape
@@ -188,31 +185,13 @@ class Detector:
         if orientation not in ORIENTATIONS:
             raise ValueError(f"unknown orientation {orientation!r}; expected one of "
                              f"{ORIENTATIONS}")
-        fallback, fallback_source = spacing, "option"
-        if spacing is None and assume_training_spacing:
-            trained = self.domains[domain].get("spacing")
-            if not trained:
-                raise ValueError(f"this model does not record the spacing of its training "
-                                 f"images for domain {domain!r}; give the spacing explicitly "
-                                 "(--spacing)")
-            fallback, fallback_source = (float(trained[0]), float(trained[1])), "model"
+        fallback, fallback_source = fallback_spacing(
+            spacing, assume_training_spacing, self.domains[domain].get("spacing"), domain)
 
         def load(index, item):
             return _read(item, index, fallback, fallback_source)
 
-        chunk: list[_Raw] = []
-        for index, item, raw in prefetch(load, images, readers, ahead=2 * batch_size):
-            if isinstance(raw, BaseException):
-                if on_failure is None or not isinstance(raw, READ_ERRORS):
-                    raise raw
-                name = describe_input(item, index)
-                on_failure(PredictionFailure(index, name, failure_reason(raw, name)))
-                continue
-            chunk.append(raw)
-            if len(chunk) == batch_size:
-                yield from self._predict_chunk(chunk, domain, orientation, on_result)
-                chunk = []
-        if chunk:
+        for chunk in read_batches(images, load, batch_size, readers, on_failure):
             yield from self._predict_chunk(chunk, domain, orientation, on_result)
 
     def _predict_chunk(self, raws: list[_Raw], domain, orientation, on_result):
