@@ -22,6 +22,7 @@ Three kinds of rows:
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 import tempfile
 import time
@@ -158,8 +159,11 @@ def cascade_rows(checkpoint, domain, batches, warmup, repeats, image_size, backe
     return rows
 
 
-def folder_rows(folder_in, checkpoint, domain, batch, limit, backends, folder, spacing):
-    """Images per second over a folder, reading included."""
+def folder_rows(folder_in, checkpoint, domain, batch, limit, backends, folder, spacing,
+                orientations=("auto",)):
+    """Images per second over a folder, reading included, per backend and orientation
+    (``auto`` decides per image with a second stage-1 pass on the mirror; ``original``
+    skips it, for sites whose images all face the training way)."""
     from unilandmark.io import is_image_file
     from unilandmark.predict import Detector
 
@@ -177,15 +181,18 @@ def folder_rows(folder_in, checkpoint, domain, batch, limit, backends, folder, s
                                          threads=torch.get_num_threads())
     label = "builtin" if checkpoint is None else Path(checkpoint).stem
     rows = []
-    for backend, detector in detectors.items():
+    for (backend, detector), orientation in itertools.product(detectors.items(),
+                                                              orientations):
         detector.predict_many(paths[:1], domain, spacing=spacing)  # warm up
         t0 = time.perf_counter()
         count = sum(1 for _ in detector.iter_predict(paths, domain, spacing=spacing,
-                                                     batch_size=batch))
+                                                     batch_size=batch,
+                                                     orientation=orientation))
         seconds = time.perf_counter() - t0
         rows.append({"kind": "folder", "model": label, "backend": backend,
                      "domain": domain or "-", "device": "cpu", "input": [0, 0],
-                     "batch": batch, "ms_per_image": 1000 * seconds / count,
+                     "batch": batch, "orientation": orientation,
+                     "ms_per_image": 1000 * seconds / count,
                      "images_per_s": count / seconds, "images": count})
     return rows
 
@@ -208,6 +215,8 @@ def main(argv=None):
     p.add_argument("--folder", default=None, help="end-to-end throughput over this folder")
     p.add_argument("--limit", type=int, default=0, help="at most this many --folder images")
     p.add_argument("--spacing", type=float, default=None, help="mm per pixel for --folder")
+    p.add_argument("--orientations", default="auto",
+                   help="--folder rows per orientation, e.g. auto,original")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     batches = [int(b) for b in a.batches.split(",")]
@@ -233,8 +242,10 @@ def main(argv=None):
         if a.folder:
             spacing = (a.spacing, a.spacing) if a.spacing else None
             rows += folder_rows(a.folder, a.checkpoint, a.domain, max(batches), a.limit,
-                                backends, folder, spacing)
-    print_rows([{**r, "model": f"{r['model']}/{r['backend']}"} for r in rows],
+                                backends, folder, spacing,
+                                [o for o in a.orientations.split(",") if o])
+    print_rows([{**r, "model": "/".join([r["model"], r["backend"]] + (
+        [r["orientation"]] if "orientation" in r else []))} for r in rows],
                [("ms/image", "ms_per_image", ".1f")])
     write_json(a.json, {"benchmark": "inference_latency", "machine": machine(), "rows": rows,
                         "args": vars(a)})

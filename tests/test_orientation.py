@@ -73,3 +73,51 @@ def test_mirrored_image_is_read_in_the_training_orientation(trained_run, phantom
         err_auto = np.linalg.norm(mirrored.points - np.stack(
             [(w - 1) - record.points[:, 0], record.points[:, 1]], -1), axis=-1).mean()
         assert err_auto < 2.0 < err_forced  # without the decision the mirror is lost
+
+
+def test_orientation_rule_keeps_the_original_unless_the_mirror_is_clearly_more_confident():
+    from unilandmark.orientation import (
+        CONFIDENT_ORIGINAL,
+        MIRROR_CONFIDENCE_RATIO,
+        mirror_pass_needed,
+        reads_mirrored,
+    )
+
+    original = np.array([[0.2, 0.3], [0.2, 0.3], [0.02, 0.01], [0.6, 0.7]])
+    # slightly more, equal, clearly more; a confident original whatever its mirror says
+    mirrored = np.array([[0.22, 0.31], [0.2, 0.3], [0.6, 0.7], [0.99, 0.99]])
+    expected = [False, False, True, False]
+    assert reads_mirrored(original, mirrored).tolist() == expected
+    assert mirror_pass_needed(original).tolist() == [True, True, True, False]
+    # the exported graph runs the same rule on tensors
+    assert reads_mirrored(torch.from_numpy(original), torch.from_numpy(mirrored)).tolist() \
+        == expected
+    unsure = np.full((1, 3), 0.9 * CONFIDENT_ORIGINAL / MIRROR_CONFIDENCE_RATIO)
+    assert reads_mirrored(unsure, unsure * (MIRROR_CONFIDENCE_RATIO + 0.01)).tolist() == [True]
+    assert reads_mirrored(unsure, unsure * (MIRROR_CONFIDENCE_RATIO - 0.01)).tolist() == [False]
+
+
+def test_the_mirror_pass_runs_only_for_images_not_read_confidently(trained_run, phantoms,
+                                                                   monkeypatch):
+    """Stage 1 decodes the mirror only for the images whose original pass is unsure, and
+    only those images carry a mirror gap."""
+    detector = Detector.from_checkpoint(trained_run.best_path)
+    records = synthetic_dataset(phantoms, "head").split_records("test")[:3]
+    arrays = [read_image(r.image_path)[0] for r in records]
+    real = detector._stage1
+    calls = []
+
+    def counting(batch, domain):
+        pts, conf, heat = real(batch, domain)
+        if not calls:  # the original pass: the middle image unsure, the others confident
+            conf = conf.copy()
+            conf[[0, 2]] = 0.9
+            conf[1] = 0.1
+        calls.append(batch.shape[0])
+        return pts, conf, heat
+
+    monkeypatch.setattr(detector, "_stage1", counting)
+    results = detector.predict_many(arrays, "head")
+    assert calls == [3, 1]  # the mirror of the unsure image only
+    gaps = [np.isfinite(r.mirror_gap).all() for r in results]
+    assert gaps == [False, True, False]

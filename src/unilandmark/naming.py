@@ -14,15 +14,16 @@ from collections import defaultdict
 from pathlib import Path
 
 
-def _stem(path: Path) -> str:
-    name = path.name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else path.stem
+def file_stem(path: str | os.PathLike) -> str:
+    """The id of an image file: its name without the extension (``.nii.gz`` whole)."""
+    name = Path(path).name
+    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
 
 
 def unique_image_ids(paths: list[str | os.PathLike]) -> list[str]:
     """One id per entry of ``paths`` (same order), all different (module docstring)."""
     resolved = [Path(os.path.abspath(p)) for p in paths]
-    ids = [_stem(p) for p in resolved]
+    ids = [file_stem(p) for p in resolved]
     groups: dict[str, list[int]] = defaultdict(list)
     for i, rid in enumerate(ids):
         groups[rid].append(i)
@@ -32,7 +33,7 @@ def unique_image_ids(paths: list[str | os.PathLike]) -> list[str]:
             continue
         base = Path(os.path.commonpath([str(resolved[i].parent) for i in members]))
         relative = {i: resolved[i].relative_to(base).as_posix() for i in members}
-        without_suffix = {i: r[: len(r) - len(resolved[i].name)] + _stem(resolved[i])
+        without_suffix = {i: r[: len(r) - len(resolved[i].name)] + file_stem(resolved[i])
                           for i, r in relative.items()}
         unique = len({without_suffix[i] for i in members}) == len(distinct)
         for i in members:

@@ -5,9 +5,9 @@ format at any size and runs the checkpoint's stages:
 
 1. **Whole image.** The image is resized into the domain's network input and decoded.
    With ``orientation="auto"`` (the default) its left-right mirror is decoded too and the
-   orientation with the higher mean peak confidence is kept: a model learns the
-   orientation of its training images, so a mirrored scan is read in that orientation and
-   everything after runs on it.
+   mirror is kept when it is clearly more confident (``unilandmark.orientation``): a
+   model learns the orientation of its training images, so a mirrored scan is read in
+   that orientation and everything after runs on it.
 2. **Configuration check.** Where the domain has a shape model (built from the training
    shapes), the points are fitted by it; a landmark far from where the others put it
    (more than ``RELOCATE_SPREADS`` of its training spread) is searched again in the
@@ -34,11 +34,11 @@ from .codecs import HeatmapCodec, decode_peaks
 from .config import ExperimentConfig, PatchStageConfig
 from .data.augment import flip_permutation
 from .geometry import fit_geometry, resize_to_input
-from .io import normalise_intensity, read_image
 from .models import build_model, codec_for
+from .orientation import mirror_pass_needed, reads_mirrored
 from .patches import patch_scale, refine_points, scaled_geometry, scaled_image
 from .quality import assess
-from .reading import fallback_spacing, read_batches
+from .reading import RawInput, fallback_spacing, read_batches, read_input
 from .results import (
     LandmarkResult,
     PredictionFailure,
@@ -189,12 +189,12 @@ class Detector:
             spacing, assume_training_spacing, self.domains[domain].get("spacing"), domain)
 
         def load(index, item):
-            return _read(item, index, fallback, fallback_source)
+            return read_input(item, index, fallback, fallback_source)
 
         for chunk in read_batches(images, load, batch_size, readers, on_failure):
             yield from self._predict_chunk(chunk, domain, orientation, on_result)
 
-    def _predict_chunk(self, raws: list[_Raw], domain, orientation, on_result):
+    def _predict_chunk(self, raws: list[RawInput], domain, orientation, on_result):
         meta = self.domains[domain]
         normalised = [r.normalised for r in raws]
         points, conf, mirrored, logits, geometries, gap = self._whole_image(
@@ -245,7 +245,8 @@ class Detector:
         chosen orientation's original pixels, confidence (B, K), mirrored (B,) bool, the
         chosen heatmap logits (or None for non-heatmap models), the geometries, and the
         mirror gap (B, K): original pixels between each point and the other
-        orientation's answer brought into the chosen frame (NaN unless ``auto``)."""
+        orientation's answer brought into the chosen frame (NaN unless ``auto`` decoded
+        the mirror: an image read confidently as it is skips it, ``orientation.py``)."""
         meta = self.domains[domain]
         size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
         inputs, geometries = [], []
@@ -256,36 +257,56 @@ class Detector:
             geometries.append(g)
         x = torch.from_numpy(np.stack(inputs)).to(self.device)
         b = len(inputs)
-        if orientation == "original":
-            batch = x
-        elif mode == "stretch":  # resizing commutes with the mirror
-            batch = x.flip(-1) if orientation == "mirrored" else torch.cat([x, x.flip(-1)])
-        else:  # letterbox pads on one side: resize the mirrored images themselves
-            flipped = torch.from_numpy(np.stack([resize_to_input(a[:, ::-1], g) for a, g in
-                                                 zip(normalised, geometries, strict=True)]))
-            batch = flipped.to(self.device) if orientation == "mirrored" else \
-                torch.cat([x, flipped.to(self.device)])
-        outputs = self.model(batch, domain)
-        pred = self.codecs[domain].decode(outputs)
-        pts = pred.points.double().cpu().numpy()
-        conf = pred.confidence.float().cpu().numpy()
-        heat = outputs.get("heatmap") if isinstance(self.codecs[domain], HeatmapCodec) else None
+
+        def mirror_inputs(rows):
+            if mode == "stretch":  # resizing commutes with the mirror
+                return x[rows].flip(-1)
+            # letterbox pads on one side: resize the mirrored images themselves
+            return torch.from_numpy(np.stack([resize_to_input(normalised[j][:, ::-1],
+                                                              geometries[j])
+                                              for j in rows])).to(self.device)
+
+        everything = list(range(b))
+        first = mirror_inputs(everything) if orientation == "mirrored" else x
+        pts, conf, heat = self._stage1(first, domain)
+        mirrored = np.full(b, orientation == "mirrored")
+        other = None
         if orientation == "auto":
-            mirrored = conf[b:].mean(1) > conf[:b].mean(1)
-            pick = np.where(mirrored, np.arange(b) + b, np.arange(b))
-        else:
-            mirrored = np.full(b, orientation == "mirrored")
-            pick = np.arange(b)
-        chosen = heat[torch.from_numpy(pick).to(heat.device)] if heat is not None else None
-        points = np.stack([g.to_original(pts[p]) for g, p in zip(geometries, pick, strict=True)])
-        gap = np.full(conf[pick].shape, np.nan)
-        if orientation == "auto":  # the other orientation's answer, in the chosen frame
+            # the mirror only where the original is not confidently right (orientation.py)
+            rows = np.flatnonzero(mirror_pass_needed(conf))
+            other = (np.full_like(pts, np.nan), np.full_like(conf, 0.0))
+            if rows.size:
+                m_pts, m_conf, m_heat = self._stage1(mirror_inputs(rows.tolist()), domain)
+                other[0][rows], other[1][rows] = m_pts, m_conf
+                mirrored = reads_mirrored(conf, other[1])
+                if heat is not None and mirrored.any():
+                    swap = np.flatnonzero(mirrored)
+                    heat = heat.clone()
+                    heat[torch.from_numpy(swap).to(heat.device)] = \
+                        m_heat[torch.from_numpy(np.searchsorted(rows, swap)).to(heat.device)]
+            pts, other_pts = (np.where(mirrored[:, None, None], other[0], pts),
+                              np.where(mirrored[:, None, None], pts, other[0]))
+            conf = np.where(mirrored[:, None], other[1], conf)
+            other = other_pts
+        points = np.stack([g.to_original(p) for g, p in zip(geometries, pts, strict=True)])
+        gap = np.full(conf.shape, np.nan)
+        if other is not None:  # the other orientation's answer, in the chosen frame
             flip = self._flips[domain]
             for j, g in enumerate(geometries):
-                other = g.to_original(pts[j if mirrored[j] else j + b])
-                other = np.stack([(g.original_size[0] - 1) - other[:, 0], other[:, 1]], -1)
-                gap[j] = np.linalg.norm(points[j] - other[flip], axis=-1)
-        return points, conf[pick], mirrored, chosen, geometries, gap
+                if np.isfinite(other[j]).all():
+                    o = g.to_original(other[j])
+                    o = np.stack([(g.original_size[0] - 1) - o[:, 0], o[:, 1]], -1)
+                    gap[j] = np.linalg.norm(points[j] - o[flip], axis=-1)
+        return points, conf, mirrored, heat, geometries, gap
+
+    def _stage1(self, batch: torch.Tensor, domain: str):
+        """Stage 1 on (B, 1, H, W) inputs: points (B, K, 2) network px (float64),
+        confidence (B, K) float32, heatmap logits (B, K, H, W) or None (no heatmap)."""
+        outputs = self.model(batch, domain)
+        pred = self.codecs[domain].decode(outputs)
+        heat = outputs.get("heatmap") if isinstance(self.codecs[domain], HeatmapCodec) else None
+        return (pred.points.double().cpu().numpy(), pred.confidence.float().cpu().numpy(),
+                heat)
 
     def _configuration_check(self, points, conf, logits, geometries, raws, domain):
         """Shape-fit residuals (B, K); re-localises gross misses in place."""
@@ -350,29 +371,6 @@ def _search_with_prior(logits: torch.Tensor, centres: np.ndarray, radius: np.nda
     return pts, peak.cpu().numpy()
 
 
-@dataclass
-class _Raw:
-    """One input read and normalised: (H, W) float32 in [0, 1]."""
-
-    normalised: np.ndarray
-    spacing: Spacing | None
-    spacing_source: str | None
-    id: str
-    path: str | None
-
-
-def _read(item, index: int, fallback: Spacing | None, fallback_source: str) -> _Raw:
-    if isinstance(item, (str, os.PathLike)):
-        array, sp = read_image(item)
-        source = "file" if sp else (fallback_source if fallback else None)
-        return _Raw(normalise_intensity(array), sp or fallback, source, _stem(item), str(item))
-    array = np.asarray(item)
-    if array.ndim != 2:
-        raise ValueError(f"array{index}: expected a 2-D image array, got shape {array.shape}")
-    return _Raw(normalise_intensity(array), fallback, fallback_source if fallback else None,
-                f"array{index}", None)
-
-
 def training_spacing(detector: Detector, domain: str | None = None) -> Spacing | None:
     """The spacing (mm/px, (x, y)) of ``domain``'s training images as the checkpoint records
     it (``spacing``: the median over the original training images), or None."""
@@ -382,11 +380,6 @@ def training_spacing(detector: Detector, domain: str | None = None) -> Spacing |
 
 def _float_weights(weights: dict) -> dict:
     return {k: v.float() if v.is_floating_point() else v for k, v in weights.items()}
-
-
-def _stem(path) -> str:
-    name = Path(path).name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
 
 
 __all__ = ["BUILTIN_MODELS", "Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME",

@@ -11,8 +11,9 @@ The evidence (docs/quality.md), per landmark, from a :class:`~.predict.LandmarkR
 - ``spread``: ``log(1 + s)``, how much the ``test_offsets`` crops of the last patch stage
   disagree (RMS distance of their decoded points), s in stage-1 network pixels;
 - ``mirror``: ``log(1 + g)``, how far stage 1's answer on the image's left-right mirror
-  (decoded anyway to choose the orientation, brought back) lies from its answer on the
-  image, g in stage-1 network pixels: a free test-time augmentation;
+  (decoded to choose the orientation, brought back) lies from its answer on the image,
+  g in stage-1 network pixels: a free test-time augmentation where the mirror was
+  decoded (NaN for an image read confidently as it is, whose mirror is skipped);
 - ``landmark``: how hard the landmark itself is, the mean log error (in radii) of that
   landmark on the calibration images, shrunk towards the mean of all landmarks (a table
   of K numbers stored with the calibration; some landmarks are ambiguous to annotate).

@@ -1,15 +1,52 @@
 """Reading a batch of inputs for prediction, shared by every backend (PyTorch, ONNX):
-the spacing for images without one, and the inputs read ahead in batches, an unreadable
-one reported and skipped. Imports neither torch nor any training code."""
+one input (a path or an array) read and normalised, the spacing for images without one,
+and the inputs read ahead in batches, an unreadable one reported and skipped. Imports
+neither torch nor any training code."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
+from .io import normalise_intensity, read_image
+from .naming import file_stem
 from .prefetch import prefetch
 from .results import READ_ERRORS, PredictionFailure, describe_input, failure_reason
 from .types import Spacing
+
+
+@dataclass
+class RawInput:
+    """One input read and normalised: ``normalised`` (H, W) float32 in [0, 1]
+    (``io.normalise_intensity``), its spacing (mm/px, (x, y)) and where that came from
+    (``file``, ``option``, ``model`` or None), its id (the file's stem, or ``array<i>``)
+    and its path (None for an array)."""
+
+    normalised: np.ndarray
+    spacing: Spacing | None
+    spacing_source: str | None
+    id: str
+    path: str | None
+
+
+def read_input(item, index: int, fallback: Spacing | None, fallback_source: str) -> RawInput:
+    """A path or a 2-D array -> :class:`RawInput`; ``fallback`` is the spacing of an
+    input whose file carries none (``fallback_spacing``). Runs in the reader threads, so
+    decoding and normalising overlap the model."""
+    if isinstance(item, (str, os.PathLike)):
+        array, sp = read_image(item)
+        source = "file" if sp else (fallback_source if fallback else None)
+        return RawInput(normalise_intensity(array), sp or fallback, source, file_stem(item),
+                        str(item))
+    array = np.asarray(item)
+    if array.ndim != 2:
+        raise ValueError(f"array{index}: expected a 2-D image array, got shape {array.shape}")
+    return RawInput(normalise_intensity(array), fallback,
+                    fallback_source if fallback else None, f"array{index}", None)
 
 
 def fallback_spacing(spacing: Spacing | None, assume_training_spacing: bool,

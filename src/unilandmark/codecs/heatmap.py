@@ -71,34 +71,39 @@ class HeatmapCodec:
 
 def decode_heatmap(logits: torch.Tensor, refine: bool = True) -> Prediction:
     """Argmax (+ log-parabola refinement) of (B, K, H, W) logits; confidence sigmoid(peak)."""
-    logp = torch.nn.functional.logsigmoid(logits.float())
-    pts, peak = decode_peaks(logp, refine)
+    pts, peak = decode_peaks(logits.float(), refine, to_log=torch.nn.functional.logsigmoid)
     return Prediction(points=pts.to(logits.dtype), confidence=torch.exp(peak))
 
 
-def decode_peaks(logscore: torch.Tensor, refine: bool = True):
-    """Argmax of a (B, K, H, W) log-score map, refined by a parabola through the peak and
-    its neighbours along each axis. Returns (points (B, K, 2), peak log-score (B, K))."""
-    b, k, h, w = logscore.shape
-    peak, index = logscore.reshape(b, k, h * w).max(dim=-1)
+def decode_peaks(score: torch.Tensor, refine: bool = True, to_log=None):
+    """Argmax of a (B, K, H, W) score map, refined by a parabola through the log-score at
+    the peak and its neighbours along each axis. ``to_log`` maps score values to
+    log-scores (None: ``score`` is a log-score already); it must be increasing, so the
+    argmax of the score is the argmax of the log-score, and it is applied only to the
+    peak and its four neighbours (for logits: ``logsigmoid`` of 5 values per map instead
+    of the whole map). Returns (points (B, K, 2), peak log-score (B, K))."""
+    b, k, h, w = score.shape
+    peak, index = score.reshape(b, k, h * w).max(dim=-1)
     y = torch.div(index, w, rounding_mode="floor")
     x = index - y * w
-    pts = torch.stack([x, y], dim=-1).to(logscore.dtype)
+    pts = torch.stack([x, y], dim=-1).to(score.dtype)
+    to_log = to_log or (lambda v: v)
     if refine:
-        pts = pts + torch.stack([_offset(logscore, x, y, dx=1, dy=0, n=w, coord=x),
-                                 _offset(logscore, x, y, dx=0, dy=1, n=h, coord=y)], -1)
-    return pts, peak
+        pts = pts + torch.stack([_offset(score, x, y, 1, 0, w, x, to_log),
+                                 _offset(score, x, y, 0, 1, h, y, to_log)], -1)
+    return pts, to_log(peak)
 
 
-def _offset(logp, x, y, dx, dy, n, coord):
-    """Vertex of the parabola through (-1, 0, +1) neighbours along one axis, in [-0.5, 0.5]."""
-    b, k, h, w = logp.shape
-    flat = logp.reshape(b, k, h * w)
+def _offset(score, x, y, dx, dy, n, coord, to_log):
+    """Vertex of the parabola through the log-scores of the (-1, 0, +1) neighbours along
+    one axis, in [-0.5, 0.5]."""
+    b, k, h, w = score.shape
+    flat = score.reshape(b, k, h * w)
 
     def at(ox, oy):
         xi = (x + ox).clamp(0, w - 1)
         yi = (y + oy).clamp(0, h - 1)
-        return flat.gather(-1, (yi * w + xi)[..., None])[..., 0]
+        return to_log(flat.gather(-1, (yi * w + xi)[..., None])[..., 0])
 
     left, centre, right = at(-dx, -dy), at(0, 0), at(dx, dy)
     denom = left - 2 * centre + right

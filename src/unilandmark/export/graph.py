@@ -5,8 +5,9 @@ domain, batched, with only tensor operations that export to ONNX (opset 18):
 
 1. stage 1 on the image and its mirror (the mirror of the picture inside the input, so a
    letterbox's padding stays right), decoded by argmax + log-parabola; per sample the
-   orientation with the higher mean peak confidence (or the one forced by
-   ``orientation``) is kept, and the points go to original pixels of that orientation;
+   mirror is kept when its mean peak confidence is clearly higher
+   (``unilandmark.orientation``; or the orientation forced by ``orientation``), and the
+   points go to original pixels of that orientation;
 2. every patch stage: patches cropped by ``grid_sample`` from the stage's image (given in
    the original orientation: a mirrored sample's sampling grid is mirrored instead), one
    channel decoded per (landmark, crop), crops averaged, ``apply`` gating per landmark;
@@ -22,6 +23,7 @@ from torch import nn
 
 from ..codecs import HeatmapCodec, decode_peaks
 from ..data.augment import flip_permutation
+from ..orientation import mirror_pass_needed, reads_mirrored
 from ..patches import TEST_OFFSETS
 
 
@@ -40,8 +42,8 @@ class _OneDomain(nn.Module):
 def decode(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(N, K, H, W) logits -> points (N, K, 2) heatmap px, confidence (N, K): what
     ``HeatmapCodec.decode`` does (log-sigmoid, argmax, log-parabola, sigmoid of the peak)."""
-    logp = torch.nn.functional.logsigmoid(logits.float())
-    points, peak = decode_peaks(logp, refine=True)
+    points, peak = decode_peaks(logits.float(), refine=True,
+                                to_log=torch.nn.functional.logsigmoid)
     return points, torch.exp(peak)
 
 
@@ -157,14 +159,16 @@ class PredictionGraph(nn.Module):
         columns = torch.arange(w1, dtype=torch.float32)[None, :]
         source = torch.where(columns < cw, cw - 1 - columns, columns).long()  # (B, W)
         source = source[:, None, None, :].expand(b, 1, image.shape[2], w1)
-        mirror = torch.gather(image, 3, source)
-        points, confidence = decode(self.stage1(torch.cat([image, mirror])))
-        points = points.reshape(2, b, self.k, 2)
-        confidence = confidence.reshape(2, b, self.k)
-        auto = confidence[1].mean(dim=1) > confidence[0].mean(dim=1)
+        points0, confidence0 = decode(self.stage1(image))
+        # the mirror pass (an ONNX If) only when some image is forced mirrored or is not
+        # read confidently as it is (orientation.py), as Detector skips it
+        need = (orientation == 2) | ((orientation == 0) & mirror_pass_needed(confidence0))
+        points1, confidence1 = torch.cond(need.any(), self._mirror_pass, self._no_mirror_pass,
+                                          (image, source, points0, confidence0))
+        auto = reads_mirrored(confidence0, confidence1)
         mirrored = (orientation == 2) | ((orientation == 0) & auto)
-        points = torch.where(mirrored[:, None, None], points[1], points[0])
-        confidence = torch.where(mirrored[:, None], confidence[1], confidence[0])
+        points = torch.where(mirrored[:, None, None], points1, points0)
+        confidence = torch.where(mirrored[:, None], confidence1, confidence0)
         points = (points + 0.5) * (original_size / content_size)[:, None] - 0.5
         stage_points, stage_conf = [points], [confidence]
         stage_spread = [torch.full_like(confidence, float("nan"))]
@@ -187,6 +191,14 @@ class PredictionGraph(nn.Module):
                                  mirrored)
         landmarks, conf, all_points, all_conf, all_spread = back
         return landmarks, conf, mirrored, all_points, all_conf, all_spread
+
+    def _mirror_pass(self, image, source, points, confidence):
+        """Stage 1 on the mirrors (``source``: the gather index of each mirrored column)."""
+        return decode(self.stage1(torch.gather(image, 3, source)))
+
+    def _no_mirror_pass(self, image, source, points, confidence):
+        """No mirror decoded: zero confidence, which the orientation rule never picks."""
+        return torch.zeros_like(points), torch.zeros_like(confidence)
 
     def _to_original(self, points, stage_conf, stage_spread, confidence, original_size,
                      mirrored):

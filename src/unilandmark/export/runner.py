@@ -15,14 +15,12 @@ from __future__ import annotations
 import os
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from ..io import normalise_intensity, read_image
 from ..quality import assess
-from ..reading import fallback_spacing, read_batches
+from ..reading import fallback_spacing, read_batches, read_input
 from ..results import LandmarkResult, PredictionFailure
 from ..shape import ShapeModel, fit_shape
 from ..types import Spacing
@@ -112,13 +110,13 @@ class OnnxDetector:
             spacing, assume_training_spacing, self.meta.get("training_spacing"), domain)
 
         def load(index, item):
-            return _read(item, index, fallback, fallback_source)
+            return read_input(item, index, fallback, fallback_source)
 
         for chunk in read_batches(images, load, batch_size, readers, on_failure):
             yield from self._predict_chunk(chunk, orientation, on_result)
 
     def _predict_chunk(self, raws, orientation, on_result):
-        normalised = [normalise_intensity(r.array) for r in raws]
+        normalised = [r.normalised for r in raws]
         feeds = graph_inputs(self.meta, normalised, [r.spacing for r in raws], orientation)
         names = ["landmarks", "confidence", "mirrored", "stage_landmarks", "stage_confidence"]
         points, conf, mirrored, stage_points, stage_conf = self.session.run(names, feeds)
@@ -134,7 +132,7 @@ class OnnxDetector:
                 shape_residual=self._residual(stage_points[j, 0], stage_conf[j, 0],
                                               bool(mirrored[j]), raw),
                 stage_confidence=stage_conf[j],
-                image_size=(raw.array.shape[1], raw.array.shape[0]))
+                image_size=(raw.normalised.shape[1], raw.normalised.shape[0]))
             # uncalibrated quality (docs/quality.md): points outside the image and
             # implausible configurations are flagged; calibrated risk needs PyTorch
             result = assess(result, self.domains[self.domain], None)
@@ -150,7 +148,7 @@ class OnnxDetector:
             return np.full(k, np.nan)
         points = np.asarray(points, dtype=np.float64)
         if mirrored:  # back to the orientation the graph read the image in
-            width = raw.array.shape[1]
+            width = raw.normalised.shape[1]
             points = np.stack([(width - 1) - points[:, 0], points[:, 1]], -1)[self._flip]
             conf = conf[self._flip]
         sp = raw.spacing or self.meta.get("training_spacing")
@@ -179,28 +177,3 @@ def _providers(ort, device: str) -> list:
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
 
 
-@dataclass
-class _Raw:
-    array: np.ndarray
-    spacing: Spacing | None
-    spacing_source: str | None
-    id: str
-    path: str | None
-
-
-def _read(item, index: int, fallback: Spacing | None, fallback_source: str) -> _Raw:
-    """A path or an array -> the image, its spacing and where it came from (the same
-    rule as ``Detector``)."""
-    if isinstance(item, (str, os.PathLike)):
-        array, sp = read_image(item)
-        source = "file" if sp else (fallback_source if fallback else None)
-        return _Raw(array, sp or fallback, source, _stem(item), str(item))
-    array = np.asarray(item)
-    if array.ndim != 2:
-        raise ValueError(f"expected a 2-D image array, got shape {array.shape}")
-    return _Raw(array, fallback, fallback_source if fallback else None, f"array{index}", None)
-
-
-def _stem(path) -> str:
-    name = Path(path).name
-    return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
