@@ -2,8 +2,7 @@
 ONNX graph (``export.graph``): which of an image and its left-right mirror to read.
 
 A model learns the orientation of its training images; a mirrored scan read as it is
-gives low peak confidences, read mirrored gives the usual ones (on ISBI 2015 the right
-orientation is 17-190x more confident than the wrong one). A near-symmetric image (a
+gives low peak confidences, read mirrored gives the usual ones. A near-symmetric image (a
 chest, a phantom, a model trained with flips) scores about the same both ways: there the
 original is kept unless the mirror is clearly more confident, so one image is never
 turned round on a small difference of confidence. And an image read confidently as it is
