@@ -15,6 +15,7 @@ from unilandmark import read_image, synthetic_dataset
 from unilandmark.checkpoint import load_checkpoint, save_checkpoint
 from unilandmark.cli import app
 from unilandmark.config import load_config
+from unilandmark.orientation import mirror_pass_needed
 from unilandmark.predict import Detector
 from unilandmark.resample import resize_bilinear
 
@@ -113,6 +114,18 @@ def test_onnx_reproduces_the_cascade_with_mirrors_and_mixed_sizes(cascade, expor
     _compare(onnx.predict_many(images, batch_size=2, orientation="original"),
              Detector.from_checkpoint(cascade, relocate=False).predict_many(
                  images, "head", batch_size=2, orientation="original"))
+    # one image per batch: where stage 1 reads the image confidently the graph's If skips
+    # the mirror pass (as Detector does), where it does not the mirror is decoded
+    singles = [images[0], images[1]]
+    torch_single = Detector.from_checkpoint(cascade, relocate=False).predict_many(
+        singles, "head", spacing=(0.1, 0.1), batch_size=1)
+    # the original phantom is read confidently: no mirror decoded (no mirror gap); the
+    # mirrored one is not: its mirror is decoded and kept
+    assert not mirror_pass_needed(torch_single[0].stage_confidence[:1])[0]
+    assert [np.isfinite(r.mirror_gap).all() for r in torch_single] == [False, True]
+    assert [r.orientation for r in torch_single] == ["original", "mirrored"]
+    _compare(onnx.predict_many(singles, "head", spacing=(0.1, 0.1), batch_size=1),
+             torch_single)
 
 
 def test_onnx_metadata_says_what_a_runner_needs(exported, cascade):
