@@ -54,6 +54,15 @@ def cascade(trained_run, tmp_path_factory):
     state = load_checkpoint(run.best_path)
     k = state["domains"]["head"]["num_landmarks"]
     state["domains"]["head"]["apply"] = [j % 3 != 1 for j in range(k)]
+    # a quality calibration using every piece of evidence the graph gives back, so the
+    # runner's risk, flags and QC are compared with PyTorch's
+    features = ["stage1", "final", "shape", "shift", "spread", "landmark"]
+    state["domains"]["head"]["calibration"] = {
+        "format": "unilandmark-quality/1", "radius": 4.0, "unit": "mm",
+        "features": features, "mean": [0.5, 0.5, 0.4, 0.3, 0.2, -1.5],
+        "scale": [0.3, 0.3, 0.3, 0.3, 0.3, 0.4], "weights": [0.8, 0.5, 0.6, 0.7, 0.4, 0.5],
+        "bias": -1.0, "landmark_prior": [-1.5 + 0.1 * j for j in range(k)],
+        "threshold": 0.3, "fail_fraction": 0.5}
     path = out / "cascade.pt"
     save_checkpoint(path, _without(state))
     return path
@@ -93,9 +102,13 @@ def _compare(onnx_results, torch_results, ties: int = 0):
         np.testing.assert_allclose(a.stage_confidence, b.stage_confidence, atol=1e-3)
         np.testing.assert_allclose(a.shape_residual, b.shape_residual, atol=1e-2)
         assert a.names == b.names and a.spacing == b.spacing
+        near = gap < TOLERANCE_PX
         if b.points_mm is not None:
-            near = gap < TOLERANCE_PX
             assert np.abs(a.points_mm - b.points_mm)[near].max() < TOLERANCE_PX * max(b.spacing)
+        assert (a.risk is None) == (b.risk is None)
+        if b.risk is not None:  # the same calibrated quality as PyTorch
+            np.testing.assert_allclose(a.risk[near], b.risk[near], atol=0.01)
+            assert a.qc == b.qc
     assert far <= ties, f"{far} points differ by more than {TOLERANCE_PX} px"
 
 
@@ -110,6 +123,8 @@ def test_onnx_reproduces_the_cascade_with_mirrors_and_mixed_sizes(cascade, expor
     assert stage_conf.shape == (2, 8)
     assert np.isnan(stage_conf[1, 1::3]).all() and np.isfinite(stage_conf[1, 0::3]).all()
     _compare(onnx_results, torch_results)
+    assert all(r.risk is not None for r in onnx_results)  # the calibration travelled
+    assert len({float(v) for r in onnx_results for v in r.risk}) > 10  # and varies
     # batches of another size, and forced orientations, agree too
     _compare(onnx.predict_many(images, batch_size=2, orientation="original"),
              Detector.from_checkpoint(cascade, relocate=False).predict_many(

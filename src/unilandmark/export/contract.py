@@ -52,7 +52,8 @@ SPACING_RULE = ("the image file's own spacing (DICOM, MetaImage, NIfTI, ...); el
                 "scale_mm needs a spacing.")
 #: metadata keys whose values are JSON (the others are plain strings)
 JSON_KEYS = ("landmark_names", "input_size", "training_spacing", "shape", "flip_pairs",
-             "stages", "domain_meta", "provenance", "inputs", "outputs", "relocate")
+             "stages", "domain_meta", "provenance", "inputs", "outputs", "relocate",
+             "calibration")
 
 
 def stage_input_names(n: int) -> tuple[str, str]:

@@ -137,6 +137,9 @@ def metadata(detector: Detector, domain: str, graph: PredictionGraph, names,
         "shape": meta.get("shape"), "flip_pairs": meta.get("flip_pairs") or [],
         "stages": stages, "domain_meta": domain_meta,
         "provenance": provenance,
+        # the quality calibration (unilandmark calibrate), so the runner's risk and flags
+        # are the calibrated ones (null: uncalibrated model)
+        "calibration": detector.calibrations.get(domain),
         "inputs": list(names), "outputs": list(OUTPUTS), "relocate": False,
         "versions": json.dumps(versions()),
     }

@@ -118,10 +118,15 @@ class OnnxDetector:
     def _predict_chunk(self, raws, orientation, on_result):
         normalised = [r.normalised for r in raws]
         feeds = graph_inputs(self.meta, normalised, [r.spacing for r in raws], orientation)
-        names = ["landmarks", "confidence", "mirrored", "stage_landmarks", "stage_confidence"]
-        points, conf, mirrored, stage_points, stage_conf = self.session.run(names, feeds)
+        names = ["landmarks", "confidence", "mirrored", "stage_landmarks", "stage_confidence",
+                 "stage_spread"]
+        points, conf, mirrored, stage_points, stage_conf, stage_spread = self.session.run(
+            names, feeds)
         for j, raw in enumerate(raws):
             pts = points[j].astype(np.float64)
+            # how far the patch stages moved each point from stage 1 (original px)
+            shift = np.linalg.norm(stage_points[j, -1].astype(np.float64)
+                                   - stage_points[j, 0], axis=-1)
             result = LandmarkResult(
                 id=raw.id, domain=self.domain, names=self.names, points=pts,
                 confidence=conf[j].astype(np.float32), spacing=raw.spacing,
@@ -132,10 +137,12 @@ class OnnxDetector:
                 shape_residual=self._residual(stage_points[j, 0], stage_conf[j, 0],
                                               bool(mirrored[j]), raw),
                 stage_confidence=stage_conf[j],
-                image_size=(raw.normalised.shape[1], raw.normalised.shape[0]))
-            # uncalibrated quality (docs/quality.md): points outside the image and
-            # implausible configurations are flagged; calibrated risk needs PyTorch
-            result = assess(result, self.domains[self.domain], None)
+                image_size=(raw.normalised.shape[1], raw.normalised.shape[0]),
+                refinement_shift=shift.astype(np.float32),
+                crop_spread=stage_spread[j].astype(np.float32))
+            # quality (docs/quality.md) with the model's calibration where it has one; the
+            # mirror evidence is not in the graph's outputs (NaN, as for a confident image)
+            result = assess(result, self.domains[self.domain], self.meta.get("calibration"))
             if on_result is not None:
                 on_result(result)
             yield result
