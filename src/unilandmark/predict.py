@@ -4,10 +4,11 @@
 format at any size and runs the checkpoint's stages:
 
 1. **Whole image.** The image is resized into the domain's network input and decoded.
-   With ``orientation="auto"`` (the default) its left-right mirror is decoded too and the
-   mirror is kept when it is clearly more confident (``unilandmark.orientation``): a
-   model learns the orientation of its training images, so a mirrored scan is read in
-   that orientation and everything after runs on it.
+   With ``orientation="auto"`` (the default) an image not read confidently has its
+   left-right mirror decoded too, and the mirror is kept when it is clearly more
+   confident (``unilandmark.orientation``): a model learns the orientation of its
+   training images, so a mirrored scan is read in that orientation and everything after
+   runs on it.
 2. **Configuration check.** Where the domain has a shape model (built from the training
    shapes), the points are fitted by it; a landmark far from where the others put it
    (more than ``RELOCATE_SPREADS`` of its training spread) is searched again in the
@@ -270,33 +271,31 @@ class Detector:
         first = mirror_inputs(everything) if orientation == "mirrored" else x
         pts, conf, heat = self._stage1(first, domain)
         mirrored = np.full(b, orientation == "mirrored")
-        other = None
+        other_pts = np.full_like(pts, np.nan)  # the orientation not chosen (NaN: not run)
         if orientation == "auto":
             # the mirror only where the original is not confidently right (orientation.py)
             rows = np.flatnonzero(mirror_pass_needed(conf))
-            other = (np.full_like(pts, np.nan), np.full_like(conf, 0.0))
+            mirror_pts, mirror_conf = np.full_like(pts, np.nan), np.zeros_like(conf)
             if rows.size:
                 m_pts, m_conf, m_heat = self._stage1(mirror_inputs(rows.tolist()), domain)
-                other[0][rows], other[1][rows] = m_pts, m_conf
-                mirrored = reads_mirrored(conf, other[1])
+                mirror_pts[rows], mirror_conf[rows] = m_pts, m_conf
+                mirrored = reads_mirrored(conf, mirror_conf)
                 if heat is not None and mirrored.any():
                     swap = np.flatnonzero(mirrored)
                     heat = heat.clone()
                     heat[torch.from_numpy(swap).to(heat.device)] = \
                         m_heat[torch.from_numpy(np.searchsorted(rows, swap)).to(heat.device)]
-            pts, other_pts = (np.where(mirrored[:, None, None], other[0], pts),
-                              np.where(mirrored[:, None, None], pts, other[0]))
-            conf = np.where(mirrored[:, None], other[1], conf)
-            other = other_pts
+            pick = mirrored[:, None, None]
+            pts, other_pts = np.where(pick, mirror_pts, pts), np.where(pick, pts, mirror_pts)
+            conf = np.where(mirrored[:, None], mirror_conf, conf)
         points = np.stack([g.to_original(p) for g, p in zip(geometries, pts, strict=True)])
         gap = np.full(conf.shape, np.nan)
-        if other is not None:  # the other orientation's answer, in the chosen frame
-            flip = self._flips[domain]
-            for j, g in enumerate(geometries):
-                if np.isfinite(other[j]).all():
-                    o = g.to_original(other[j])
-                    o = np.stack([(g.original_size[0] - 1) - o[:, 0], o[:, 1]], -1)
-                    gap[j] = np.linalg.norm(points[j] - o[flip], axis=-1)
+        flip = self._flips[domain]
+        for j, g in enumerate(geometries):  # the other orientation's answer, chosen frame
+            if np.isfinite(other_pts[j]).all():
+                o = g.to_original(other_pts[j])
+                o = np.stack([(g.original_size[0] - 1) - o[:, 0], o[:, 1]], -1)
+                gap[j] = np.linalg.norm(points[j] - o[flip], axis=-1)
         return points, conf, mirrored, heat, geometries, gap
 
     def _stage1(self, batch: torch.Tensor, domain: str):

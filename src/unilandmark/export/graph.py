@@ -3,9 +3,10 @@
 ``PredictionGraph(detector, domain)`` reproduces ``Detector(relocate=False)`` for one
 domain, batched, with only tensor operations that export to ONNX (opset 18):
 
-1. stage 1 on the image and its mirror (the mirror of the picture inside the input, so a
-   letterbox's padding stays right), decoded by argmax + log-parabola; per sample the
-   mirror is kept when its mean peak confidence is clearly higher
+1. stage 1 on the image and, inside an ``If`` only when some image of the batch is not
+   read confidently or is forced mirrored, on its mirror (the mirror of the picture inside
+   the input, so a letterbox's padding stays right), decoded by argmax + log-parabola;
+   per sample the mirror is kept when its mean peak confidence is clearly higher
    (``unilandmark.orientation``; or the orientation forced by ``orientation``), and the
    points go to original pixels of that orientation;
 2. every patch stage: patches cropped by ``grid_sample`` from the stage's image (given in
