@@ -123,6 +123,7 @@ def cascade_rows(checkpoint, domain, batches, warmup, repeats, image_size, backe
     from unilandmark.export.inputs import graph_inputs
     from unilandmark.export.runner import OnnxDetector
     from unilandmark.predict import Detector
+    from unilandmark.reading import read_input
 
     detector = Detector.from_checkpoint(checkpoint, relocate=False)
     domain = detector._domain(domain)
@@ -140,7 +141,8 @@ def cascade_rows(checkpoint, domain, batches, warmup, repeats, image_size, backe
     for batch in batches:
         images = [rng.random((h, w), dtype=np.float32) for _ in range(batch)]
         spacing = tuple(meta.get("training_spacing") or (0.1, 0.1))
-        feeds = graph_inputs(meta, images, [spacing] * batch)
+        feeds = graph_inputs(meta, [read_input(a, i, spacing, "option")
+                                    for i, a in enumerate(images)])
         runs = {}
         if "torch" in backends:
             tensors = [torch.from_numpy(feeds[n]) for n in names]
@@ -160,10 +162,11 @@ def cascade_rows(checkpoint, domain, batches, warmup, repeats, image_size, backe
 
 
 def folder_rows(folder_in, checkpoint, domain, batch, limit, backends, folder, spacing,
-                orientations=("auto",)):
-    """Images per second over a folder, reading included, per backend and orientation
+                orientations=("auto",), decodes=("reduced",)):
+    """Images per second over a folder, reading included, per backend, orientation
     (``auto`` decides per image with a second stage-1 pass on the mirror; ``original``
-    skips it, for sites whose images all face the training way)."""
+    skips it, for sites whose images all face the training way) and decode (``reduced``:
+    a JPEG at the size the model needs; ``full``: whole)."""
     from unilandmark.io import is_image_file
     from unilandmark.predict import Detector
 
@@ -181,17 +184,18 @@ def folder_rows(folder_in, checkpoint, domain, batch, limit, backends, folder, s
                                          threads=torch.get_num_threads())
     label = "builtin" if checkpoint is None else Path(checkpoint).stem
     rows = []
-    for (backend, detector), orientation in itertools.product(detectors.items(),
-                                                              orientations):
+    for (backend, detector), orientation, decode in itertools.product(
+            detectors.items(), orientations, decodes):
         detector.predict_many(paths[:1], domain, spacing=spacing)  # warm up
         t0 = time.perf_counter()
         count = sum(1 for _ in detector.iter_predict(paths, domain, spacing=spacing,
                                                      batch_size=batch,
-                                                     orientation=orientation))
+                                                     orientation=orientation,
+                                                     reduced_decode=decode == "reduced"))
         seconds = time.perf_counter() - t0
         rows.append({"kind": "folder", "model": label, "backend": backend,
                      "domain": domain or "-", "device": "cpu", "input": [0, 0],
-                     "batch": batch, "orientation": orientation,
+                     "batch": batch, "orientation": orientation, "decode": decode,
                      "ms_per_image": 1000 * seconds / count,
                      "images_per_s": count / seconds, "images": count})
     return rows
@@ -217,6 +221,8 @@ def main(argv=None):
     p.add_argument("--spacing", type=float, default=None, help="mm per pixel for --folder")
     p.add_argument("--orientations", default="auto",
                    help="--folder rows per orientation, e.g. auto,original")
+    p.add_argument("--decodes", default="reduced",
+                   help="--folder: comma-separated JPEG decodes, reduced and/or full")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     batches = [int(b) for b in a.batches.split(",")]
@@ -243,9 +249,10 @@ def main(argv=None):
             spacing = (a.spacing, a.spacing) if a.spacing else None
             rows += folder_rows(a.folder, a.checkpoint, a.domain, max(batches), a.limit,
                                 backends, folder, spacing,
-                                [o for o in a.orientations.split(",") if o])
+                                [o for o in a.orientations.split(",") if o],
+                                [d for d in a.decodes.split(",") if d])
     print_rows([{**r, "model": "/".join([r["model"], r["backend"]] + (
-        [r["orientation"]] if "orientation" in r else []))} for r in rows],
+        [r["orientation"], r["decode"]] if "orientation" in r else []))} for r in rows],
                [("ms/image", "ms_per_image", ".1f")])
     write_json(a.json, {"benchmark": "inference_latency", "machine": machine(), "rows": rows,
                         "args": vars(a)})

@@ -15,9 +15,12 @@ refused, with ``bad_spacing="raise"``): no millimetres rather than wrong ones.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
@@ -27,8 +30,9 @@ from .limits import size_fault, spacing_fault
 from .sniff import KINDS, SUFFIXES, UnsupportedFormat, container_kind, image_suffix, is_image_file
 from .types import Spacing
 
-__all__ = ["ImageReadError", "SUFFIXES", "image_suffix", "is_image_file", "read_image",
-           "read_image_info", "write_image", "normalise_intensity", "intensity_window"]
+__all__ = ["ImageReadError", "ReducedRead", "SUFFIXES", "image_suffix", "is_image_file",
+           "read_image", "read_image_reduced", "read_image_info", "write_image",
+           "normalise_intensity", "intensity_window"]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +103,59 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None,
         except dicom.DicomHeaderError as err:
             raise ImageReadError(str(err)) from err
     return array, spacing
+
+
+class ReducedRead(NamedTuple):
+    """An image read at ``pixel_scale`` original pixels per array pixel: ``array``
+    (h, w), the file's ``spacing`` (mm per *original* pixel, or None) and its
+    ``original_size`` (W, H). Array pixel ``i`` covers original pixels ``[i k, (i + 1) k)``
+    for ``k = pixel_scale`` (the last one may reach past the image's edge), so a position
+    ``x`` in the array's continuous coordinates is ``x k`` in the original's."""
+
+    array: np.ndarray
+    spacing: Spacing | None
+    original_size: tuple[int, int]
+    pixel_scale: float
+
+
+#: JPEG's DCT scaling decodes at ``n / 8`` of the stored size for n = 1..8
+_JPEG_EIGHTHS = range(1, 9)
+
+
+def read_image_reduced(path: str | os.PathLike,
+                       least_size: Callable[[tuple[int, int]], tuple[int, int]],
+                       max_pixels: int | None = None, bad_spacing: str = "warn") -> ReducedRead:
+    """Read an image no larger than its user needs: a JPEG is decoded by libjpeg-turbo's
+    DCT scaling at the smallest of 1/8, 2/8, ..., 8/8 of its size that still has at least
+    ``least_size((W, H))`` = (w, h) pixels; every other format is read whole
+    (``pixel_scale`` 1). The same checks and errors as :func:`read_image`.
+
+    Decoding a 1935 x 2400 cephalogram at 3/8 makes its decode, intensity window and
+    resizes about 3x cheaper when the network never looks at it finer than that.
+    """
+    path = _existing(path)
+    if _kind(path) == "jpeg":
+        reduced = _read_jpeg_reduced(path, least_size, max_pixels)
+        if reduced is not None:
+            return reduced
+    array, spacing = read_image(path, max_pixels, bad_spacing)
+    return ReducedRead(array, spacing, (array.shape[1], array.shape[0]), 1.0)
+
+
+def _read_jpeg_reduced(path: Path, least_size, max_pixels) -> ReducedRead | None:
+    import simplejpeg
+
+    data = path.read_bytes()
+    width, height = _jpeg_size(path, data, max_pixels)
+    need_w, need_h = least_size((width, height))
+    eighths = next((n for n in _JPEG_EIGHTHS if math.ceil(width * n / 8) >= need_w
+                    and math.ceil(height * n / 8) >= need_h), 8)
+    size = math.ceil(width * eighths / 8), math.ceil(height * eighths / 8)
+    scaling = {} if eighths == 8 else {"min_width": size[0], "min_height": size[1]}
+    array = _decode_jpeg(path, data, simplejpeg, **scaling)
+    if array is None or (array.shape[1], array.shape[0]) != size:
+        return None  # a colour model for SimpleITK, or not the scale asked for: read whole
+    return ReducedRead(array, None, (width, height), 8 / eighths)
 
 
 def write_image(path: str | os.PathLike, array: np.ndarray,
@@ -202,7 +259,22 @@ def _header_size(path: Path, reader: sitk.ImageFileReader,
     return int(size[0]), int(size[1])
 
 
-def _read_jpeg(path: Path, max_pixels: int | None) -> np.ndarray | None:
+def _jpeg_size(path: Path, data: bytes, max_pixels: int | None) -> tuple[int, int]:
+    """(W, H) from a JPEG's header, checked against the size limits."""
+    import simplejpeg
+
+    try:
+        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+    except ValueError as err:
+        raise ImageReadError(f"{path}: corrupt JPEG header ({err})") from err
+    fault = size_fault(width, height, 1, max_pixels)
+    if fault:
+        raise ImageReadError(f"{path}: {fault}")
+    return width, height
+
+
+def _read_jpeg(path: Path, max_pixels: int | None, data: bytes | None = None,
+               ) -> np.ndarray | None:
     """Decode a JPEG strictly (libjpeg-turbo's warnings are errors) to one channel.
 
     Returns None for colour models the strict decoder does not convert (CMYK, YCCK):
@@ -211,23 +283,24 @@ def _read_jpeg(path: Path, max_pixels: int | None) -> np.ndarray | None:
     """
     import simplejpeg
 
-    data = path.read_bytes()
-    try:
-        height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
-    except ValueError as err:
-        raise ImageReadError(f"{path}: corrupt JPEG header ({err})") from err
-    fault = size_fault(width, height, 1, max_pixels)
-    if fault:
-        raise ImageReadError(f"{path}: {fault}")
+    data = path.read_bytes() if data is None else data
+    _jpeg_size(path, data, max_pixels)
+    return _decode_jpeg(path, data, simplejpeg)
+
+
+def _decode_jpeg(path: Path, data: bytes, simplejpeg, **scaling) -> np.ndarray | None:
+    """One channel of a JPEG whose header was checked, at ``scaling`` (simplejpeg's
+    ``min_width``/``min_height``); None for a colour model it does not convert."""
+    colour = simplejpeg.decode_jpeg_header(data)[2]
     if colour not in ("Gray", "YCbCr", "RGB"):
         return None
     try:
-        array = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True)
+        array = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=True, **scaling)
     except ValueError as err:
         if "extraneous bytes" not in str(err):
             raise ImageReadError(f"{path}: corrupt or truncated JPEG ({err})") from err
         log.warning("%s: %s (harmless; decoded anyway)", path, err)
-        array = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=False)
+        array = simplejpeg.decode_jpeg(data, colorspace="GRAY", strict=False, **scaling)
     return np.ascontiguousarray(array[..., 0])
 
 

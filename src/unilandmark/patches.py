@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import fit_geometry, resize_to_input
+from .geometry import fit_geometry
 from .types import Geometry, Spacing
 
 #: the five crop offsets (in units of ``test_offsets``) averaged at prediction
@@ -41,13 +41,6 @@ def scaled_geometry(original_size: tuple[int, int], spacing: Spacing | None,
     w, h = original_size
     size = (max(8, round(w / pixels_per_patch_pixel)), max(8, round(h / pixels_per_patch_pixel)))
     return fit_geometry((w, h), size, "stretch", spacing)
-
-
-def scaled_image(normalised: np.ndarray, geometry: Geometry) -> torch.Tensor:
-    """(1, h, w) float32 tensor: a [0, 1] image (H, W) resized into ``geometry``."""
-    if tuple(geometry.input_size) == (normalised.shape[1], normalised.shape[0]):
-        return torch.from_numpy(np.ascontiguousarray(normalised, dtype=np.float32))[None]
-    return torch.from_numpy(resize_to_input(normalised, geometry))
 
 
 def crop(image: torch.Tensor, centres: torch.Tensor, linear: torch.Tensor,

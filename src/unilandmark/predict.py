@@ -34,12 +34,19 @@ from .checkpoint import load_checkpoint, stage_chain, upgrade
 from .codecs import HeatmapCodec, decode_peaks
 from .config import ExperimentConfig, PatchStageConfig
 from .data.augment import flip_permutation
-from .geometry import fit_geometry, resize_to_input
+from .geometry import content_size, fit_geometry
 from .models import build_model, codec_for
 from .orientation import mirror_pass_needed, reads_mirrored
-from .patches import patch_scale, refine_points, scaled_geometry, scaled_image
+from .patches import patch_scale, refine_points, scaled_geometry
 from .quality import assess
-from .reading import RawInput, fallback_spacing, read_batches, read_input
+from .reading import (
+    LeastSize,
+    RawInput,
+    fallback_spacing,
+    least_size_rule,
+    read_batches,
+    read_input,
+)
 from .results import (
     LandmarkResult,
     PredictionFailure,
@@ -78,13 +85,15 @@ class Detector:
         self.device = torch.device(device)
         #: re-localise gross misses of the configuration check (False: residuals only)
         self.relocate = relocate
-        self.model = model.to(self.device).eval()
+        # channels_last: on a 2-core CPU it halves stage 1 and cuts a patch stage by a
+        # third (the convolutions pick the weights' memory format); docs/results.md
+        self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.domains = domains
         self.model_name = model_name
         self.codecs = {n: codec_for(model_name, m.get("sigma", 3.0)) for n, m in domains.items()}
         self.refiners = refiners or []
         for r in self.refiners:
-            r.model.to(self.device).eval()
+            r.model.to(self.device, memory_format=torch.channels_last).eval()
         self._shapes = {n: ShapeModel.from_dict(m["shape"]) for n, m in domains.items()
                         if m.get("shape")}
         self._flips = {n: flip_permutation(m["landmark_names"], m.get("flip_pairs") or [])
@@ -168,7 +177,8 @@ class Detector:
                      orientation: str = "auto", assume_training_spacing: bool = False,
                      on_result: Callable[[LandmarkResult], None] | None = None,
                      on_failure: Callable[[PredictionFailure], None] | None = None,
-                     readers: int = 2) -> Iterator[LandmarkResult]:
+                     readers: int = 2, reduced_decode: bool = True,
+                     ) -> Iterator[LandmarkResult]:
         """Yield one result per image, ``batch_size`` images at a time through the model.
 
         orientation: ``auto`` (decide per image), ``original`` or ``mirrored`` (force).
@@ -181,6 +191,9 @@ class Detector:
         the others; without it the first such image raises its error.
         readers: threads that read and decode the next images while the model runs on
         the current batch (decoders and the model release the GIL); 0 reads in line.
+        reduced_decode: decode a JPEG at the smallest size that still has the pixels the
+        model's finest stage samples (:meth:`least_size`; points stay in the original's
+        pixels); False decodes every file whole.
         """
         domain = self._domain(domain)
         if orientation not in ORIENTATIONS:
@@ -189,19 +202,28 @@ class Detector:
         fallback, fallback_source = fallback_spacing(
             spacing, assume_training_spacing, self.domains[domain].get("spacing"), domain)
 
+        least_size = self.least_size(domain) if reduced_decode else None
+
         def load(index, item):
-            return read_input(item, index, fallback, fallback_source)
+            return read_input(item, index, fallback, fallback_source, least_size)
 
         for chunk in read_batches(images, load, batch_size, readers, on_failure):
             yield from self._predict_chunk(chunk, domain, orientation, on_result)
 
+    def least_size(self, domain: str | None = None) -> LeastSize:
+        """The fewest pixels ``domain``'s stages look at an image with (``reading.
+        least_size_rule``): stage 1's input and each patch stage's resized image."""
+        domain = self._domain(domain)
+        meta = self.domains[domain]
+        scales = [lambda sp, c=r.config: patch_scale(sp, c.scale, c.scale_mm)
+                  for r in self.refiners if domain in r.domains]
+        return least_size_rule(tuple(meta["input_size"]), meta.get("resize", "stretch"),
+                               scales)
+
     def _predict_chunk(self, raws: list[RawInput], domain, orientation, on_result):
         meta = self.domains[domain]
-        normalised = [r.normalised for r in raws]
         points, conf, mirrored, logits, geometries, gap = self._whole_image(
-            normalised, [r.spacing for r in raws], domain, orientation)
-        canonical = [np.ascontiguousarray(a[:, ::-1]) if m else a
-                     for a, m in zip(normalised, mirrored, strict=True)]
+            raws, domain, orientation)
         residual = self._configuration_check(points, conf, logits, geometries, raws, domain)
         first = points.copy()
         stage_conf = [conf]
@@ -209,7 +231,7 @@ class Detector:
         for refiner in self.refiners:
             if domain not in refiner.domains:
                 continue
-            points, c, spread = self._refine(refiner, canonical, raws, points, domain)
+            points, c, spread = self._refine(refiner, raws, mirrored, points, domain)
             stage_conf.append(c)
             stage_spread.append(spread)
             conf = np.where(np.isfinite(c), c, conf)
@@ -220,20 +242,19 @@ class Detector:
             sc = np.stack([s[j] for s in stage_conf])
             spr = np.stack([s[j] for s in stage_spread])
             if mirrored[j]:
-                w = raw.normalised.shape[1]
+                w = raw.original_size[0]
                 pts = np.stack([(w - 1) - pts[:, 0], pts[:, 1]], -1)[flip]
                 cf, res, sh, mg = cf[flip], res[flip], sh[flip], mg[flip]
                 sc, spr = sc[:, flip], spr[:, flip]
             pts = pts.astype(np.float32)
             mm = geometries[j].to_mm(pts)
-            h, w = raw.normalised.shape
             result = LandmarkResult(
                 id=raw.id, domain=domain, names=tuple(meta["landmark_names"]), points=pts,
                 confidence=cf.astype(np.float32), spacing=raw.spacing,
                 points_mm=None if mm is None else mm.astype(np.float32), image_path=raw.path,
                 spacing_source=raw.spacing_source if raw.spacing else None,
                 orientation="mirrored" if mirrored[j] else "original", shape_residual=res,
-                stage_confidence=sc.astype(np.float32), image_size=(w, h),
+                stage_confidence=sc.astype(np.float32), image_size=raw.original_size,
                 refinement_shift=sh.astype(np.float32), crop_spread=spr.astype(np.float32),
                 mirror_gap=mg.astype(np.float32))
             result = assess(result, meta, self.calibrations.get(domain))
@@ -241,7 +262,7 @@ class Detector:
                 on_result(result)
             yield result
 
-    def _whole_image(self, normalised, spacings, domain, orientation):
+    def _whole_image(self, raws: list[RawInput], domain, orientation):
         """Stage 1 on every image (and its mirror for ``auto``): points (B, K, 2) in the
         chosen orientation's original pixels, confidence (B, K), mirrored (B,) bool, the
         chosen heatmap logits (or None for non-heatmap models), the geometries, and the
@@ -250,22 +271,22 @@ class Detector:
         the mirror: an image read confidently as it is skips it, ``orientation.py``)."""
         meta = self.domains[domain]
         size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
-        inputs, geometries = [], []
-        for array, sp in zip(normalised, spacings, strict=True):
-            h, w = array.shape
-            g = fit_geometry((w, h), size, mode, sp)
-            inputs.append(resize_to_input(array, g))
-            geometries.append(g)
-        x = torch.from_numpy(np.stack(inputs)).to(self.device)
-        b = len(inputs)
+        b = len(raws)
+        geometries = [fit_geometry(r.original_size, size, mode, r.spacing) for r in raws]
+        contents = [content_size(r.original_size, size, mode) for r in raws]
+        inputs = np.zeros((b, 1, size[1], size[0]), dtype=np.float32)
+        for j, (raw, (cw, ch)) in enumerate(zip(raws, contents, strict=True)):
+            inputs[j, 0, :ch, :cw] = raw.resized((cw, ch))
+        x = torch.from_numpy(inputs).to(self.device)
 
         def mirror_inputs(rows):
-            if mode == "stretch":  # resizing commutes with the mirror
-                return x[rows].flip(-1)
-            # letterbox pads on one side: resize the mirrored images themselves
-            return torch.from_numpy(np.stack([resize_to_input(normalised[j][:, ::-1],
-                                                              geometries[j])
-                                              for j in rows])).to(self.device)
+            # resizing commutes with the mirror: mirror the content (letterbox pads the
+            # right and bottom, which stay where they are)
+            out = x[rows].clone()
+            for i, j in enumerate(rows):
+                cw, ch = contents[j]
+                out[i, :, :ch, :cw] = x[j, :, :ch, :cw].flip(-1)
+            return out
 
         everything = list(range(b))
         first = mirror_inputs(everything) if orientation == "mirrored" else x
@@ -336,14 +357,20 @@ class Detector:
             residual[j] = again.residual
         return residual
 
-    def _refine(self, refiner: PatchStageModel, canonical, raws, points, domain):
+    def _refine(self, refiner: PatchStageModel, raws: list[RawInput], mirrored, points,
+                domain):
+        """Refinement stage on (B, K, 2) points in each image's chosen orientation: its
+        image resized by ``1 / s`` (mirrored where ``mirrored``: resizing commutes with
+        the mirror)."""
         sc = refiner.config
         images, geometries = [], []
-        for array, raw in zip(canonical, raws, strict=True):
-            h, w = array.shape
+        for raw, flip in zip(raws, mirrored, strict=True):
             s = patch_scale(raw.spacing, sc.scale, sc.scale_mm)
-            g = scaled_geometry((w, h), raw.spacing, s)
-            images.append(scaled_image(array, g).to(self.device))
+            g = scaled_geometry(raw.original_size, raw.spacing, s)
+            scaled = raw.resized(g.input_size)
+            if flip:
+                scaled = np.ascontiguousarray(scaled[:, ::-1])
+            images.append(torch.from_numpy(scaled)[None].to(self.device))
             geometries.append(g)
         apply = refiner.domains[domain].get("apply")
         return refine_points(refiner.model, refiner.codec, domain, images, geometries, points,

@@ -12,41 +12,83 @@ from typing import Any
 
 import numpy as np
 
-from .io import normalise_intensity, read_image
+from .geometry import content_size
+from .io import normalise_intensity, read_image_reduced
 from .naming import file_stem
 from .prefetch import prefetch
+from .resample import resize_extent
 from .results import READ_ERRORS, PredictionFailure, describe_input, failure_reason
 from .types import Spacing
+
+#: ``least_size((W, H), spacing) -> (w, h)``: the fewest pixels an image may be read at
+LeastSize = Callable[[tuple[int, int], Spacing | None], tuple[int, int]]
 
 
 @dataclass
 class RawInput:
-    """One input read and normalised: ``normalised`` (H, W) float32 in [0, 1]
-    (``io.normalise_intensity``), its spacing (mm/px, (x, y)) and where that came from
-    (``file``, ``option``, ``model`` or None), its id (the file's stem, or ``array<i>``)
-    and its path (None for an array)."""
+    """One input read and normalised: ``normalised`` (h, w) float32 in [0, 1]
+    (``io.normalise_intensity``) at ``pixel_scale`` original pixels per pixel (1, or more
+    for a JPEG decoded at reduced size, ``io.read_image_reduced``) of an image of
+    ``original_size`` (W, H); its spacing (mm per original pixel, (x, y)) and where that
+    came from (``file``, ``option``, ``model`` or None), its id (the file's stem, or
+    ``array<i>``) and its path (None for an array). Points are always in original pixels:
+    use :meth:`resized`, never ``normalised.shape``, for the image's geometry."""
 
     normalised: np.ndarray
     spacing: Spacing | None
     spacing_source: str | None
     id: str
     path: str | None
+    original_size: tuple[int, int]
+    pixel_scale: float = 1.0
+
+    def resized(self, size: tuple[int, int]) -> np.ndarray:
+        """The whole image resized to ``size`` (w, h), (h, w) float32, anti-aliased."""
+        return resize_extent(self.normalised, self.original_size, size, self.pixel_scale)
 
 
-def read_input(item, index: int, fallback: Spacing | None, fallback_source: str) -> RawInput:
+def read_input(item, index: int, fallback: Spacing | None, fallback_source: str,
+               least_size: LeastSize | None = None) -> RawInput:
     """A path or a 2-D array -> :class:`RawInput`; ``fallback`` is the spacing of an
-    input whose file carries none (``fallback_spacing``). Runs in the reader threads, so
-    decoding and normalising overlap the model."""
+    input whose file carries none (``fallback_spacing``). With ``least_size`` a JPEG is
+    decoded at the smallest size that still has the pixels the model needs
+    (:func:`least_size_rule`). Runs in the reader threads, so decoding and normalising
+    overlap the model."""
     if isinstance(item, (str, os.PathLike)):
-        array, sp = read_image(item)
+        def wanted(size):
+            return size if least_size is None else least_size(size, fallback)
+
+        read = read_image_reduced(item, wanted)
+        sp = read.spacing
         source = "file" if sp else (fallback_source if fallback else None)
-        return RawInput(normalise_intensity(array), sp or fallback, source, file_stem(item),
-                        str(item))
+        return RawInput(normalise_intensity(read.array), sp or fallback, source,
+                        file_stem(item), str(item), read.original_size, read.pixel_scale)
     array = np.asarray(item)
     if array.ndim != 2:
         raise ValueError(f"array{index}: expected a 2-D image array, got shape {array.shape}")
     return RawInput(normalise_intensity(array), fallback,
-                    fallback_source if fallback else None, f"array{index}", None)
+                    fallback_source if fallback else None, f"array{index}", None,
+                    (array.shape[1], array.shape[0]))
+
+
+def least_size_rule(input_size: tuple[int, int], mode: str,
+                    patch_scales: list[Callable[[Spacing | None], float]]) -> LeastSize:
+    """The fewest pixels a model looks at an image with: stage 1's content size inside its
+    ``input_size`` (W, H) for resize ``mode``, and each patch stage's image resized by
+    ``1 / s`` (``patch_scales``: spacing -> s, original pixels per patch pixel). A stage
+    that cannot say (``scale_mm`` without a spacing) asks for the whole image."""
+
+    def least_size(size: tuple[int, int], spacing: Spacing | None) -> tuple[int, int]:
+        w, h = content_size(size, input_size, mode)
+        for scale in patch_scales:
+            try:
+                s = scale(spacing)
+            except ValueError:
+                return size
+            w, h = max(w, round(size[0] / s)), max(h, round(size[1] / s))
+        return min(w, size[0]), min(h, size[1])
+
+    return least_size
 
 
 def fallback_spacing(spacing: Spacing | None, assume_training_spacing: bool,

@@ -3,21 +3,24 @@
 ``torch.nn.functional.interpolate(mode="bilinear", align_corners=False)`` with
 ``antialias=True`` weighs the input pixels under a triangle filter stretched by the scale
 factor when shrinking (plain bilinear interpolation when enlarging); this module
-computes the same weights (the formula of torch's CPU kernel), so prediction without
-torch (the ONNX runner) sees the same network inputs to float rounding.
+computes the same weights (the formula of torch's CPU kernel), so prediction (both
+backends, ``Detector`` and the ONNX runner) sees the network inputs training prepared
+with torch, to float rounding. It also resizes an image held at reduced resolution (a
+JPEG decoded by DCT scaling) by its true extent (:func:`resize_extent`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .types import Geometry
 
-
-def axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
+def axis_weights(n_in: int, n_out: int, scale: float | None = None,
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Input indices (n_out, T) and weights (n_out, T) that resize one axis of ``n_in``
-    pixels to ``n_out`` (pixel centres at ``i + 0.5`` times the scale)."""
-    scale = n_in / n_out
+    pixels to ``n_out`` (pixel centres at ``i + 0.5`` times the scale). ``scale``: input
+    pixels per output pixel, ``n_in / n_out`` unless the input covers more than the
+    output's extent (a reduced decode whose last pixel reaches past the image's edge)."""
+    scale = n_in / n_out if scale is None else float(scale)
     support = scale if scale >= 1.0 else 1.0
     invscale = 1.0 / scale if scale >= 1.0 else 1.0
     centre = scale * (np.arange(n_out) + 0.5)
@@ -32,22 +35,25 @@ def axis_weights(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(index, n_in - 1), weight.astype(np.float32)
 
 
-def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+def resize_bilinear(image: np.ndarray, size: tuple[int, int],
+                    scale: tuple[float, float] | None = None) -> np.ndarray:
     """(H, W) image -> (h, w) float32, ``size`` = (w, h); anti-aliased as torch is when
-    either axis shrinks, plain bilinear otherwise."""
+    either axis shrinks, plain bilinear otherwise. ``scale`` (x, y): input pixels per
+    output pixel where the input's extent is not the output's (:func:`axis_weights`)."""
     arr = np.asarray(image, dtype=np.float32)
     h0, w0 = arr.shape
     w1, h1 = int(size[0]), int(size[1])
-    if (w1, h1) == (w0, h0):
+    sx, sy = (None, None) if scale is None else scale
+    if (w1, h1) == (w0, h0) and scale is None:
         return arr.copy()
-    if h1 != h0:  # rows first: gathering whole rows is the cheap direction
-        index, weight = axis_weights(h0, h1)
+    if h1 != h0 or sy is not None:  # rows first: gathering whole rows is the cheap direction
+        index, weight = axis_weights(h0, h1, sy)
         out = np.zeros((h1, arr.shape[1]), dtype=np.float32)
         for t in range(index.shape[1]):
             out += arr[index[:, t], :] * weight[:, t, None]
         arr = out
-    if w1 != w0:
-        index, weight = axis_weights(w0, w1)
+    if w1 != w0 or sx is not None:
+        index, weight = axis_weights(w0, w1, sx)
         out = np.zeros((arr.shape[0], w1), dtype=np.float32)
         for t in range(index.shape[1]):
             out += np.take(arr, index[:, t], axis=1) * weight[:, t]
@@ -55,17 +61,17 @@ def resize_bilinear(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return arr
 
 
-def resize_into(image: np.ndarray, geometry: Geometry) -> np.ndarray:
-    """(H, W) image -> (H1, W1) float32 network input of ``geometry``: the content
-    resized, the rest (letterbox padding) zero. Matches ``resize_to_input(...)[0]``."""
-    w0, h0 = geometry.original_size
-    if image.shape != (h0, w0):
-        raise ValueError(f"image of shape {image.shape} does not match geometry size "
-                         f"{(w0, h0)}")
-    w1, h1 = geometry.input_size
-    cw = round(w0 / geometry.matrix[0, 0])
-    ch = round(h0 / geometry.matrix[1, 1])
-    out = np.zeros((h1, w1), dtype=np.float32)
-    out[:ch, :cw] = resize_bilinear(image, (cw, ch))
-    return out
-
+def resize_extent(image: np.ndarray, original_size: tuple[int, int], size: tuple[int, int],
+                  pixel_scale: float = 1.0) -> np.ndarray:
+    """An image of ``original_size`` (W, H), held as ``image`` at ``pixel_scale`` original
+    pixels per pixel (1: the image itself; more: a reduced decode, ``io.ReducedRead``),
+    resized to ``size`` (w, h) float32: output pixel ``j`` samples the original's
+    continuous position ``(j + 0.5) W / w``, whatever resolution it is held at."""
+    if pixel_scale == 1.0:
+        if image.shape != (original_size[1], original_size[0]):
+            raise ValueError(f"image of shape {image.shape} does not match its size "
+                             f"{tuple(original_size)}")
+        return resize_bilinear(image, size)
+    w, h = int(size[0]), int(size[1])
+    return resize_bilinear(image, (w, h), (original_size[0] / (w * pixel_scale),
+                                           original_size[1] / (h * pixel_scale)))

@@ -85,6 +85,11 @@ def predict_cmd(
         False, "--assume-training-spacing",
         help="For images without a spacing, use the median spacing of the model's training "
              "images (only when you know your images share it)."),
+    full_decode: bool = typer.Option(
+        False, "--full-decode",
+        help="Decode every JPEG at full size (default: at the smallest size that still has "
+             "the pixels the model's finest stage looks at; the landmarks are always in the "
+             "original image's pixels)."),
     measurements: bool = typer.Option(False, "--measurements",
                                       help="Also write the clinical measurements and classes "
                                            "to <out stem>_measurements.csv (see `measure`)."),
@@ -130,7 +135,7 @@ def predict_cmd(
     with image_progress(len(paths), err_console) as advance:
         results = detector.predict_many(
             paths, domain, spacing=sp, batch_size=batch_size, readers=readers,
-            assume_training_spacing=assume_training_spacing,
+            assume_training_spacing=assume_training_spacing, reduced_decode=not full_decode,
             on_result=lambda _: advance(),
             on_failure=lambda f: (failures.append((f.item, f.reason)), advance()))
     results = with_unique_ids(results, paths)

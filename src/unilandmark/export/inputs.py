@@ -1,17 +1,17 @@
 """The exported graph's inputs from normalised images, in numpy (no torch).
 
-``graph_inputs(meta, images, spacings, orientation)`` builds the feeds of
-:mod:`.contract` exactly as ``Detector`` prepares its tensors: the domain's geometry and
-anti-aliased resize for stage 1, each patch stage's ``1 / s`` resize, zero padding to the
-batch's largest stage image.
+``graph_inputs(meta, raws, orientation)`` builds the feeds of :mod:`.contract` exactly
+as ``Detector`` prepares its tensors: the domain's geometry and anti-aliased resize for
+stage 1, each patch stage's ``1 / s`` resize, zero padding to the batch's largest stage
+image; ``least_size(meta)`` is the reduced-decode rule ``Detector.least_size`` gives.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import fit_geometry
-from ..resample import resize_bilinear, resize_into
+from ..geometry import content_size
+from ..reading import LeastSize, RawInput, least_size_rule
 from ..types import Spacing
 from .contract import ORIENTATION_CODES
 
@@ -26,33 +26,41 @@ def patch_scale(spacing: Spacing | None, scale: float, scale_mm: float | None) -
     return float(scale_mm) / float(np.mean(spacing))
 
 
-def graph_inputs(meta: dict, images: list[np.ndarray], spacings: list[Spacing | None],
-                 orientation: str = "auto") -> dict[str, np.ndarray]:
-    """Feeds for one batch: ``images`` (H, W) float32 in [0, 1] (normalised), their
-    spacings (for ``scale_mm`` stages), ``orientation`` for every image."""
+def least_size(meta: dict) -> LeastSize:
+    """The fewest pixels the graph's stages look at an image with (``Detector.least_size``
+    for the exported domain)."""
+    scales = [lambda sp, st=st: patch_scale(sp, st["scale"], st.get("scale_mm"))
+              for st in meta["stages"][1:]]
+    return least_size_rule(tuple(meta["input_size"]), meta.get("resize", "stretch"), scales)
+
+
+def graph_inputs(meta: dict, raws: list[RawInput], orientation: str = "auto",
+                 ) -> dict[str, np.ndarray]:
+    """Feeds for one batch of images read by ``reading.read_input`` (normalised, at any
+    ``pixel_scale``; their spacings for ``scale_mm`` stages), ``orientation`` for every
+    image."""
     if orientation not in ORIENTATION_CODES:
         raise ValueError(f"unknown orientation {orientation!r}; expected one of "
                          f"{tuple(ORIENTATION_CODES)}")
     size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
-    stage1, original, content = [], [], []
-    for array in images:
-        h, w = array.shape
-        g = fit_geometry((w, h), size, mode)
-        stage1.append(resize_into(array, g)[None])
-        original.append((w, h))
-        content.append((round(w / g.matrix[0, 0]), round(h / g.matrix[1, 1])))
-    feeds = {"image": np.stack(stage1).astype(np.float32),
-             "original_size": np.asarray(original, dtype=np.float32),
+    stage1 = np.zeros((len(raws), 1, size[1], size[0]), dtype=np.float32)
+    content = []
+    for j, raw in enumerate(raws):
+        cw, ch = content_size(raw.original_size, size, mode)
+        stage1[j, 0, :ch, :cw] = raw.resized((cw, ch))
+        content.append((cw, ch))
+    feeds = {"image": stage1,
+             "original_size": np.asarray([r.original_size for r in raws], dtype=np.float32),
              "content_size": np.asarray(content, dtype=np.float32),
-             "orientation": np.full(len(images), ORIENTATION_CODES[orientation], np.int64)}
+             "orientation": np.full(len(raws), ORIENTATION_CODES[orientation], np.int64)}
     for stage in meta["stages"][1:]:
         if stage.get("input") is None:
             continue
         scaled = []
-        for array, spacing in zip(images, spacings, strict=True):
-            h, w = array.shape
-            s = patch_scale(spacing, stage["scale"], stage.get("scale_mm"))
-            scaled.append(resize_bilinear(array, (max(8, round(w / s)), max(8, round(h / s)))))
+        for raw in raws:
+            w, h = raw.original_size
+            s = patch_scale(raw.spacing, stage["scale"], stage.get("scale_mm"))
+            scaled.append(raw.resized((max(8, round(w / s)), max(8, round(h / s)))))
         hp = max(a.shape[0] for a in scaled)
         wp = max(a.shape[1] for a in scaled)
         canvas = np.zeros((len(scaled), 1, hp, wp), dtype=np.float32)

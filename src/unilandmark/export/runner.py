@@ -25,7 +25,7 @@ from ..results import LandmarkResult, PredictionFailure
 from ..shape import ShapeModel, fit_shape
 from ..types import Spacing
 from .contract import ORIENTATION_CODES, parse_metadata
-from .inputs import graph_inputs
+from .inputs import graph_inputs, least_size
 
 
 class MissingExtraError(ImportError, ValueError):
@@ -98,10 +98,12 @@ class OnnxDetector:
                      orientation: str = "auto", assume_training_spacing: bool = False,
                      on_result: Callable[[LandmarkResult], None] | None = None,
                      on_failure: Callable[[PredictionFailure], None] | None = None,
-                     readers: int = 2) -> Iterator[LandmarkResult]:
+                     readers: int = 2, reduced_decode: bool = True,
+                     ) -> Iterator[LandmarkResult]:
         """Yield one result per image, ``batch_size`` images per graph run; the options
         of ``Detector.iter_predict`` (``on_failure``: report an unreadable image and go on;
-        ``readers``: threads reading ahead)."""
+        ``readers``: threads reading ahead; ``reduced_decode``: a JPEG decoded at the
+        smallest size the graph's stages need)."""
         domain = self._domain(domain)
         if orientation not in ORIENTATION_CODES:
             raise ValueError(f"unknown orientation {orientation!r}; expected one of "
@@ -109,15 +111,16 @@ class OnnxDetector:
         fallback, fallback_source = fallback_spacing(
             spacing, assume_training_spacing, self.meta.get("training_spacing"), domain)
 
+        fewest = least_size(self.meta) if reduced_decode else None
+
         def load(index, item):
-            return read_input(item, index, fallback, fallback_source)
+            return read_input(item, index, fallback, fallback_source, fewest)
 
         for chunk in read_batches(images, load, batch_size, readers, on_failure):
             yield from self._predict_chunk(chunk, orientation, on_result)
 
     def _predict_chunk(self, raws, orientation, on_result):
-        normalised = [r.normalised for r in raws]
-        feeds = graph_inputs(self.meta, normalised, [r.spacing for r in raws], orientation)
+        feeds = graph_inputs(self.meta, raws, orientation)
         names = ["landmarks", "confidence", "mirrored", "stage_landmarks", "stage_confidence",
                  "stage_spread"]
         points, conf, mirrored, stage_points, stage_conf, stage_spread = self.session.run(
@@ -137,7 +140,7 @@ class OnnxDetector:
                 shape_residual=self._residual(stage_points[j, 0], stage_conf[j, 0],
                                               bool(mirrored[j]), raw),
                 stage_confidence=stage_conf[j],
-                image_size=(raw.normalised.shape[1], raw.normalised.shape[0]),
+                image_size=raw.original_size,
                 refinement_shift=shift.astype(np.float32),
                 crop_spread=stage_spread[j].astype(np.float32))
             # quality (docs/quality.md) with the model's calibration where it has one; the
@@ -155,7 +158,7 @@ class OnnxDetector:
             return np.full(k, np.nan)
         points = np.asarray(points, dtype=np.float64)
         if mirrored:  # back to the orientation the graph read the image in
-            width = raw.normalised.shape[1]
+            width = raw.original_size[0]
             points = np.stack([(width - 1) - points[:, 0], points[:, 1]], -1)[self._flip]
             conf = conf[self._flip]
         sp = raw.spacing or self.meta.get("training_spacing")
