@@ -191,6 +191,46 @@ def test_three_stage_letterbox_cascade_exports(cascade, images, tmp_path):
     _compare(onnx_results, torch_results, ties=1)
 
 
+def test_reduced_jpeg_decode_gives_the_same_landmarks_in_both_backends(cascade, images,
+                                                                       tmp_path):
+    """Phantoms upscaled 4x and stored as JPEG, one of them mirrored and one cut to a
+    non-square frame, through a letterbox cascade whose patch stage samples every 4th
+    pixel: both backends decode them at 2/8 by the same rule and agree; the mirror of a
+    reduced, letterboxed image is taken on its resized content."""
+    import simplejpeg
+
+    from unilandmark.export.inputs import least_size
+    from unilandmark.reading import read_input
+
+    state = load_checkpoint(cascade)
+    for domains in (state["domains"], state["previous"]["domains"]):
+        domains["head"]["resize"] = "letterbox"
+    state["config"] = {**state["config"], "stage": {**state["config"]["stage"], "scale": 4.0}}
+    path = tmp_path / "scaled.pt"
+    save_checkpoint(path, _without(state))
+    export_onnx(path, "head", tmp_path / "scaled.onnx")
+    onnx = OnnxDetector(tmp_path / "scaled.onnx", threads=1)
+    detector = Detector.from_checkpoint(path, relocate=False)
+    files = []
+    for n, array in enumerate([images[0], images[1], images[4][:50]]):
+        big = np.kron(np.clip(array, 0, 255).astype(np.uint8), np.ones((4, 4), np.uint8))
+        files.append(tmp_path / f"big{n}.jpg")
+        files[-1].write_bytes(simplejpeg.encode_jpeg(np.ascontiguousarray(big[..., None]),
+                                                     quality=95, colorspace="GRAY"))
+    for f in files:
+        raw = read_input(f, 0, None, "option", least_size(onnx.meta))
+        assert raw.pixel_scale == 4.0  # 2/8: stage 1 needs 64 columns, the patch stage too
+        assert detector.least_size("head")(raw.original_size, None) == \
+            least_size(onnx.meta)(raw.original_size, None)
+    for orientation in ("auto", "mirrored"):
+        onnx_results = onnx.predict_many(files, orientation=orientation, batch_size=3)
+        torch_results = detector.predict_many(files, "head", orientation=orientation,
+                                              batch_size=3)
+        assert [r.image_size for r in onnx_results] == [(256, 256), (256, 256), (256, 200)]
+        _compare(onnx_results, torch_results, ties=1)
+    assert [r.orientation for r in onnx_results] == ["mirrored"] * 3
+
+
 def test_cli_export_then_predict_with_the_model_writes_the_same_csv(cascade, exported,
                                                                    phantoms, tmp_path):
     folder = phantoms / "head" / "images"

@@ -10,6 +10,11 @@ GDCM plus the header rules of :mod:`.dicom`. Before any pixel is decoded, the si
 from the header is checked against the pixel-count limit and the minimum image size
 (:mod:`.limits`). A spacing outside the plausible range is dropped with a warning (or
 refused, with ``bad_spacing="raise"``): no millimetres rather than wrong ones.
+
+``read_image_reduced(path, least_size)`` reads no more pixels than its user needs: a JPEG
+is decoded by libjpeg-turbo's DCT scaling at the smallest eighth of its size that still
+has ``least_size((W, H))`` pixels, with its ``pixel_scale`` and original size
+(:class:`ReducedRead`); other formats whole.
 """
 
 from __future__ import annotations

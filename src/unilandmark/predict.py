@@ -216,7 +216,8 @@ class Detector:
         domain = self._domain(domain)
         meta = self.domains[domain]
         scales = [lambda sp, c=r.config: patch_scale(sp, c.scale, c.scale_mm)
-                  for r in self.refiners if domain in r.domains]
+                  for r in self.refiners if domain in r.domains
+                  and _refines_any(r.domains[domain].get("apply"))]
         return least_size_rule(tuple(meta["input_size"]), meta.get("resize", "stretch"),
                                scales)
 
@@ -402,6 +403,11 @@ def training_spacing(detector: Detector, domain: str | None = None) -> Spacing |
     it (``spacing``: the median over the original training images), or None."""
     recorded = detector.domains[detector._domain(domain)].get("spacing")
     return (float(recorded[0]), float(recorded[1])) if recorded else None
+
+
+def _refines_any(apply) -> bool:
+    """Whether a patch stage's gate (None: every landmark) refines any landmark."""
+    return apply is None or bool(np.any(np.asarray(apply)))
 
 
 def _float_weights(weights: dict) -> dict:

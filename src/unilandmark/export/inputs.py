@@ -30,7 +30,7 @@ def least_size(meta: dict) -> LeastSize:
     """The fewest pixels the graph's stages look at an image with (``Detector.least_size``
     for the exported domain)."""
     scales = [lambda sp, st=st: patch_scale(sp, st["scale"], st.get("scale_mm"))
-              for st in meta["stages"][1:]]
+              for st in meta["stages"][1:] if st.get("input") is not None]
     return least_size_rule(tuple(meta["input_size"]), meta.get("resize", "stretch"), scales)
 
 

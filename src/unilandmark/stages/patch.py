@@ -78,8 +78,10 @@ class PatchStage(Stage):
             jitter = np.zeros((1, recs.spec.num_landmarks, 2))
             previous_val = previous_score = None
             if val is not None:
+                # whole decodes, as the patches are cut from: a reduced decode would follow
+                # the previous stages' needs, not this stage's
                 results = detector.predict_many([r.image_path for r in recs.val], dc.name,
-                                                orientation="original")
+                                                orientation="original", reduced_decode=False)
                 previous_val = np.stack([r.points for r in results])
                 jitter = previous_val - truth_of(recs.val)
                 previous_score = score_domain(previous_val, recs.val, recs.spec.thresholds)
