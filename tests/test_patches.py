@@ -8,8 +8,9 @@ import torch
 
 from unilandmark import csv_dataset
 from unilandmark.data.dataset import ScaledImages
+from unilandmark.geometry import patch_scale, scaled_geometry
 from unilandmark.io import write_image
-from unilandmark.patches import crop, patch_scale, scaled_geometry, to_patch
+from unilandmark.patches import crop, to_patch
 
 
 def _ramp(h=40, w=50):

@@ -76,3 +76,31 @@ def resize_to_input(image: np.ndarray, geometry: Geometry) -> np.ndarray:
     out = torch.zeros((arr.shape[0], h1, w1), dtype=torch.float32)
     out[:, :ch, :cw] = resized
     return out.numpy()
+
+
+def patch_scale(spacing: Spacing | None, scale: float, scale_mm: float | None) -> float:
+    """Original pixels per patch pixel for one image (a patch stage's ``s``): ``scale_mm``
+    / mean spacing where given (needs a spacing), else ``scale``."""
+    if scale_mm is None:
+        return float(scale)
+    if spacing is None:
+        raise ValueError(f"scale_mm={scale_mm} needs the image's spacing, and this image has "
+                         "none; give its spacing (--spacing), or use scale (original pixels "
+                         "per patch pixel) instead")
+    return float(scale_mm) / float(np.mean(spacing))
+
+
+def scaled_size(original_size: tuple[int, int], pixels_per_patch_pixel: float,
+                ) -> tuple[int, int]:
+    """(w, h) of an image of ``original_size`` (W, H) resized by 1 / s per axis (at
+    least 8 pixels): what a patch stage crops from."""
+    w, h = original_size
+    s = pixels_per_patch_pixel
+    return max(8, round(w / s)), max(8, round(h / s))
+
+
+def scaled_geometry(original_size: tuple[int, int], spacing: Spacing | None,
+                    pixels_per_patch_pixel: float) -> Geometry:
+    """The Geometry of an image of ``original_size`` (W, H) resized by 1 / s per axis."""
+    return fit_geometry(original_size, scaled_size(original_size, pixels_per_patch_pixel),
+                        "stretch", spacing)

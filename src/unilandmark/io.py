@@ -148,16 +148,14 @@ def read_image_reduced(path: str | os.PathLike,
 
 
 def _read_jpeg_reduced(path: Path, least_size, max_pixels) -> ReducedRead | None:
-    import simplejpeg
-
     data = path.read_bytes()
-    width, height = _jpeg_size(path, data, max_pixels)
+    width, height, colour = _jpeg_header(path, data, max_pixels)
     need_w, need_h = least_size((width, height))
     eighths = next((n for n in _JPEG_EIGHTHS if math.ceil(width * n / 8) >= need_w
                     and math.ceil(height * n / 8) >= need_h), 8)
     size = math.ceil(width * eighths / 8), math.ceil(height * eighths / 8)
     scaling = {} if eighths == 8 else {"min_width": size[0], "min_height": size[1]}
-    array = _decode_jpeg(path, data, simplejpeg, **scaling)
+    array = _decode_jpeg(path, data, colour, **scaling)
     if array is None or (array.shape[1], array.shape[0]) != size:
         return None  # a colour model for SimpleITK, or not the scale asked for: read whole
     return ReducedRead(array, None, (width, height), 8 / eighths)
@@ -264,39 +262,37 @@ def _header_size(path: Path, reader: sitk.ImageFileReader,
     return int(size[0]), int(size[1])
 
 
-def _jpeg_size(path: Path, data: bytes, max_pixels: int | None) -> tuple[int, int]:
-    """(W, H) from a JPEG's header, checked against the size limits."""
+def _jpeg_header(path: Path, data: bytes, max_pixels: int | None) -> tuple[int, int, str]:
+    """(W, H, colour model) from a JPEG's header, the size checked against the limits."""
     import simplejpeg
 
     try:
-        height, width, _, _ = simplejpeg.decode_jpeg_header(data)
+        height, width, colour, _ = simplejpeg.decode_jpeg_header(data)
     except ValueError as err:
         raise ImageReadError(f"{path}: corrupt JPEG header ({err})") from err
     fault = size_fault(width, height, 1, max_pixels)
     if fault:
         raise ImageReadError(f"{path}: {fault}")
-    return width, height
+    return width, height, colour
 
 
-def _read_jpeg(path: Path, max_pixels: int | None, data: bytes | None = None,
-               ) -> np.ndarray | None:
+def _read_jpeg(path: Path, max_pixels: int | None) -> np.ndarray | None:
     """Decode a JPEG strictly (libjpeg-turbo's warnings are errors) to one channel.
 
     Returns None for colour models the strict decoder does not convert (CMYK, YCCK):
     those go through SimpleITK. A valid file with trailing bytes after its end-of-image
     marker is fine; missing or corrupt entropy-coded data is refused.
     """
+    data = path.read_bytes()
+    return _decode_jpeg(path, data, _jpeg_header(path, data, max_pixels)[2])
+
+
+def _decode_jpeg(path: Path, data: bytes, colour: str, **scaling) -> np.ndarray | None:
+    """One channel of a JPEG whose header was checked (``colour``: its colour model), at
+    ``scaling`` (simplejpeg's ``min_width``/``min_height``); None for a colour model the
+    strict decoder does not convert."""
     import simplejpeg
 
-    data = path.read_bytes() if data is None else data
-    _jpeg_size(path, data, max_pixels)
-    return _decode_jpeg(path, data, simplejpeg)
-
-
-def _decode_jpeg(path: Path, data: bytes, simplejpeg, **scaling) -> np.ndarray | None:
-    """One channel of a JPEG whose header was checked, at ``scaling`` (simplejpeg's
-    ``min_width``/``min_height``); None for a colour model it does not convert."""
-    colour = simplejpeg.decode_jpeg_header(data)[2]
     if colour not in ("Gray", "YCbCr", "RGB"):
         return None
     try:

@@ -17,30 +17,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .geometry import fit_geometry
-from .types import Geometry, Spacing
+from .types import Geometry
 
 #: the five crop offsets (in units of ``test_offsets``) averaged at prediction
 TEST_OFFSETS = ((0.0, 0.0), (1.0, 0.0), (-1.0, 0.0), (0.0, 1.0), (0.0, -1.0))
-
-
-def patch_scale(spacing: Spacing | None, scale: float, scale_mm: float | None) -> float:
-    """Original pixels per patch pixel for one image: ``scale_mm`` / mean spacing where
-    given (needs a spacing), else ``scale``."""
-    if scale_mm is None:
-        return float(scale)
-    if spacing is None:
-        raise ValueError(f"scale_mm={scale_mm} needs the image's spacing, and this image has "
-                         "none; use scale (original pixels per patch pixel) instead")
-    return float(scale_mm) / float(np.mean(spacing))
-
-
-def scaled_geometry(original_size: tuple[int, int], spacing: Spacing | None,
-                    pixels_per_patch_pixel: float) -> Geometry:
-    """The Geometry of an image of ``original_size`` (W, H) resized by 1 / s per axis."""
-    w, h = original_size
-    size = (max(8, round(w / pixels_per_patch_pixel)), max(8, round(h / pixels_per_patch_pixel)))
-    return fit_geometry((w, h), size, "stretch", spacing)
 
 
 def crop(image: torch.Tensor, centres: torch.Tensor, linear: torch.Tensor,

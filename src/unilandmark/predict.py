@@ -34,10 +34,10 @@ from .checkpoint import load_checkpoint, stage_chain, upgrade
 from .codecs import HeatmapCodec, decode_peaks
 from .config import ExperimentConfig, PatchStageConfig
 from .data.augment import flip_permutation
-from .geometry import content_size, fit_geometry
+from .geometry import fit_geometry, patch_scale, scaled_geometry
 from .models import build_model, codec_for
 from .orientation import mirror_pass_needed, reads_mirrored
-from .patches import patch_scale, refine_points, scaled_geometry
+from .patches import refine_points
 from .quality import assess
 from .reading import (
     LeastSize,
@@ -46,6 +46,7 @@ from .reading import (
     least_size_rule,
     read_batches,
     read_input,
+    stage1_inputs,
 )
 from .results import (
     LandmarkResult,
@@ -85,8 +86,8 @@ class Detector:
         self.device = torch.device(device)
         #: re-localise gross misses of the configuration check (False: residuals only)
         self.relocate = relocate
-        # channels_last: on a 2-core CPU it halves stage 1 and cuts a patch stage by a
-        # third (the convolutions pick the weights' memory format); docs/results.md
+        # channels_last: the convolutions follow the weights' memory format, which on a
+        # 2-core CPU makes prediction about 1.5x faster (docs/deployment.md)
         self.model = model.to(self.device, memory_format=torch.channels_last).eval()
         self.domains = domains
         self.model_name = model_name
@@ -274,10 +275,7 @@ class Detector:
         size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
         b = len(raws)
         geometries = [fit_geometry(r.original_size, size, mode, r.spacing) for r in raws]
-        contents = [content_size(r.original_size, size, mode) for r in raws]
-        inputs = np.zeros((b, 1, size[1], size[0]), dtype=np.float32)
-        for j, (raw, (cw, ch)) in enumerate(zip(raws, contents, strict=True)):
-            inputs[j, 0, :ch, :cw] = raw.resized((cw, ch))
+        inputs, contents = stage1_inputs(raws, size, mode)
         x = torch.from_numpy(inputs).to(self.device)
 
         def mirror_inputs(rows):

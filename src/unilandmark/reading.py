@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from .geometry import content_size
+from .geometry import content_size, scaled_size
 from .io import normalise_intensity, read_image_reduced
 from .naming import file_stem
 from .prefetch import prefetch
@@ -71,6 +71,18 @@ def read_input(item, index: int, fallback: Spacing | None, fallback_source: str,
                     (array.shape[1], array.shape[0]))
 
 
+def stage1_inputs(raws: list[RawInput], input_size: tuple[int, int], mode: str,
+                  ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """Stage 1's network inputs (B, 1, H, W) float32 for ``input_size`` (W, H) and resize
+    ``mode``: each image's content resized in, the rest (letterbox padding) zero; and each
+    image's content size (w, h)."""
+    contents = [content_size(r.original_size, input_size, mode) for r in raws]
+    inputs = np.zeros((len(raws), 1, input_size[1], input_size[0]), dtype=np.float32)
+    for j, (raw, (cw, ch)) in enumerate(zip(raws, contents, strict=True)):
+        inputs[j, 0, :ch, :cw] = raw.resized((cw, ch))
+    return inputs, contents
+
+
 def least_size_rule(input_size: tuple[int, int], mode: str,
                     patch_scales: list[Callable[[Spacing | None], float]]) -> LeastSize:
     """The fewest pixels a model looks at an image with: stage 1's content size inside its
@@ -85,7 +97,8 @@ def least_size_rule(input_size: tuple[int, int], mode: str,
                 s = scale(spacing)
             except ValueError:
                 return size
-            w, h = max(w, round(size[0] / s)), max(h, round(size[1] / s))
+            sw, sh = scaled_size(size, s)
+            w, h = max(w, sw), max(h, sh)
         return min(w, size[0]), min(h, size[1])
 
     return least_size

@@ -17,9 +17,8 @@ import numpy as np
 import torch
 
 from ..atomic import atomic_path
-from ..geometry import fit_geometry, resize_to_input
+from ..geometry import fit_geometry, patch_scale, resize_to_input, scaled_geometry
 from ..io import normalise_intensity, read_image, read_image_info
-from ..patches import patch_scale, scaled_geometry
 from ..types import DatasetSpec, Geometry, Record, Sample
 
 log = logging.getLogger(__name__)

@@ -148,7 +148,7 @@ def metadata(detector: Detector, domain: str, graph: PredictionGraph, names,
 
 def _example_inputs(graph: PredictionGraph, detector: Detector, domain: str):
     """Tracing inputs: two images of different sizes, one forced mirrored."""
-    from ..patches import patch_scale
+    from ..geometry import patch_scale
 
     w1, h1 = graph.input_size
     generator = torch.Generator().manual_seed(0)

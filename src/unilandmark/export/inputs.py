@@ -10,20 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import content_size
-from ..reading import LeastSize, RawInput, least_size_rule
-from ..types import Spacing
+from ..geometry import patch_scale, scaled_size
+from ..reading import LeastSize, RawInput, least_size_rule, stage1_inputs
 from .contract import ORIENTATION_CODES
-
-
-def patch_scale(spacing: Spacing | None, scale: float, scale_mm: float | None) -> float:
-    """Original pixels per patch pixel (``patches.patch_scale``, without torch)."""
-    if scale_mm is None:
-        return float(scale)
-    if spacing is None:
-        raise ValueError(f"scale_mm={scale_mm} needs the image's spacing, and this image has "
-                         "none; give its spacing (--spacing)")
-    return float(scale_mm) / float(np.mean(spacing))
 
 
 def least_size(meta: dict) -> LeastSize:
@@ -42,13 +31,8 @@ def graph_inputs(meta: dict, raws: list[RawInput], orientation: str = "auto",
     if orientation not in ORIENTATION_CODES:
         raise ValueError(f"unknown orientation {orientation!r}; expected one of "
                          f"{tuple(ORIENTATION_CODES)}")
-    size, mode = tuple(meta["input_size"]), meta.get("resize", "stretch")
-    stage1 = np.zeros((len(raws), 1, size[1], size[0]), dtype=np.float32)
-    content = []
-    for j, raw in enumerate(raws):
-        cw, ch = content_size(raw.original_size, size, mode)
-        stage1[j, 0, :ch, :cw] = raw.resized((cw, ch))
-        content.append((cw, ch))
+    stage1, content = stage1_inputs(raws, tuple(meta["input_size"]),
+                                    meta.get("resize", "stretch"))
     feeds = {"image": stage1,
              "original_size": np.asarray([r.original_size for r in raws], dtype=np.float32),
              "content_size": np.asarray(content, dtype=np.float32),
@@ -56,11 +40,8 @@ def graph_inputs(meta: dict, raws: list[RawInput], orientation: str = "auto",
     for stage in meta["stages"][1:]:
         if stage.get("input") is None:
             continue
-        scaled = []
-        for raw in raws:
-            w, h = raw.original_size
-            s = patch_scale(raw.spacing, stage["scale"], stage.get("scale_mm"))
-            scaled.append(raw.resized((max(8, round(w / s)), max(8, round(h / s)))))
+        scaled = [raw.resized(scaled_size(raw.original_size, patch_scale(
+            raw.spacing, stage["scale"], stage.get("scale_mm")))) for raw in raws]
         hp = max(a.shape[0] for a in scaled)
         wp = max(a.shape[1] for a in scaled)
         canvas = np.zeros((len(scaled), 1, hp, wp), dtype=np.float32)
