@@ -68,3 +68,18 @@ def test_inference_latency_beside_onnxruntime_and_over_a_folder(tmp_path, traine
     assert all(r["ms_per_image"] > 0 for r in rows)
     folder = [r for r in rows if r["kind"] == "folder"]
     assert all(r["images"] == 4 and r["images_per_s"] > 0 for r in folder)
+
+
+def test_flags_benchmark_with_a_second_opinion(tmp_path, isbi_root):
+    out = tmp_path / "flags.json"
+    _load("flags_isbi2015").main(["--root", str(isbi_root), "--limit", "2", "--annotator",
+                                  "mean", "--second-opinion", "head", "--second-opinion-annotator",
+                                  "senior", "--json", str(out)])
+    report = json.loads(out.read_text())
+    assert report["annotator"] == "mean"
+    quality = report["quality"]
+    assert quality["flags"]["n_points"] == 4 * 19
+    assert 0.0 <= quality["bound"]["wrong_fraction"] <= 1.0
+    second = quality["second_opinion"]
+    assert second["checkpoint"] == "head" and second["annotator"] == "senior"
+    assert np.isnan(second["auroc"]) or 0.0 <= second["auroc"] <= 1.0
