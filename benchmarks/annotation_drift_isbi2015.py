@@ -40,22 +40,26 @@ def _offsets(a: np.ndarray, b: np.ndarray) -> dict:
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--root", default="../shared/data/isbi2015")
-    p.add_argument("--predictions", default=None, help="prediction CSV of test1 + test2")
+    p.add_argument("--predictions", nargs="+", default=None,
+                   help="prediction CSVs (test1 + test2, and gu2net-val where given); a "
+                        "split is scored where every one of its images is predicted")
     p.add_argument("--landmark", type=int, default=16, help="landmark to print (1-based)")
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
     senior, junior = isbi2015(a.root, "senior"), isbi2015(a.root, "junior")
-    table = read_predictions(a.predictions) if a.predictions else None
+    points = {}
+    for path in a.predictions or []:
+        points.update(read_predictions(path).points)
     out = {"benchmark": "annotation_drift_isbi2015", "machine": machine(), "splits": {}}
     k = a.landmark - 1
-    for split in ("train", "test1", "test2"):
+    for split in ("train", "gu2net-val", "test1", "test2"):
         s_recs, j_recs = senior.split_records(split), junior.split_records(split)
         s = np.stack([r.points for r in s_recs])
         j = np.stack([r.points for r in j_recs])
         entry = {"senior_minus_junior": _offsets(s, j)}
-        if table is not None and split != "train":
-            pred = np.array([[table.points.get((r.id, n + 1), (np.nan, np.nan))
-                              for n in range(len(r.points))] for r in s_recs])
+        pred = np.array([[points.get((r.id, n + 1), (np.nan, np.nan))
+                          for n in range(len(r.points))] for r in s_recs])
+        if split != "train" and np.isfinite(pred).all():
             entry["model_minus_senior"] = _offsets(pred, s)
             entry["model_minus_junior"] = _offsets(pred, j)
         out["splits"][split] = entry
