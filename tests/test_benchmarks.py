@@ -83,3 +83,27 @@ def test_flags_benchmark_with_a_second_opinion(tmp_path, isbi_root):
     second = quality["second_opinion"]
     assert second["checkpoint"] == "head" and second["annotator"] == "senior"
     assert np.isnan(second["auroc"]) or 0.0 <= second["auroc"] <= 1.0
+
+
+def test_annotation_drift_scores_the_junior_as_a_model(tmp_path, isbi_root):
+    """The junior's own annotations as the predictions: the model rows must repeat the
+    annotator rows, and removing each landmark's mean offset can only lower the MRE."""
+    from unilandmark import isbi2015
+
+    junior = isbi2015(isbi_root, "junior")
+    csv = tmp_path / "junior.csv"
+    rows = ["image,landmark,x,y"]
+    for split in ("test1", "test2"):
+        for r in junior.split_records(split):
+            rows += [f"{r.id},{k + 1},{x},{y}" for k, (x, y) in enumerate(r.points)]
+    csv.write_text("\n".join(rows) + "\n")
+    out = _load("annotation_drift_isbi2015").main(["--root", str(isbi_root), "--predictions",
+                                                   str(csv), "--json", str(tmp_path / "d.json")])
+    assert "model_minus_senior" not in out["splits"]["gu2net-val"]  # not predicted
+    for split in ("test1", "test2"):
+        entry = out["splits"][split]
+        assert entry["model_minus_senior"]["mre"] == pytest.approx(
+            entry["senior_minus_junior"]["mre"])
+        assert entry["model_minus_junior"]["mre"] == pytest.approx(0.0)
+        for o in entry.values():
+            assert o["mre_offset_removed"] <= o["mre"] + 1e-9
