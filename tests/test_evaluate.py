@@ -114,3 +114,15 @@ def test_cli_evaluate_writes_json_and_figures(tmp_path, isbi_root):
     r = runner.invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root), "--protocol",
                             "isbi2015-test1", "--split", "test2", "--predictions", str(gt)])
     assert r.exit_code == 2 and "scores split 'test1'" in r.output
+
+
+def test_millimetres_are_written_without_float_noise():
+    from unilandmark.evaluate import prediction_rows
+
+    points = [np.array([[846.0, 1423.0], [812.3, 0.5]])]
+    rows = prediction_rows(["a"], points, ["p", "q"], spacing=[(0.1, 0.1)])
+    assert (rows[0]["x_mm"], rows[0]["y_mm"]) == ("84.6", "142.3")  # not 84.60000000000001
+    assert rows[0]["x"] == "846.0" and rows[1]["x"] == "812.3"
+    pts32 = [np.array([[852.28564, 1.0]], dtype=np.float32)]
+    row = prediction_rows(["b"], pts32, ["p"], spacing=[(0.1, 0.1)])[0]
+    assert row["x"] == "852.28564" and row["x_mm"] == "85.22856"  # float32 digits

@@ -255,6 +255,10 @@ def test_cli_export_then_predict_with_the_model_writes_the_same_csv(cascade, exp
         # the PyTorch path re-localises gross misses; on these phantoms it finds none
         assert abs(float(a["x"]) - float(b["x"])) < TOLERANCE_PX
         assert abs(float(a["y"]) - float(b["y"])) < TOLERANCE_PX
+        # both write float32 coordinates and millimetres as their shortest text
+        for row in (a, b):
+            for column in ("x", "y", "x_mm", "y_mm"):
+                assert row[column] == repr(float(str(np.float32(row[column])))), row
     r = runner.invoke(app, ["predict", str(folder), "--out", str(tmp_path / "x.csv"),
                             "--model", str(exported), "--checkpoint", str(cascade)])
     assert r.exit_code == 2 and "not both" in r.output

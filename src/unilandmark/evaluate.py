@@ -245,7 +245,7 @@ def prediction_rows(ids, points, names, confidence=None, spacing=None, domain=No
             row = {"image": rid, "landmark": k + 1, "x": _num(x), "y": _num(y),
                    "name": name}
             if sp is not None:
-                row["x_mm"], row["y_mm"] = _num(float(x) * sp[0]), _num(float(y) * sp[1])
+                row["x_mm"], row["y_mm"] = mm_text(x, sp[0]), mm_text(y, sp[1])
             if confidence is not None:
                 row["confidence"] = f"{float(confidence[n][k]):.4f}"
             if domain is not None:
@@ -274,6 +274,12 @@ def _num(value: float) -> str:
     if isinstance(value, np.float32):
         return repr(float(str(value)))
     return repr(float(value))
+
+
+def mm_text(px: float, mm_per_px: float) -> str:
+    """A coordinate in millimetres as the shortest text of its float32 value (``84.6``, not
+    ``84.60000000000001``): derived from pixels and a spacing, it carries no more digits."""
+    return _num(np.float32(float(px) * float(mm_per_px)))
 
 
 def write_predictions(path: str | Path, rows: list[dict]) -> None:

@@ -126,14 +126,15 @@ class OnnxDetector:
         points, conf, mirrored, stage_points, stage_conf, stage_spread = self.session.run(
             names, feeds)
         for j, raw in enumerate(raws):
-            pts = points[j].astype(np.float64)
+            pts = points[j].astype(np.float32)  # decoded coordinates are float32
             # how far the patch stages moved each point from stage 1 (original px)
             shift = np.linalg.norm(stage_points[j, -1].astype(np.float64)
                                    - stage_points[j, 0], axis=-1)
             result = LandmarkResult(
                 id=raw.id, domain=self.domain, names=self.names, points=pts,
                 confidence=conf[j].astype(np.float32), spacing=raw.spacing,
-                points_mm=pts * np.asarray(raw.spacing) if raw.spacing else None,
+                points_mm=(pts * np.asarray(raw.spacing, dtype=np.float32)
+                           if raw.spacing else None),
                 image_path=raw.path,
                 spacing_source=raw.spacing_source if raw.spacing else None,
                 orientation="mirrored" if mirrored[j] else "original",

@@ -37,6 +37,7 @@ import numpy as np
 from ..atomic import atomic_write_text
 from ..data.annotations import parse_labelme
 from ..data.faults import FaultLog
+from ..evaluate import mm_text
 from ..types import Spacing
 from .folder import image_stem
 
@@ -229,8 +230,8 @@ def csv_rows(image_id: str, file_name: str, names: Sequence[str], points: np.nda
         row = {"image": image_id, "landmark": str(k + 1), "x": _num(x) if visible else "",
                "y": _num(y) if visible else "", "name": name, "file": file_name}
         if spacing is not None:
-            row["x_mm"] = _num(x * spacing[0]) if visible else ""
-            row["y_mm"] = _num(y * spacing[1]) if visible else ""
+            row["x_mm"] = mm_text(x, spacing[0]) if visible else ""
+            row["y_mm"] = mm_text(y, spacing[1]) if visible else ""
             row["spacing_x"], row["spacing_y"] = _num(spacing[0]), _num(spacing[1])
         if domain:
             row["domain"] = domain
