@@ -126,3 +126,29 @@ def test_millimetres_are_written_without_float_noise():
     pts32 = [np.array([[852.28564, 1.0]], dtype=np.float32)]
     row = prediction_rows(["b"], pts32, ["p"], spacing=[(0.1, 0.1)])[0]
     assert row["x"] == "852.28564" and row["x_mm"] == "85.22856"  # float32 digits
+
+
+def test_predicted_only_scores_the_images_in_the_file(tmp_path, isbi_root, isbi_spec):
+    out = tmp_path / "gt.csv"
+    export_ground_truth(isbi_spec, "test1", out)
+    lines = out.read_text().splitlines()
+    kept = [lines[0]] + [ln for ln in lines[1:] if ln.split(",")[0] in ("151", "152")]
+    # image 152 one pixel off in x on every landmark
+    kept = [ln if not ln.startswith("152,") else
+            ",".join([*ln.split(",")[:2], repr(float(ln.split(",")[2]) + 1.0),
+                      *ln.split(",")[3:]]) for ln in kept]
+    few = tmp_path / "few.csv"
+    few.write_text("\n".join(kept) + "\n")
+    with pytest.raises(PredictionError, match="148 of the split's 150 images have no "
+                                              "prediction.*--predicted-only"):
+        _score(isbi_spec, "test1", few)
+    report, errors, records, _ = evaluate(read_predictions(few), isbi_spec, "test1",
+                                          get_protocol(None, isbi_spec), predicted_only=True)
+    assert [r.id for r in records] == ["151", "152"]
+    assert report["subset"]["n_images_in_split"] == 150 and report["n_images"] == 2
+    assert report["mre"] == pytest.approx(0.05)  # 0.1 mm on half the images
+    r = CliRunner().invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root),
+                                 "--protocol", "isbi2015-test1", "--predictions", str(few),
+                                 "--predicted-only"])
+    assert r.exit_code == 0, r.output
+    assert "2 of the split's 150 images scored" in r.output

@@ -30,7 +30,14 @@ QC_VALUES = ("pass", "review", "fail")
 
 
 class PredictionError(DatasetError):
-    """A prediction file that cannot be scored; ``faults`` lists every problem."""
+    """A prediction file that cannot be scored; ``faults`` lists every problem, ``hint``
+    (if any) what to do about them."""
+
+    def __init__(self, name: str, faults: list[Fault], hint: str = ""):
+        super().__init__(name, faults)
+        self.hint = hint
+        if hint:
+            self.args = (f"{self.args[0]}\n{hint}",)
 
 
 @dataclass(frozen=True)
@@ -157,10 +164,21 @@ def match_predictions(table: PredictionTable, spec: DatasetSpec,
         if absent:
             faults.append(Fault(table.path, record.id,
                                 f"no prediction for visible landmark(s) {absent}"))
+    unpredicted = sum(1 for r in records
+                      if not any((r.id, j + 1) in table.points for j in range(k)))
     faults += far_outside(table.path, spec, records, pred)
     if faults:  # rows for images of other splits are allowed and ignored
-        raise PredictionError(table.path, faults)
+        hint = (f"{unpredicted} of the split's {len(records)} images have no prediction at "
+                "all; to score only the images in the file, pass --predicted-only (the "
+                "figure is then not the protocol's)") if unpredicted else ""
+        raise PredictionError(table.path, faults, hint)
     return pred
+
+
+def predicted_records(table: PredictionTable, records: list[Record]) -> list[Record]:
+    """The records with at least one predicted landmark in ``table``."""
+    ids = {rid for rid, _ in table.points}
+    return [r for r in records if r.id in ids]
 
 
 #: a predicted point more than this many image sizes outside the image is refused
@@ -192,12 +210,24 @@ def far_outside(path: str, spec: DatasetSpec, records: list[Record],
     return faults
 
 
-def evaluate(table: PredictionTable, spec: DatasetSpec, split: str,
-             protocol: Protocol) -> tuple[dict, np.ndarray, list[Record], np.ndarray]:
-    """Score ``table`` on ``split``. Returns (report dict, errors (N, K), records, pred)."""
+def evaluate(table: PredictionTable, spec: DatasetSpec, split: str, protocol: Protocol,
+             predicted_only: bool = False) -> tuple[dict, np.ndarray, list[Record], np.ndarray]:
+    """Score ``table`` on ``split``. Returns (report dict, errors (N, K), records, pred).
+
+    predicted_only : score only the split's images that have a prediction in ``table``
+        (the report's ``subset`` says how many of the split's images that is); by default
+        every image of the split must be predicted.
+    """
     records = spec.split_records(split)
     if not records:
         raise ValueError(f"{spec.name}: split {split!r} has no records with images")
+    n_split = len(records)
+    if predicted_only:
+        records = predicted_records(table, records)
+        if not records:
+            raise PredictionError(table.path, [Fault(
+                table.path, "", f"no image of split {split!r} of {spec.name} is predicted "
+                                "(image ids must match the dataset's)")])
     pred = match_predictions(table, spec, records)
     errors = protocol.errors(spec, records, pred)
     thresholds = protocol.resolved_thresholds(spec)
@@ -216,6 +246,9 @@ def evaluate(table: PredictionTable, spec: DatasetSpec, split: str,
         **summary,
         "missing": 0,
         "excluded": excluded,
+        **({"subset": {"n_images": len(records), "n_images_in_split": n_split,
+                       "note": "only the images with predictions: not the protocol's "
+                               "figure"}} if predicted_only else {}),
         "per_image": [{"image": r.id, "mre": float(np.nanmean(e))}
                       for r, e in zip(records, errors, strict=True)],
     }

@@ -30,6 +30,10 @@ def evaluate_cmd(
     measurement_spec: Path = typer.Option(None, "--measurement-spec",
                                           help="Measurement spec YAML (implies "
                                                "--measurements)."),
+    predicted_only: bool = typer.Option(False, "--predicted-only",
+                                        help="Score only the split's images that the file "
+                                             "predicts (a quick look at a few images; the "
+                                             "figure is then not the protocol's)."),
     truncate: bool = typer.Option(False, "--truncate",
                                   help="Measurements: truncate coordinates to integers first "
                                        "(the ISBI 2015 organisers' code); default floats."),
@@ -59,7 +63,13 @@ def evaluate_cmd(
         raise ValueError("give --split (the protocol does not fix one)")
     spec = build_spec(name, root, annotator, opt)
     table = read_predictions(predictions)
-    report, errors, records, pred = evaluate(table, spec, split, get_protocol(protocol, spec))
+    report, errors, records, pred = evaluate(table, spec, split, get_protocol(protocol, spec),
+                                             predicted_only)
+    if predicted_only:
+        sub = report["subset"]
+        console.print(f"note: {sub['n_images']} of the split's {sub['n_images_in_split']} "
+                      "images scored (--predicted-only): not the protocol's figure",
+                      highlight=False)
     if measurements or measurement_spec:
         from ..measure import load_spec
         from ..measure.evaluation import measurement_report
