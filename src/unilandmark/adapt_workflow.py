@@ -228,8 +228,9 @@ def _old_domains(req: AdaptRequest, first: dict, log, notes: list[str]):
         root = req.old_data.get(dc.name, dc.root)
         dc = dc.model_copy(update={"root": root})
         if not Path(root).exists():
-            message = (f"old domain {dc.name}: its data ({dc.dataset} at {root}) is not found"
-                       f"; give --old-data {dc.name}=ROOT")
+            where = "" if Path(root).is_absolute() else f", relative to {Path.cwd()}"
+            message = (f"old domain {dc.name}: its data ({dc.dataset} at {root}{where}) is "
+                       f"not found; give --old-data {dc.name}=ROOT")
             if req.replay:
                 raise FileNotFoundError(message + " to replay it")
             log(f"warning: {message} to measure forgetting")
@@ -358,7 +359,8 @@ def forgetting_lines(summary: dict) -> list[str]:
             lines.append(f"forgetting: {name} {b['mre']:.3f} -> {a['mre']:.3f} {a['unit']} "
                          f"validation MRE ({e['change_percent']:+.1f} %)")
         else:
-            lines.append(f"forgetting: {name} not measured (no validation data found)")
+            lines.append(f"forgetting: {name} not measured (its validation data was not "
+                         f"found; give --old-data {name}=ROOT)")
     v = summary["new_domain"]["validation"]
     if v:
         lines.append(f"{summary['new_domain']['name']}: {v['mre']:.3f} {v['unit']} "

@@ -19,7 +19,7 @@ from .calibration import MAX_FLAGGED, TARGET_RECALL, fit_calibration
 from .checkpoint import file_kind, load_checkpoint, save_checkpoint, save_model_file, stage_chain
 from .data.catalog import build_dataset
 from .metrics import radial_errors
-from .predict import Detector
+from .predict import Detector, model_path
 from .quality import evidence
 
 
@@ -65,6 +65,13 @@ def validation_sources(state: dict, domain: str | None = None, dataset: str | No
                 continue  # a domain trained without validation: nothing to calibrate on
             raise ValueError(f"domain {name}: the checkpoint's config gives no "
                              f"{', '.join(missing)}; pass --{' --'.join(missing)}")
+        if root is None and not Path(src["root"]).exists():
+            where = ("" if Path(src["root"]).is_absolute()
+                     else f", a path relative to the current folder {Path.cwd()}")
+            raise FileNotFoundError(f"domain {name}: the validation data of the model's "
+                                    f"training config ({src['dataset']} at {src['root']}"
+                                    f"{where}) is not found; pass --root (and --domain "
+                                    "where the model has several)")
         sources[name] = ValidationSource(src["dataset"], str(src["root"]), src["split"], opts)
     if not sources:
         raise ValueError("no domain of this model has a validation split in its config; "
@@ -153,6 +160,7 @@ def calibrate_checkpoint(src: str | Path, dst: str | Path, domain: str | None = 
     """Calibrate the model file ``src`` and write it, calibration included, to ``dst``
     (atomically; ``dst`` may be ``src``): a safetensors model file (provenance kept) when
     ``src`` is one or ``dst`` ends in ``.safetensors``, else a training checkpoint."""
+    src = model_path(src)  # a built-in model by name (head, head-mean) too
     as_model_file = file_kind(src) == "safetensors" or str(dst).endswith(".safetensors")
     state = load_checkpoint(src)
     sources = validation_sources(state, domain, dataset, root, split, options)

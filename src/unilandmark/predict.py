@@ -61,6 +61,21 @@ PRETRAINED_NAME = "gu2net_isbi2015_head.safetensors"
 #: the built-in models by name (``--checkpoint NAME``): ``head`` learned the senior ISBI 2015
 #: annotator (the challenge's ground truth; the default), ``head-mean`` the mean of the two
 BUILTIN_MODELS = {"head": PRETRAINED_NAME, "head-mean": "gu2net_isbi2015_head_mean.safetensors"}
+
+
+def model_path(name: str | os.PathLike | None) -> Path:
+    """The file of a model given by path or by name: None or ``builtin`` is the default
+    built-in model, a name of :data:`BUILTIN_MODELS` (``head``, ``head-mean``) that is not
+    an existing path is that built-in model; anything else is a path, returned as it is."""
+    if name is None or str(name) == "builtin":
+        name = "head"
+    if str(name) in BUILTIN_MODELS and not Path(name).exists():
+        path = PRETRAINED_DIR / BUILTIN_MODELS[str(name)]
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: the built-in model {str(name)!r} is not "
+                                    "installed in this build; give a model file instead")
+        return path
+    return Path(name)
 ORIENTATIONS = ("auto", "original", "mirrored")
 #: a landmark whose shape-fit residual exceeds this many training spreads is searched again
 RELOCATE_SPREADS = 6.0
@@ -110,18 +125,8 @@ class Detector:
         ``head-mean``) where no such file exists. ``relocate=False`` skips the configuration check's
         re-localisation (shape residuals are still computed; what an exported ONNX graph
         does)."""
-        if path is not None and str(path) in BUILTIN_MODELS and not Path(path).exists():
-            path = PRETRAINED_DIR / BUILTIN_MODELS[str(path)]
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: the built-in model {path.name!r} is not "
-                                        "installed in this build; pass --checkpoint FILE")
-        if path is None:
-            path = PRETRAINED_DIR / PRETRAINED_NAME
-            if not Path(path).is_file():
-                raise FileNotFoundError(
-                    f"{path}: no built-in model is installed in this build; pass --checkpoint")
-        return cls.from_checkpoint_state(load_checkpoint(path, map_location="cpu"), device,
-                                         relocate)
+        return cls.from_checkpoint_state(load_checkpoint(model_path(path), map_location="cpu"),
+                                         device, relocate)
 
     @classmethod
     def from_checkpoint_state(cls, state: dict, device: str = "cpu",
@@ -413,4 +418,4 @@ def _float_weights(weights: dict) -> dict:
 
 
 __all__ = ["BUILTIN_MODELS", "Detector", "LandmarkResult", "PRETRAINED_DIR", "PRETRAINED_NAME",
-           "PredictionFailure", "result_rows"]
+           "PredictionFailure", "model_path", "result_rows"]

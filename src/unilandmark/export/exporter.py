@@ -70,9 +70,9 @@ def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
     import onnx
 
     from ..checkpoint import load_checkpoint
-    from ..predict import PRETRAINED_DIR, PRETRAINED_NAME
+    from ..predict import model_path
 
-    path = Path(checkpoint) if checkpoint is not None else PRETRAINED_DIR / PRETRAINED_NAME
+    path = model_path(checkpoint)
     state = load_checkpoint(path)
     detector = Detector.from_checkpoint_state(state, relocate=False)
     domain = detector._domain(domain)

@@ -38,16 +38,11 @@ PATCH_FIELDS = ("patch_size", "scale", "scale_mm", "sigma")
 
 
 def resolve_checkpoint(name: str) -> Path:
-    """``builtin`` -> the installed built-in model file; anything else is a path."""
-    if name == "builtin":
-        from ..predict import PRETRAINED_DIR, PRETRAINED_NAME
+    """``builtin`` (or a built-in model's name: ``head``, ``head-mean``) -> the installed
+    model file; anything else is a path."""
+    from ..predict import model_path
 
-        path = PRETRAINED_DIR / PRETRAINED_NAME
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no built-in model is installed in this build; "
-                                    "give init.checkpoint a checkpoint file")
-        return path
-    return Path(name)
+    return model_path(name)
 
 
 def init_stage(config: ExperimentConfig) -> tuple[int, dict]:
