@@ -92,3 +92,10 @@ def test_report_table_into_a_file_keeps_one_row_per_line():
     for name in names:
         assert sum(name in ln for ln in lines) == 1
     assert max(len(ln) for ln in lines) > 100  # wider than a terminal, not wrapped
+
+
+def test_version_is_the_package_version():
+    from importlib.metadata import version
+
+    r = CliRunner().invoke(app, ["--version"])
+    assert r.exit_code == 0 and r.output.strip() == f"unilandmark {version('unilandmark')}"

@@ -89,7 +89,7 @@ def _probe_folder(folder: Path, what: str) -> None:
     try:
         fd, probe = tempfile.mkstemp(dir=existing, prefix=".unilandmark-probe-")
     except OSError as err:
-        raise PreflightError(f"{what}: cannot write there: {existing}: "
-                             f"{err.strerror or err}") from None
+        raise PreflightError(f"{what}: cannot create a file in the folder {existing} "
+                             f"({err.strerror or err})") from None
     os.close(fd)
     os.unlink(probe)

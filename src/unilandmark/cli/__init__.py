@@ -31,10 +31,20 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode=N
                        "File formats (prediction CSV, report JSON): docs/protocols.md.")
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"unilandmark {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global_options(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of every "
                                                       "failure (also UNILANDMARK_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                 help="Print the version and exit."),
 ) -> None:
     """Anatomical landmark detection: datasets, training, prediction, scoring. File formats
     (prediction CSV, report JSON): docs/protocols.md."""

@@ -105,8 +105,8 @@ def datasets_export(
     check_writable_file(out, "--out")
     spec = build_spec(name, root, annotator, opt)
     n = export_ground_truth(spec, split, out)
-    console.print(f"wrote {n} images x {spec.num_landmarks} landmarks of {name}/{split} "
-                  f"({spec.info.get('annotator') or 'ground truth'}) to {out}")
+    console.print(f"wrote {n} image{'s' * (n != 1)} x {spec.num_landmarks} landmarks of "
+                  f"{name}/{split} ({spec.info.get('annotator') or 'ground truth'}) to {out}")
 
 
 @datasets_app.command("make-synthetic")

@@ -14,7 +14,8 @@ import typer
 from .common import EXIT_INPUT, console, err_console, friendly
 
 CSV_HELP = ("Prediction CSV to write: image,landmark,x,y,name, x_mm,y_mm (only where a "
-            "spacing is known), confidence, domain, flag, qc, orientation, "
+            "spacing is known), confidence, domain, risk (a calibrated model's), flag, qc, "
+            "orientation, "
             "spacing_x,spacing_y,spacing_source (file, option, model or empty); see "
             "docs/protocols.md and docs/prediction.md.")
 
@@ -145,9 +146,11 @@ def predict_cmd(
     if results:
         write_predictions(out, result_rows(results))
         without = sum(r.spacing is None for r in results)
-        console.print(f"wrote {len(results)} images x {len(results[0].names)} landmarks to "
-                      f"{out}" + (f" ({without} image(s) without a spacing: pixels only; see "
-                                  "--spacing)" if without else ""), highlight=False)
+        n_written = len(results)
+        note = (f" ({without} image(s) without a spacing: pixels only; see --spacing)"
+                if without else "")
+        console.print(f"wrote {n_written} image{'s' * (n_written != 1)} x "
+                      f"{len(results[0].names)} landmarks to {out}{note}", highlight=False)
         console.print(qc_summary(results), highlight=False)
     if results and measurements:
         from ..measure import default_output, measure_file, write_measurements

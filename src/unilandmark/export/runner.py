@@ -12,8 +12,8 @@ Threads: onnxruntime's own pool, ``threads`` or else ``OMP_NUM_THREADS`` when se
 
 from __future__ import annotations
 
+import logging
 import os
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -26,6 +26,8 @@ from ..shape import ShapeModel, fit_shape
 from ..types import Spacing
 from .contract import ORIENTATION_CODES, parse_metadata
 from .inputs import graph_inputs, least_size
+
+log = logging.getLogger(__name__)
 
 
 class MissingExtraError(ImportError, ValueError):
@@ -181,8 +183,8 @@ def _providers(ort, device: str) -> list:
     if not device.startswith("cuda"):
         return ["CPUExecutionProvider"]
     if "CUDAExecutionProvider" not in ort.get_available_providers():
-        warnings.warn(f"--device {device}: this onnxruntime has no CUDA provider "
-                      "(onnxruntime-gpu); running on the CPU", stacklevel=3)
+        log.warning("--device %s: this onnxruntime has no CUDA provider (onnxruntime-gpu); "
+                    "running on the CPU", device)
         return ["CPUExecutionProvider"]
     index = int(device.split(":", 1)[1]) if ":" in device else 0
     return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
