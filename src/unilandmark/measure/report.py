@@ -67,15 +67,19 @@ def summary_lines(table, out) -> list[str]:
     spec = table.spec
     mirrored = sum(img.mirrored for img in table.images)
     no_spacing = sum(img.spacing is None for img in table.images)
-    lines = [f"wrote {len(table.images)} images x {len(spec.names)} measurements to {out} "
+    n = len(table.images)
+    lines = [f"wrote {n} image{'s' * (n != 1)} x {len(spec.names)} measurements to {out} "
              f"(spec {spec.name}, coordinates {COORDINATES[table.truncate]}, {mirrored} "
              f"mirrored, {no_spacing} without spacing)"]
     if table.skipped:
         lines.append(f"skipped {len(table.skipped)} image(s) of another domain")
     for name in spec.names:
         values = table.values[name]
-        line = f"  {name:8s} {spec.unit(name):5s} defined for {int(np.isfinite(values).sum())}"
-        if name in table.classes:
+        defined = int(np.isfinite(values).sum())
+        line = f"  {name:8s} {spec.unit(name):5s} defined for {defined}"
+        if not defined and spec.unit(name) == "mm" and no_spacing:
+            line += "   (in mm: needs a spacing; see --spacing)"
+        elif name in table.classes:
             cls = table.classes[name]
             counts = {int(c): int((cls == c).sum()) for c in np.unique(cls[cls > 0])}
             line += "   classes " + ", ".join(f"{c}: {n}" for c, n in counts.items())
