@@ -59,7 +59,11 @@ def main(argv=None) -> dict:
         entry = {"senior_minus_junior": _offsets(s, j)}
         pred = np.array([[points.get((r.id, n + 1), (np.nan, np.nan))
                           for n in range(len(r.points))] for r in s_recs])
-        if split != "train" and np.isfinite(pred).all():
+        predicted = np.isfinite(pred).all(axis=-1)
+        if split != "train" and predicted.any() and not predicted.all():
+            print(f"note: {split}: {int((~predicted).sum())} of {predicted.size} points not "
+                  "predicted; the model is not scored on this split")
+        if split != "train" and predicted.all():
             entry["model_minus_senior"] = _offsets(pred, s)
             entry["model_minus_junior"] = _offsets(pred, j)
         out["splits"][split] = entry

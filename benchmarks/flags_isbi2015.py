@@ -65,7 +65,9 @@ def flag_bound(errors: np.ndarray, score: np.ndarray) -> dict:
     the precision the aim needs (``0.8 w / 0.1``) and the AUROC of ``score`` for
     "error above 4 mm" (ties count half).
     """
-    ok = np.isfinite(errors)
+    ok = np.isfinite(errors) & np.isfinite(score)
+    if not ok.any():
+        raise ValueError("no point has both an error and a score to rank")
     wrong, score = errors[ok] > RADIUS_MM, score[ok]
     w = float(wrong.mean())
     ranks = np.empty(len(score))
@@ -83,9 +85,12 @@ def flag_bound(errors: np.ndarray, score: np.ndarray) -> dict:
 
 
 def second_opinion(a, results, errors: np.ndarray) -> dict:
-    """AUROC of the distance to a second model's points (and of it combined with the risk)."""
+    """AUROC of the distance to a second model's points, less the mean offset between the
+    two models' training ground truths on the training split (and of it combined with the
+    risk); ``median_gap_px`` the median of those distances."""
     other = Detector.from_checkpoint(a.second_opinion)
-    mine, theirs = isbi2015(a.root, a.annotator), isbi2015(a.root, a.second_opinion_annotator)
+    mine = isbi2015(a.root, a.model_annotator)
+    theirs = isbi2015(a.root, a.second_opinion_annotator)
     train = zip(mine.split_records("gu2net-train"), theirs.split_records("gu2net-train"),
                 strict=True)
     convention = np.mean([r.points - t.points for r, t in train], axis=0)  # (K, 2) px
@@ -96,6 +101,7 @@ def second_opinion(a, results, errors: np.ndarray) -> dict:
     gap = np.concatenate([np.linalg.norm(r.points - s.points - convention, axis=1)
                           for r, s in zip(results, second, strict=True)])
     out = {"checkpoint": a.second_opinion, "annotator": a.second_opinion_annotator,
+           "model_annotator": a.model_annotator, "median_gap_px": float(np.median(gap)),
            "auroc": flag_bound(errors, gap)["auroc"]}
     if results[0].risk is not None:
         risk = np.concatenate([r.risk for r in results])
@@ -139,6 +145,9 @@ def main(argv=None):
                    help="also rank the points by their distance to this model's points")
     p.add_argument("--second-opinion-annotator", default="mean", choices=("senior", "mean"),
                    help="the ground truth the second model was trained on")
+    p.add_argument("--model-annotator", default="senior", choices=("senior", "mean"),
+                   help="the ground truth the model itself was trained on (for the offset "
+                        "between the two models' conventions)")
     a = p.parse_args(argv)
     detector = Detector.from_checkpoint(a.checkpoint)
     if a.calibrate:

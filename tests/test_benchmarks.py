@@ -72,22 +72,29 @@ def test_inference_latency_beside_onnxruntime_and_over_a_folder(tmp_path, traine
 
 def test_flags_benchmark_with_a_second_opinion(tmp_path, isbi_root):
     out = tmp_path / "flags.json"
+    # the model as its own second opinion, same ground truth: no disagreement at all
     _load("flags_isbi2015").main(["--root", str(isbi_root), "--limit", "2", "--annotator",
                                   "mean", "--second-opinion", "head", "--second-opinion-annotator",
-                                  "senior", "--json", str(out)])
+                                  "senior", "--model-annotator", "senior", "--json", str(out)])
     report = json.loads(out.read_text())
     assert report["annotator"] == "mean"
     quality = report["quality"]
     assert quality["flags"]["n_points"] == 4 * 19
     assert 0.0 <= quality["bound"]["wrong_fraction"] <= 1.0
     second = quality["second_opinion"]
-    assert second["checkpoint"] == "head" and second["annotator"] == "senior"
-    assert np.isnan(second["auroc"]) or 0.0 <= second["auroc"] <= 1.0
+    assert second["checkpoint"] == "head" and second["model_annotator"] == "senior"
+    assert second["median_gap_px"] == 0.0
+    assert np.isnan(second["auroc"]) or second["auroc"] == 0.5  # all tied
+    # the mean model against the senior one: they disagree, less the two conventions
+    _load("flags_isbi2015").main(["--root", str(isbi_root), "--limit", "2",
+                                  "--second-opinion", "head-mean", "--json", str(out)])
+    second = json.loads(out.read_text())["quality"]["second_opinion"]
+    assert 0.0 < second["median_gap_px"] < 30.0  # under 3 mm apart at 0.1 mm per pixel
 
 
 def test_annotation_drift_scores_the_junior_as_a_model(tmp_path, isbi_root):
     """The junior's own annotations as the predictions: the model rows must repeat the
-    annotator rows, and removing each landmark's mean offset can only lower the MRE."""
+    annotator rows, with and without each landmark's mean offset."""
     from unilandmark import isbi2015
 
     junior = isbi2015(isbi_root, "junior")
@@ -104,6 +111,7 @@ def test_annotation_drift_scores_the_junior_as_a_model(tmp_path, isbi_root):
         entry = out["splits"][split]
         assert entry["model_minus_senior"]["mre"] == pytest.approx(
             entry["senior_minus_junior"]["mre"])
+        assert entry["model_minus_senior"]["mre_offset_removed"] == pytest.approx(
+            entry["senior_minus_junior"]["mre_offset_removed"])
         assert entry["model_minus_junior"]["mre"] == pytest.approx(0.0)
-        for o in entry.values():
-            assert o["mre_offset_removed"] <= o["mre"] + 1e-9
+        assert entry["model_minus_junior"]["mre_offset_removed"] == pytest.approx(0.0)

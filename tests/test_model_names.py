@@ -15,8 +15,11 @@ def test_model_path_resolves_built_in_names_and_leaves_paths_alone(tmp_path, mon
     assert model_path(None) == model_path("builtin") == model_path("head")
     assert model_path(tmp_path / "m.safetensors") == tmp_path / "m.safetensors"
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "head").write_bytes(b"")  # a file of that name in the folder wins
-    assert model_path("head") == Path("head")
+    (tmp_path / "head").mkdir()  # a folder named like the domain changes nothing
+    assert model_path(None) == model_path("head") == PRETRAINED_DIR / BUILTIN_MODELS["head"]
+    (tmp_path / "head-mean").write_bytes(b"")  # a file of that name in the folder wins
+    assert model_path("head-mean") == Path("head-mean")
+    assert model_path(None) == model_path("builtin") == PRETRAINED_DIR / BUILTIN_MODELS["head"]
 
 
 def test_calibrate_names_a_config_root_that_is_not_there(tmp_path, monkeypatch):

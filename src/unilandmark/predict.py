@@ -64,18 +64,21 @@ BUILTIN_MODELS = {"head": PRETRAINED_NAME, "head-mean": "gu2net_isbi2015_head_me
 
 
 def model_path(name: str | os.PathLike | None) -> Path:
-    """The file of a model given by path or by name: None or ``builtin`` is the default
-    built-in model, a name of :data:`BUILTIN_MODELS` (``head``, ``head-mean``) that is not
-    an existing path is that built-in model; anything else is a path, returned as it is."""
+    """The file of a model given by path or by name: None or ``builtin`` is always the
+    default built-in model; a name of :data:`BUILTIN_MODELS` (``head``, ``head-mean``) is
+    that built-in model unless a file of that name is in the current folder; anything
+    else is a path, returned as it is."""
     if name is None or str(name) == "builtin":
-        name = "head"
-    if str(name) in BUILTIN_MODELS and not Path(name).exists():
-        path = PRETRAINED_DIR / BUILTIN_MODELS[str(name)]
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: the built-in model {str(name)!r} is not "
-                                    "installed in this build; give a model file instead")
-        return path
-    return Path(name)
+        name = next(k for k, v in BUILTIN_MODELS.items() if v == PRETRAINED_NAME)
+    elif str(name) not in BUILTIN_MODELS or Path(name).is_file():
+        return Path(name)
+    path = PRETRAINED_DIR / BUILTIN_MODELS[str(name)]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the built-in model {str(name)!r} is not installed "
+                                "in this build; give a model file instead")
+    return path
+
+
 ORIENTATIONS = ("auto", "original", "mirrored")
 #: a landmark whose shape-fit residual exceeds this many training spreads is searched again
 RELOCATE_SPREADS = 6.0

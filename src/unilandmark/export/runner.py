@@ -135,8 +135,8 @@ class OnnxDetector:
             result = LandmarkResult(
                 id=raw.id, domain=self.domain, names=self.names, points=pts,
                 confidence=conf[j].astype(np.float32), spacing=raw.spacing,
-                points_mm=(pts * np.asarray(raw.spacing, dtype=np.float32)
-                           if raw.spacing else None),
+                points_mm=((pts.astype(np.float64) * np.asarray(raw.spacing)).astype(np.float32)
+                           if raw.spacing else None),  # as Detector: float64, then float32
                 image_path=raw.path,
                 spacing_source=raw.spacing_source if raw.spacing else None,
                 orientation="mirrored" if mirrored[j] else "original",
