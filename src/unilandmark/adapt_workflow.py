@@ -30,6 +30,7 @@ from .atomic import atomic_write_text
 from .checkpoint import load_checkpoint, prediction_state, save_checkpoint, stage_chain
 from .config import DomainConfig, ExperimentConfig, load_config
 from .data.sizes import size_advice, suggest_input_size
+from .wording import relative_note
 
 #: the optimiser for a handful of images (docs/adapt.md)
 ADAPT_OPTIM = {"lr": 1e-4, "max_lr": 1e-2, "schedule": "cyclic", "cycle_epochs": 2.0}
@@ -228,9 +229,8 @@ def _old_domains(req: AdaptRequest, first: dict, log, notes: list[str]):
         root = req.old_data.get(dc.name, dc.root)
         dc = dc.model_copy(update={"root": root})
         if not Path(root).exists():
-            where = "" if Path(root).is_absolute() else f", relative to {Path.cwd()}"
-            message = (f"old domain {dc.name}: its data ({dc.dataset} at {root}{where}) is "
-                       f"not found; give --old-data {dc.name}=ROOT")
+            message = (f"old domain {dc.name}: its data ({dc.dataset} at {root}"
+                       f"{relative_note(root)}) is not found; give --old-data {dc.name}=ROOT")
             if req.replay:
                 raise FileNotFoundError(message + " to replay it")
             log(f"warning: {message} to measure forgetting")

@@ -21,6 +21,7 @@ from .data.catalog import build_dataset
 from .metrics import radial_errors
 from .predict import Detector, model_path
 from .quality import evidence
+from .wording import relative_note
 
 
 @dataclass(frozen=True)
@@ -66,12 +67,10 @@ def validation_sources(state: dict, domain: str | None = None, dataset: str | No
             raise ValueError(f"domain {name}: the checkpoint's config gives no "
                              f"{', '.join(missing)}; pass --{' --'.join(missing)}")
         if root is None and not Path(src["root"]).exists():
-            where = ("" if Path(src["root"]).is_absolute()
-                     else f", a path relative to the current folder {Path.cwd()}")
             raise FileNotFoundError(f"domain {name}: the validation data of the model's "
                                     f"training config ({src['dataset']} at {src['root']}"
-                                    f"{where}) is not found; pass --root (and --domain "
-                                    "where the model has several)")
+                                    f"{relative_note(src['root'])}) is not found; pass "
+                                    "--root (and --domain where the model has several)")
         sources[name] = ValidationSource(src["dataset"], str(src["root"]), src["split"], opts)
     if not sources:
         raise ValueError("no domain of this model has a validation split in its config; "

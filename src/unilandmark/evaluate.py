@@ -164,10 +164,9 @@ def match_predictions(table: PredictionTable, spec: DatasetSpec,
         if absent:
             faults.append(Fault(table.path, record.id,
                                 f"no prediction for visible landmark(s) {absent}"))
-    unpredicted = sum(1 for r in records
-                      if not any((r.id, j + 1) in table.points for j in range(k)))
     faults += far_outside(table.path, spec, records, pred)
     if faults:  # rows for images of other splits are allowed and ignored
+        unpredicted = len(records) - len(predicted_records(table, records))
         hint = (f"{unpredicted} of the split's {len(records)} images have no prediction at "
                 "all; to score only the images in the file, pass --predicted-only (the "
                 "figure is then not the protocol's)") if unpredicted else ""

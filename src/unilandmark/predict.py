@@ -61,6 +61,8 @@ PRETRAINED_NAME = "gu2net_isbi2015_head.safetensors"
 #: the built-in models by name (``--checkpoint NAME``): ``head`` learned the senior ISBI 2015
 #: annotator (the challenge's ground truth; the default), ``head-mean`` the mean of the two
 BUILTIN_MODELS = {"head": PRETRAINED_NAME, "head-mean": "gu2net_isbi2015_head_mean.safetensors"}
+#: the built-in model used where none is named
+DEFAULT_MODEL = "head"
 
 
 def model_path(name: str | os.PathLike | None) -> Path:
@@ -69,7 +71,7 @@ def model_path(name: str | os.PathLike | None) -> Path:
     that built-in model unless a file of that name is in the current folder; anything
     else is a path, returned as it is."""
     if name is None or str(name) == "builtin":
-        name = next(k for k, v in BUILTIN_MODELS.items() if v == PRETRAINED_NAME)
+        name = DEFAULT_MODEL
     elif str(name) not in BUILTIN_MODELS or Path(name).is_file():
         return Path(name)
     path = PRETRAINED_DIR / BUILTIN_MODELS[str(name)]

@@ -44,9 +44,14 @@ class Geometry:
 
     def to_mm(self, points: np.ndarray) -> np.ndarray | None:
         """Original-pixel points ``(..., 2)`` to millimetres, or None without spacing."""
-        if self.spacing is None:
-            return None
-        return np.asarray(points, dtype=np.float64) * np.asarray(self.spacing)
+        return pixels_to_mm(points, self.spacing)
+
+
+def pixels_to_mm(points: np.ndarray, spacing: Spacing | None) -> np.ndarray | None:
+    """Original-pixel points ``(..., 2)`` to millimetres (float64), or None without spacing."""
+    if spacing is None:
+        return None
+    return np.asarray(points, dtype=np.float64) * np.asarray(spacing)
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:

@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..data.faults import DatasetError
+from ..wording import plural
 from .common import OPT_HELP, build_spec, console, err_console, friendly, parse_size
 
 datasets_app = typer.Typer(no_args_is_help=True, help="List, check, export and make datasets.")
@@ -105,7 +106,7 @@ def datasets_export(
     check_writable_file(out, "--out")
     spec = build_spec(name, root, annotator, opt)
     n = export_ground_truth(spec, split, out)
-    console.print(f"wrote {n} image{'s' * (n != 1)} x {spec.num_landmarks} landmarks of "
+    console.print(f"wrote {plural(n, 'image')} x {spec.num_landmarks} landmarks of "
                   f"{name}/{split} ({spec.info.get('annotator') or 'ground truth'}) to {out}")
 
 

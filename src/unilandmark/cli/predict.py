@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from ..wording import plural
 from .common import EXIT_INPUT, console, err_console, friendly
 
 CSV_HELP = ("Prediction CSV to write: image,landmark,x,y,name, x_mm,y_mm (only where a "
@@ -146,11 +147,10 @@ def predict_cmd(
     if results:
         write_predictions(out, result_rows(results))
         without = sum(r.spacing is None for r in results)
-        n_written = len(results)
         note = (f" ({without} image(s) without a spacing: pixels only; see --spacing)"
                 if without else "")
-        console.print(f"wrote {n_written} image{'s' * (n_written != 1)} x "
-                      f"{len(results[0].names)} landmarks to {out}{note}", highlight=False)
+        console.print(f"wrote {plural(len(results), 'image')} x {len(results[0].names)} "
+                      f"landmarks to {out}{note}", highlight=False)
         console.print(qc_summary(results), highlight=False)
     if results and measurements:
         from ..measure import default_output, measure_file, write_measurements

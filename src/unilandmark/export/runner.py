@@ -23,7 +23,7 @@ from ..quality import assess
 from ..reading import fallback_spacing, read_batches, read_input
 from ..results import LandmarkResult, PredictionFailure
 from ..shape import ShapeModel, fit_shape
-from ..types import Spacing
+from ..types import Spacing, pixels_to_mm
 from .contract import ORIENTATION_CODES, parse_metadata
 from .inputs import graph_inputs, least_size
 
@@ -132,11 +132,11 @@ class OnnxDetector:
             # how far the patch stages moved each point from stage 1 (original px)
             shift = np.linalg.norm(stage_points[j, -1].astype(np.float64)
                                    - stage_points[j, 0], axis=-1)
+            mm = pixels_to_mm(pts, raw.spacing)
             result = LandmarkResult(
                 id=raw.id, domain=self.domain, names=self.names, points=pts,
                 confidence=conf[j].astype(np.float32), spacing=raw.spacing,
-                points_mm=((pts.astype(np.float64) * np.asarray(raw.spacing)).astype(np.float32)
-                           if raw.spacing else None),  # as Detector: float64, then float32
+                points_mm=None if mm is None else mm.astype(np.float32),
                 image_path=raw.path,
                 spacing_source=raw.spacing_source if raw.spacing else None,
                 orientation="mirrored" if mirrored[j] else "original",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 
+from ..wording import plural
+
 UNIT_TEXT = {"deg": "deg", "mm": "mm", "px": "px", "ratio": "ratio"}
 
 
@@ -67,8 +69,8 @@ def summary_lines(table, out) -> list[str]:
     spec = table.spec
     mirrored = sum(img.mirrored for img in table.images)
     no_spacing = sum(img.spacing is None for img in table.images)
-    n = len(table.images)
-    lines = [f"wrote {n} image{'s' * (n != 1)} x {len(spec.names)} measurements to {out} "
+    lines = [f"wrote {plural(len(table.images), 'image')} x {len(spec.names)} measurements "
+             f"to {out} "
              f"(spec {spec.name}, coordinates {COORDINATES[table.truncate]}, {mirrored} "
              f"mirrored, {no_spacing} without spacing)"]
     if table.skipped:
