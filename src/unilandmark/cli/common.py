@@ -13,13 +13,22 @@ import functools
 import os
 from pathlib import Path
 
-import click
 import typer
 import yaml
 from rich.markup import escape
 
 from ..console import make_console
 from ..data.faults import DatasetError
+
+#: the exceptions typer raises for its own exits and usage errors; they pass through
+#: ``friendly`` untouched. Taken from typer itself: typer >= 0.20 bundles its own copy of
+#: click (``typer._click``) and no longer installs ``click``, so naming ``click`` here would
+#: both fail to import on a fresh install and miss typer's exceptions.
+TYPER_EXITS: tuple[type[BaseException], ...] = (
+    typer.Exit,
+    typer.Abort,
+    next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException"),
+)
 
 console = make_console()  # results; never wraps tables when writing to a file or a pipe
 err_console = make_console(stderr=True)
@@ -82,7 +91,7 @@ def friendly(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except TYPER_EXITS:
             raise  # typer's own exits and usage errors (exit code 2 with the usage line)
         except Exception as err:  # noqa: BLE001 - sorted into expected failures and bugs
             if DEBUG["on"]:
