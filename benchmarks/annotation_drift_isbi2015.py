@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark import isbi2015  # noqa: E402
-from unilandmark.evaluate import read_predictions  # noqa: E402
+from unilandmark import isbi2015
+from unilandmark.predictions.table import read_predictions
 
 MM_PER_PX = 0.1
 

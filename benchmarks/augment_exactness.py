@@ -21,7 +21,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark.data.augment import AugmentConfig, augment_batch  # noqa: E402
+from unilandmark.training.augment import AugmentConfig, augment_batch
 
 
 def dots(n, h, w, seed):

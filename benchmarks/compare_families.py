@@ -29,14 +29,14 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark.config import load_config  # noqa: E402
-from unilandmark.data.catalog import build_dataset  # noqa: E402
-from unilandmark.data.synthetic import make_synthetic  # noqa: E402
-from unilandmark.io import read_image  # noqa: E402
-from unilandmark.metrics import radial_errors  # noqa: E402
-from unilandmark.models import FAMILY, count_parameters  # noqa: E402
-from unilandmark.predict import Detector  # noqa: E402
-from unilandmark.train import fit  # noqa: E402
+from unilandmark.core.metrics import radial_errors
+from unilandmark.data.adapters.catalog import build_dataset
+from unilandmark.data.synthetic import make_synthetic
+from unilandmark.imageio.read import read_image
+from unilandmark.inference.detector import Detector
+from unilandmark.models import FAMILY, count_parameters
+from unilandmark.training.config import load_config
+from unilandmark.training.fit import fit
 
 #: (survey family, model name) compared by default, one row each
 FAMILIES = [

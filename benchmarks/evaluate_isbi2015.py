@@ -18,10 +18,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark import isbi2015  # noqa: E402
-from unilandmark.evaluate import evaluate, read_predictions, write_predictions  # noqa: E402
-from unilandmark.predict import Detector, result_rows  # noqa: E402
-from unilandmark.protocols import PROTOCOLS  # noqa: E402
+from unilandmark import isbi2015
+from unilandmark.evaluation.protocols import PROTOCOLS
+from unilandmark.evaluation.scoring import evaluate
+from unilandmark.inference.detector import Detector, result_rows
+from unilandmark.predictions.table import read_predictions, write_predictions
 
 HEAD_PROTOCOLS = ("isbi2015-test1", "isbi2015-test2", "isbi2015-mean-test1",
                   "isbi2015-mean-test2", "gu2net-head")

@@ -42,14 +42,14 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark.adapt_workflow import ADAPT_OPTIM, FEW_SHOT_AUGMENT  # noqa: E402
-from unilandmark.checkpoint import load_checkpoint, stage_chain  # noqa: E402
-from unilandmark.config import load_config  # noqa: E402
-from unilandmark.data.catalog import build_dataset  # noqa: E402
-from unilandmark.data.synthetic import make_synthetic  # noqa: E402
-from unilandmark.metrics import radial_errors, summarise  # noqa: E402
-from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME, Detector  # noqa: E402
-from unilandmark.train import fit  # noqa: E402
+from unilandmark.checkpoints.checkpoint import load_checkpoint, stage_chain
+from unilandmark.core.metrics import radial_errors, summarise
+from unilandmark.data.adapters.catalog import build_dataset
+from unilandmark.data.synthetic import make_synthetic
+from unilandmark.inference.detector import PRETRAINED_DIR, PRETRAINED_NAME, Detector
+from unilandmark.training.config import load_config
+from unilandmark.training.fit import fit
+from unilandmark.workflows.adapt import ADAPT_OPTIM, FEW_SHOT_AUGMENT
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the real new domains: adapter, folder under the data root, network input (W, H)

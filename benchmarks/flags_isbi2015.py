@@ -30,11 +30,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark import isbi2015  # noqa: E402
-from unilandmark.evaluate import PredictionTable  # noqa: E402
-from unilandmark.predict import Detector  # noqa: E402
-from unilandmark.protocols import PROTOCOLS  # noqa: E402
-from unilandmark.quality_report import quality_lines, quality_report  # noqa: E402
+from unilandmark import isbi2015
+from unilandmark.evaluation.protocols import PROTOCOLS
+from unilandmark.evaluation.quality import quality_lines, quality_report
+from unilandmark.inference.detector import Detector
+from unilandmark.predictions.table import PredictionTable
 
 RADIUS_MM = 4.0
 AIM = {"recall": 0.80, "flagged_fraction": 0.10}
@@ -151,8 +151,8 @@ def main(argv=None):
     a = p.parse_args(argv)
     detector = Detector.from_checkpoint(a.checkpoint)
     if a.calibrate:
-        from unilandmark.calibrate import ValidationSource, validation_points
-        from unilandmark.calibration import fit_calibration
+        from unilandmark.quality.calibration import fit_calibration
+        from unilandmark.workflows.calibrate import ValidationSource, validation_points
 
         source = ValidationSource("isbi2015", a.root, a.calibrate,
                                   {"annotator": a.calibration_annotator})

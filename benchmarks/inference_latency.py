@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import PAPER_DOMAINS, devices, machine, print_rows, timed, write_json  # noqa: E402
-from unilandmark.models import build_model  # noqa: E402
+from unilandmark.models import build_model
 
 BACKENDS = ("torch", "onnx")
 
@@ -122,8 +122,8 @@ def cascade_rows(checkpoint, domain, batches, warmup, repeats, image_size, backe
     from unilandmark.export.graph import PredictionGraph
     from unilandmark.export.inputs import graph_inputs
     from unilandmark.export.runner import OnnxDetector
-    from unilandmark.predict import Detector
-    from unilandmark.reading import read_input
+    from unilandmark.inference.detector import Detector
+    from unilandmark.inference.inputs import read_input
 
     detector = Detector.from_checkpoint(checkpoint, relocate=False)
     domain = detector._domain(domain)
@@ -167,8 +167,8 @@ def folder_rows(folder_in, checkpoint, domain, batch, limit, backends, folder, s
     (``auto`` decides per image with a second stage-1 pass on the mirror; ``original``
     skips it, for sites whose images all face the training way) and decode (``reduced``:
     a JPEG at the size the model needs; ``full``: whole)."""
-    from unilandmark.io import is_image_file
-    from unilandmark.predict import Detector
+    from unilandmark.imageio.read import is_image_file
+    from unilandmark.inference.detector import Detector
 
     paths = sorted(p for p in Path(folder_in).iterdir() if p.is_file() and is_image_file(p))
     paths = paths[:limit] if limit else paths

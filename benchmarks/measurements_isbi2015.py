@@ -25,15 +25,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import write_json  # noqa: E402
-from unilandmark import isbi2015  # noqa: E402
-from unilandmark.evaluate import (  # noqa: E402
-    match_predictions,
-    read_predictions,
-    write_predictions,
-)
-from unilandmark.measure import builtin_specs, classify_batch, measure_batch  # noqa: E402
-from unilandmark.measure.evaluation import measurement_report  # noqa: E402
-from unilandmark.measure.scoring import COORDINATES, evaluate_records  # noqa: E402
+from unilandmark import isbi2015
+from unilandmark.evaluation.scoring import match_predictions
+from unilandmark.measure import builtin_specs, classify_batch, measure_batch
+from unilandmark.measure.evaluation import measurement_report
+from unilandmark.measure.scoring import COORDINATES, evaluate_records
+from unilandmark.predictions.table import read_predictions, write_predictions
 
 SPLITS = ("test1", "test2")
 
@@ -49,7 +46,7 @@ def class_counts(spec, dataset, split: str, truncate: bool) -> dict:
 
 
 def predict_csv(checkpoint: str, root: str, out: str) -> str:
-    from unilandmark.predict import Detector, result_rows
+    from unilandmark.inference.detector import Detector, result_rows
 
     senior = isbi2015(root, "senior")
     records = [r for s in SPLITS for r in senior.split_records(s)]

@@ -48,7 +48,7 @@ def main(argv=None):
     from PIL import Image
     from selenium.webdriver.common.action_chains import ActionChains
 
-    from unilandmark.predict import Detector
+    from unilandmark.inference.detector import Detector
     from unilandmark.serve import BackgroundServer, create_app
     from unilandmark.serve.browser import headless_chromium, wait_for
 

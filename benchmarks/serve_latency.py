@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark.io import is_image_file  # noqa: E402
+from unilandmark.imageio.read import is_image_file
 
 
 def isbi_folder(root: Path, count: int, into: Path) -> Path:
@@ -110,7 +110,7 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
 
-    from unilandmark.predict import Detector
+    from unilandmark.inference.detector import Detector
     from unilandmark.serve import BackgroundServer, create_app
     from unilandmark.serve.browser import BrowserUnavailable, find_browser
 

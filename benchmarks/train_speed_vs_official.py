@@ -26,9 +26,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
-from unilandmark.losses import heatmap_bce  # noqa: E402
-from unilandmark.models import build_model  # noqa: E402
-from unilandmark.speed import SPEED_SETTINGS, prepare_batch, prepare_model  # noqa: E402
+from unilandmark.codecs.losses import heatmap_bce
+from unilandmark.models import build_model
+from unilandmark.training.speed import SPEED_SETTINGS, prepare_batch, prepare_model
 
 PEERS = Path(__file__).resolve().parents[1].parent / "shared" / "peers"
 DOMAINS = {"head": 19, "hand": 37, "chest": 6}

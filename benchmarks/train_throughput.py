@@ -19,8 +19,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import PAPER_DOMAINS, devices, machine, print_rows, timed, write_json  # noqa: E402
-from unilandmark.losses import heatmap_bce  # noqa: E402
-from unilandmark.models import build_model  # noqa: E402
+from unilandmark.codecs.losses import heatmap_bce
+from unilandmark.models import build_model
 
 
 def run(models, device, batch, warmup, repeats, scale, width):

@@ -9,7 +9,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from unilandmark.cli import app
-from unilandmark.io import write_image
+from unilandmark.imageio.read import write_image
 
 
 def snapshot(folder: Path) -> dict[str, str]:

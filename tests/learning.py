@@ -47,7 +47,7 @@ def write_phantoms(root: Path, seed: int = PHANTOM_SEED) -> Path:
 def phantom_config(root, out_dir, domains=("head", "hand", "chest"), epochs=40, size=64,
                    **train):
     """A small GU2Net config over the phantom domains (CPU-sized)."""
-    from unilandmark.config import load_config
+    from unilandmark.training.config import load_config
 
     doms = [{"name": d, "dataset": "synthetic", "root": str(root), "options": {"domain": d},
              "input_size": [size, size], "sigma": 2.0} for d in domains]
@@ -63,7 +63,7 @@ def _quiet_fit(cfg):
     depend on the machine's core count), restoring the caller's thread count after."""
     import torch
 
-    from unilandmark.train import fit
+    from unilandmark.training.fit import fit
 
     threads = torch.get_num_threads()
     cfg.train.threads = cfg.train.threads or 1
@@ -76,7 +76,7 @@ def _quiet_fit(cfg):
 def predicted_and_true(checkpoint, phantoms: Path, domain: str, split: str = "test"):
     """(pred, truth), each (N, K, 2) original pixels, of a checkpoint on a phantom split."""
     from unilandmark import synthetic_dataset
-    from unilandmark.predict import Detector
+    from unilandmark.inference.detector import Detector
 
     records = synthetic_dataset(phantoms, domain).split_records(split)
     results = Detector.from_checkpoint(checkpoint).predict_many(
@@ -117,8 +117,8 @@ def upscaled_errors(checkpoint, phantoms: Path, folder: Path) -> tuple[float, fl
     """A head test phantom upscaled 3x into a MetaImage: (mean |big - (3 small + 1)|, mean
     error of the big image's points against the upscaled truth), both in big-image px."""
     from unilandmark import read_image, synthetic_dataset
-    from unilandmark.io import write_image
-    from unilandmark.predict import Detector
+    from unilandmark.imageio.read import write_image
+    from unilandmark.inference.detector import Detector
 
     rec = synthetic_dataset(phantoms, "head").split_records("test")[1]
     array, _ = read_image(rec.image_path)
@@ -143,7 +143,7 @@ def refine_phantoms(root: Path, seed: int = REFINE_PHANTOM_SEED) -> Path:
 def train_cascade(data: Path, work: Path, seed: int = 0):
     """Stage 1 (GU2Net at 32 px on 128 px phantoms) then a patch stage on top of it,
     through the same training loop: (stage-1 run, cascade checkpoint path)."""
-    from unilandmark.config import load_config
+    from unilandmark.training.config import load_config
 
     stage1 = _quiet_fit(phantom_config(data, work / "s1", domains=("head",), epochs=25,
                                        size=32, seed=seed))
@@ -177,7 +177,7 @@ def measure_seed(index: int, work: Path, families=FAMILY_MODELS,
                  parts=("families", "gu2net", "refine")) -> dict[str, float]:
     """Every learning test's quantity for one seed index (train seed = index, phantom seeds
     shifted by index)."""
-    from unilandmark.checkpoint import slim_checkpoint
+    from unilandmark.checkpoints.checkpoint import slim_checkpoint
 
     phantoms = write_phantoms(work / "phantoms", PHANTOM_SEED + index)
     out: dict[str, float] = mean_shape_errors(phantoms)
@@ -212,7 +212,7 @@ def measure_seed(index: int, work: Path, families=FAMILY_MODELS,
 def measure_untrained(work: Path) -> dict[str, float]:
     """What an untrained model scores (one epoch at a zero learning rate): the level a
     bound must stay far below for the test to mean anything."""
-    from unilandmark.train import fit
+    from unilandmark.training.fit import fit
 
     phantoms = write_phantoms(work / "phantoms")
     out = {}

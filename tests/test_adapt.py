@@ -8,15 +8,15 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from unilandmark import adapt
-from unilandmark.checkpoint import load_checkpoint, stage_chain
+from unilandmark.checkpoints.checkpoint import load_checkpoint, stage_chain
 from unilandmark.cli import app
-from unilandmark.config import ConfigError, load_config
 from unilandmark.data.sizes import size_advice, suggest_input_size
+from unilandmark.inference.detector import Detector
 from unilandmark.models import build_model
+from unilandmark.models import surgery as adapt
 from unilandmark.models.layers import PRIOR_BIAS
-from unilandmark.predict import Detector
-from unilandmark.train import fit
+from unilandmark.training.config import ConfigError, load_config
+from unilandmark.training.fit import fit
 
 SMALL = {"width": 8, "depth": 2, "global_width": 8}
 HEAD, HAND = ["a", "b", "c"], ["p", "q", "r", "s"]
@@ -157,7 +157,7 @@ def test_size_advice_warns_about_aspect_and_suggests_an_input():
 
 @pytest.mark.parametrize("n", [1, 2, 3, 4])
 def test_domain_metadata_works_with_a_handful_of_images(phantoms, tmp_path, n):
-    from unilandmark.stages.image import ImageStage, domain_meta
+    from unilandmark.training.stages.image import ImageStage, domain_meta
 
     table = few_table(phantoms, "hand", n, tmp_path)
     config = load_config(data={"out_dir": str(tmp_path / "run"), "domains": [
@@ -167,7 +167,7 @@ def test_domain_metadata_works_with_a_handful_of_images(phantoms, tmp_path, n):
     meta = domain_meta(stage.domain_data["hand"])
     assert (meta["shape"] is None) == (n < 3)
     if meta["shape"] is not None:
-        from unilandmark.shape import ShapeModel, fit_shape
+        from unilandmark.inference.shape import ShapeModel, fit_shape
 
         shape = ShapeModel.from_dict(meta["shape"])
         record = stage.domain_data["hand"].records.train[0]

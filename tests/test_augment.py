@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from unilandmark.data.augment import AugmentConfig, augment_batch
-from unilandmark.data.sampling import epoch_schedule
+from unilandmark.training.augment import AugmentConfig, augment_batch
+from unilandmark.training.sampling import epoch_schedule
 
 GEOMETRIC = AugmentConfig(rotate_deg=30, scale=0.2, translate=0.1, gamma=(1, 1), contrast=0,
                           brightness=0, noise=0)

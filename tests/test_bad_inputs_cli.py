@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from tests.bad_inputs import assert_refused, assert_unchanged, cli, phantom_images, snapshot
-from unilandmark.data.catalog import csv_dataset
-from unilandmark.data.dataset import LandmarkDataset
+from unilandmark.data.adapters.catalog import csv_dataset
+from unilandmark.training.dataset import LandmarkDataset
 
 CONFIG = """\
 out_dir: {out}
@@ -188,7 +188,7 @@ def test_tracebacks_only_for_bugs_or_with_debug(tmp_path, monkeypatch):
     def bug(*args, **kwargs):
         raise ZeroDivisionError("a real bug")
 
-    monkeypatch.setattr(sys.modules["unilandmark.evaluate"], "export_ground_truth", bug)
+    monkeypatch.setattr(sys.modules["unilandmark.evaluation.scoring"], "export_ground_truth", bug)
     phantom_images(tmp_path, ["a.png"])
     (tmp_path / "t.csv").write_text("image,x1,y1\na.png,3,4\n")
     r = cli("datasets", "export", "csv", "--root", tmp_path / "t.csv", "--split", "all",

@@ -13,7 +13,7 @@ import pytest
 
 from tests.bad_inputs import assert_refused, assert_unchanged, cli, phantom_images, snapshot
 from tests.dicom_files import write_dicom
-from unilandmark.io import ImageReadError, read_image, write_image
+from unilandmark.imageio.read import ImageReadError, read_image, write_image
 
 
 def _jpeg(path):
@@ -120,7 +120,7 @@ def test_spacing_is_checked_wherever_it_enters(tmp_path):
                          "positive and finite, got (0, 0)")
     assert_unchanged(tmp_path, before)
     # a config's domain options reach the same adapter check
-    from unilandmark.data.catalog import build_dataset
+    from unilandmark.data.adapters.catalog import build_dataset
 
     with pytest.raises(ValueError, match="csv: option spacing must be positive and finite"):
         build_dataset("csv", tmp_path / "t.csv", spacing=float("inf"))

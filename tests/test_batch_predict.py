@@ -11,9 +11,9 @@ import pytest
 from typer.testing import CliRunner
 
 from unilandmark.cli import app
-from unilandmark.evaluate import read_predictions
-from unilandmark.io import read_image, write_image
-from unilandmark.predict import Detector
+from unilandmark.imageio.read import read_image, write_image
+from unilandmark.inference.detector import Detector
+from unilandmark.predictions.table import read_predictions
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from unilandmark.cli import app
-from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME, Detector
+from unilandmark.inference.detector import PRETRAINED_DIR, PRETRAINED_NAME, Detector
 
 PROVENANCE = (PRETRAINED_DIR / PRETRAINED_NAME).with_suffix(".json")
 

@@ -11,7 +11,7 @@ from unilandmark import (
     labelme_dataset,
     shenzhen_chest,
 )
-from unilandmark.io import write_image
+from unilandmark.imageio.read import write_image
 
 
 def test_isbi_real_split_counts(isbi_spec):
@@ -172,7 +172,7 @@ def test_csv_faults_together(tmp_path):
 def test_isbi_mirrored_copy_of_image_322_is_corrected_by_content(isbi_root, monkeypatch):
     """The JPEG copy's test2 image 322 faces left while its annotations are those of the
     right-facing image: the adapter mirrors them to fit, only for that exact file."""
-    from unilandmark.data import catalog
+    from unilandmark.data.adapters import catalog
 
     raw = isbi2015(isbi_root, errata=False).record_map()["322"]
     fixed = isbi2015(isbi_root).record_map()["322"]

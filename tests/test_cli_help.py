@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from unilandmark.cli import app
-from unilandmark.console import NO_WRAP_WIDTH, make_console
+from unilandmark.core.console import NO_WRAP_WIDTH, make_console
 
 
 def _commands(command, path=()):
@@ -75,7 +75,7 @@ def test_tables_do_not_wrap_when_output_is_not_a_terminal():
 
 
 def test_report_table_into_a_file_keeps_one_row_per_line():
-    from unilandmark.report import print_report
+    from unilandmark.evaluation.report import print_report
 
     names = [f"a_rather_long_landmark_name_{k}" for k in range(3)]
     sdr = {f"{t:.1f}": 99.0 for t in (2, 2.5, 3, 4, 6, 8, 10)}

@@ -11,7 +11,7 @@ import pytest
 import SimpleITK as sitk
 
 from tests.dicom_files import write_dicom
-from unilandmark.io import ImageReadError, read_image, read_image_info
+from unilandmark.imageio.read import ImageReadError, read_image, read_image_info
 
 pytest.importorskip("pydicom")
 
@@ -92,7 +92,7 @@ def test_implausible_header_spacing_gives_no_millimetres(tmp_path, caplog, spaci
 
 
 def test_dicom_by_content_without_or_with_a_wrong_extension(tmp_path):
-    from unilandmark.io import is_image_file
+    from unilandmark.imageio.read import is_image_file
 
     write_dicom(tmp_path / "a.dcm", RAMP, PixelSpacing=[0.1, 0.2])
     write_dicom(tmp_path / "bare.dcm", RAMP, PixelSpacing=[0.1, 0.2], preamble=False)
@@ -112,7 +112,7 @@ def test_dicom_by_content_without_or_with_a_wrong_extension(tmp_path):
 
 @pytest.fixture(scope="module")
 def builtin():
-    from unilandmark.predict import Detector
+    from unilandmark.inference.detector import Detector
 
     return Detector.from_checkpoint(None)
 

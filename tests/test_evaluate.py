@@ -117,7 +117,7 @@ def test_cli_evaluate_writes_json_and_figures(tmp_path, isbi_root):
 
 
 def test_millimetres_are_written_without_float_noise():
-    from unilandmark.evaluate import prediction_rows
+    from unilandmark.predictions.table import prediction_rows
 
     points = [np.array([[846.0, 1423.0], [812.3, 0.5]])]
     rows = prediction_rows(["a"], points, ["p", "q"], spacing=[(0.1, 0.1)])

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from unilandmark.geometry import fit_geometry, resize_to_input
+from unilandmark.core.geometry import fit_geometry, resize_to_input
 
 
 def test_stretch_matrix_by_hand():

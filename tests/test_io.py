@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import SimpleITK as sitk
 
-from unilandmark.io import ImageReadError, read_image, read_image_info, write_image
+from unilandmark.imageio.read import ImageReadError, read_image, read_image_info, write_image
 
 
 def test_reads_real_isbi_jpeg(isbi_root):

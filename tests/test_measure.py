@@ -473,7 +473,7 @@ def test_cli_evaluate_measurements_junior_and_perfect(tmp_path, isbi_root):
 
 
 def test_cli_predict_measurements_with_the_builtin_model(tmp_path, isbi_root):
-    from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME
+    from unilandmark.inference.detector import PRETRAINED_DIR, PRETRAINED_NAME
 
     if not (PRETRAINED_DIR / PRETRAINED_NAME).is_file():
         pytest.skip("no built-in model in this build")

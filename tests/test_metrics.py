@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from unilandmark.metrics import radial_errors, sdr, summarise
+from unilandmark.core.metrics import radial_errors, sdr, summarise
 
 
 def test_radial_errors_by_hand_with_anisotropic_spacing():

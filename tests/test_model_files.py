@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from unilandmark import synthetic_dataset
-from unilandmark.checkpoint import (
+from unilandmark.checkpoints.checkpoint import (
     FORMAT,
     UnsafeCheckpointError,
     file_kind,
@@ -21,9 +21,9 @@ from unilandmark.checkpoint import (
     slim_checkpoint,
     stage_chain,
 )
+from unilandmark.checkpoints.convert import convert_checkpoint
 from unilandmark.cli import app
-from unilandmark.convert import convert_checkpoint
-from unilandmark.predict import Detector
+from unilandmark.inference.detector import Detector
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -149,13 +149,13 @@ def test_full_unpickling_exists_only_behind_the_trust_path():
     hits = [(p.relative_to(SRC).as_posix(), n) for p in SRC.rglob("*.py")
             for n, line in enumerate(p.read_text().splitlines(), 1)
             if re.search(r"weights_only\s*=\s*False|pickle\.loads?\(", line)]
-    assert [h[0] for h in hits] == ["unilandmark/convert.py"], hits
-    text = (SRC / "unilandmark" / "convert.py").read_text()
+    assert [h[0] for h in hits] == ["unilandmark/checkpoints/convert.py"], hits
+    text = (SRC / "unilandmark" / "checkpoints" / "convert.py").read_text()
     assert "def _unpickle_trusted" in text and text.count("weights_only=False") == 1
 
 
 def test_builtin_model_is_a_model_file():
-    from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME
+    from unilandmark.inference.detector import PRETRAINED_DIR, PRETRAINED_NAME
 
     path = PRETRAINED_DIR / PRETRAINED_NAME
     if not path.is_file():

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from unilandmark.calibrate import calibrate_checkpoint
-from unilandmark.predict import BUILTIN_MODELS, PRETRAINED_DIR, model_path
+from unilandmark.inference.detector import BUILTIN_MODELS, PRETRAINED_DIR, model_path
+from unilandmark.workflows.calibrate import calibrate_checkpoint
 
 
 def test_model_path_resolves_built_in_names_and_leaves_paths_alone(tmp_path, monkeypatch):

@@ -12,18 +12,18 @@ import pytest
 from typer.testing import CliRunner
 
 from unilandmark import read_image, synthetic_dataset
-from unilandmark.checkpoint import load_checkpoint, save_checkpoint
+from unilandmark.checkpoints.checkpoint import load_checkpoint, save_checkpoint
 from unilandmark.cli import app
-from unilandmark.config import load_config
-from unilandmark.orientation import mirror_pass_needed
-from unilandmark.predict import Detector
-from unilandmark.resample import resize_bilinear
+from unilandmark.imageio.resample import resize_bilinear
+from unilandmark.inference.detector import Detector
+from unilandmark.inference.orientation import mirror_pass_needed
+from unilandmark.training.config import load_config
 
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from unilandmark.export.exporter import export_onnx  # noqa: E402
-from unilandmark.export.runner import OnnxDetector  # noqa: E402
+from unilandmark.export.exporter import export_onnx
+from unilandmark.export.runner import OnnxDetector
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 #: ONNX and PyTorch landmarks agree to this many pixels (the issue's bound)
@@ -38,7 +38,7 @@ def _without(state: dict) -> dict:
 def cascade(trained_run, tmp_path_factory):
     """The phantom GU2Net plus a patch stage for ``head`` (a few seconds of training),
     its gate set by hand so that some landmarks are refined and others are not."""
-    from unilandmark.train import fit
+    from unilandmark.training.fit import fit
 
     out = tmp_path_factory.mktemp("cascade")
     config = load_config(data={
@@ -200,7 +200,7 @@ def test_reduced_jpeg_decode_gives_the_same_landmarks_in_both_backends(cascade, 
     import simplejpeg
 
     from unilandmark.export.inputs import least_size
-    from unilandmark.reading import read_input
+    from unilandmark.inference.inputs import read_input
 
     state = load_checkpoint(cascade)
     for domains in (state["domains"], state["previous"]["domains"]):
@@ -304,7 +304,7 @@ def test_export_refuses_a_model_that_is_not_a_heatmap_model(tmp_path):
 @pytest.mark.slow
 def test_onnx_matches_pytorch_on_isbi_test_images_with_the_builtin_model(isbi_root,
                                                                        tmp_path):
-    from unilandmark.predict import PRETRAINED_DIR, PRETRAINED_NAME
+    from unilandmark.inference.detector import PRETRAINED_DIR, PRETRAINED_NAME
 
     if not (PRETRAINED_DIR / PRETRAINED_NAME).is_file():
         pytest.skip("no built-in model in this build")

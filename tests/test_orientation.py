@@ -6,8 +6,9 @@ import torch
 
 from unilandmark import read_image, synthetic_dataset
 from unilandmark.codecs import HeatmapCodec
-from unilandmark.data.augment import AugmentConfig, augment_batch, flip_permutation
-from unilandmark.predict import Detector
+from unilandmark.core.geometry import flip_permutation
+from unilandmark.inference.detector import Detector
+from unilandmark.training.augment import AugmentConfig, augment_batch
 
 MIRROR_ONLY = AugmentConfig(rotate_deg=0, scale=0, translate=0, gamma=(1, 1), contrast=0,
                             brightness=0, noise=0, flip=1.0)
@@ -28,7 +29,7 @@ def test_mirror_moves_points_and_swaps_pair_names():
     image[0, 0, 3, 4] = 1.0  # a bright pixel at (4, 3): the "left" landmark
     points = torch.tensor([[[4.0, 3.0], [15.0, 6.0], [9.5, 2.0]]])
     visible = torch.tensor([[True, True, False]])
-    perm = flip_permutation(("left", "right", "mid"), [("left", "right")])
+    perm = torch.as_tensor(flip_permutation(("left", "right", "mid"), [("left", "right")]))
     out = augment_batch({"image": image, "points": points, "visible": visible}, MIRROR_ONLY,
                         torch.Generator().manual_seed(0), perm)
     assert out["image"][0, 0, 3, w - 1 - 4] == pytest.approx(1.0, abs=1e-4)
@@ -76,7 +77,7 @@ def test_mirrored_image_is_read_in_the_training_orientation(trained_run, phantom
 
 
 def test_orientation_rule_keeps_the_original_unless_the_mirror_is_clearly_more_confident():
-    from unilandmark.orientation import (
+    from unilandmark.inference.orientation import (
         CONFIDENT_ORIGINAL,
         MIRROR_CONFIDENCE_RATIO,
         mirror_pass_needed,

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from unilandmark import csv_dataset
-from unilandmark.data.dataset import ScaledImages
-from unilandmark.geometry import patch_scale, scaled_geometry
-from unilandmark.io import write_image
-from unilandmark.patches import crop, to_patch
+from unilandmark.core.geometry import patch_scale, scaled_geometry
+from unilandmark.imageio.read import write_image
+from unilandmark.inference.refine import crop, to_patch
+from unilandmark.training.dataset import ScaledImages
 
 
 def _ramp(h=40, w=50):

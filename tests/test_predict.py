@@ -4,8 +4,8 @@ from typer.testing import CliRunner
 
 from unilandmark import read_image, synthetic_dataset
 from unilandmark.cli import app
-from unilandmark.io import write_image
-from unilandmark.predict import Detector
+from unilandmark.imageio.read import write_image
+from unilandmark.inference.detector import Detector
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +149,7 @@ def test_cli_predict_without_spacing_gives_pixels_only(trained_run, phantoms, tm
 
 
 def test_assume_training_spacing_uses_the_checkpoint_spacing(trained_run, phantoms, tmp_path):
-    from unilandmark.checkpoint import load_checkpoint, save_checkpoint
+    from unilandmark.checkpoints.checkpoint import load_checkpoint, save_checkpoint
 
     png = sorted((phantoms / "head" / "images").glob("*.png"))[0]
     args = ["predict", str(png), "--domain", "head", "--out", str(tmp_path / "p.csv")]

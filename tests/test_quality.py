@@ -7,23 +7,23 @@ import numpy as np
 import pytest
 import torch
 
-from unilandmark.calibration import (
-    choose_threshold,
-    fit_calibration,
-    fit_logistic,
-    fit_risk_model,
-)
-from unilandmark.evaluate import (
+from unilandmark.core.types import Record
+from unilandmark.evaluation.quality import quality_report, risk_coverage
+from unilandmark.inference.detector import LandmarkResult
+from unilandmark.predictions.table import (
     PredictionError,
     PredictionTable,
     prediction_rows,
     read_predictions,
     write_predictions,
 )
-from unilandmark.predict import LandmarkResult
-from unilandmark.quality import assess, evidence, outside_image, qc_status, risk
-from unilandmark.quality_report import quality_report, risk_coverage
-from unilandmark.types import Record
+from unilandmark.quality.calibration import (
+    choose_threshold,
+    fit_calibration,
+    fit_logistic,
+    fit_risk_model,
+)
+from unilandmark.quality.evidence import assess, evidence, outside_image, qc_status, risk
 
 META = {"input_size": [100, 50], "resize": "stretch", "num_landmarks": 3}
 
@@ -232,8 +232,8 @@ def test_refine_points_reports_the_spread_of_the_offset_crops():
     """A patch model that always answers 'the patch centre': the crops shifted by the
     test offsets decode to points that far apart, in original pixels."""
     from unilandmark.codecs import HeatmapCodec
-    from unilandmark.geometry import fit_geometry
-    from unilandmark.patches import refine_points
+    from unilandmark.core.geometry import fit_geometry
+    from unilandmark.inference.refine import refine_points
 
     size = 16
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import simplejpeg
 
-from unilandmark.io import ImageReadError, read_image, read_image_reduced, write_image
-from unilandmark.predict import Detector
-from unilandmark.reading import least_size_rule, read_input
-from unilandmark.resample import resize_bilinear, resize_extent
+from unilandmark.imageio.read import ImageReadError, read_image, read_image_reduced, write_image
+from unilandmark.imageio.resample import resize_bilinear, resize_extent
+from unilandmark.inference.detector import Detector
+from unilandmark.inference.inputs import least_size_rule, read_input
 
 W, H = 1001, 803  # odd sizes: the last reduced pixel reaches past the image's edge
 BLOB = (900.3, 400.7)

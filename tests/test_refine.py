@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 
 from unilandmark import csv_dataset, make_synthetic, read_image, synthetic_dataset
-from unilandmark.checkpoint import load_checkpoint, slim_checkpoint, stage_chain
-from unilandmark.config import load_config
-from unilandmark.geometry import fit_geometry, resize_to_input
-from unilandmark.io import write_image
-from unilandmark.predict import Detector
-from unilandmark.train import fit
+from unilandmark.checkpoints.checkpoint import load_checkpoint, slim_checkpoint, stage_chain
+from unilandmark.core.geometry import fit_geometry, resize_to_input
+from unilandmark.imageio.read import write_image
+from unilandmark.inference.detector import Detector
+from unilandmark.training.config import load_config
+from unilandmark.training.fit import fit
 
 from .learning import phantom_config
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from unilandmark import make_synthetic, synthetic_dataset
-from unilandmark.report import (
+from unilandmark.evaluation.report import (
     CONFIDENCE_NOTE,
     draw_overlay,
     label_offsets,

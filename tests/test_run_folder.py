@@ -6,10 +6,10 @@ import json
 import pytest
 from typer.testing import CliRunner
 
-from unilandmark.checkpoint import load_checkpoint
+from unilandmark.checkpoints.checkpoint import load_checkpoint
 from unilandmark.cli import app
-from unilandmark.stages.base import selection_score
-from unilandmark.train import fit, pick_device
+from unilandmark.training.fit import fit, pick_device
+from unilandmark.training.stages.base import selection_score
 
 from .conftest import phantom_config
 

@@ -19,16 +19,12 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from unilandmark import csv_dataset, labelme_dataset, read_image  # noqa: E402
-from unilandmark.io import write_image  # noqa: E402
-from unilandmark.predict import Detector  # noqa: E402
-from unilandmark.serve import create_app  # noqa: E402
-from unilandmark.serve.display import (  # noqa: E402
-    display_image,
-    display_to_original,
-    original_to_display,
-)
-from unilandmark.serve.state import pick_domain  # noqa: E402
+from unilandmark import csv_dataset, labelme_dataset, read_image
+from unilandmark.imageio.read import write_image
+from unilandmark.inference.detector import Detector
+from unilandmark.serve import create_app
+from unilandmark.serve.display import display_image, display_to_original, original_to_display
+from unilandmark.serve.state import pick_domain
 
 WRITE = {"X-Unilandmark": "1"}
 
@@ -363,8 +359,8 @@ def test_cli_binds_loopback_by_default(folder, monkeypatch):
 
 
 def test_reviewed_images_can_be_trained_on_at_once(folder, detector, tmp_path):
-    from unilandmark.config import load_config
-    from unilandmark.train import fit
+    from unilandmark.training.config import load_config
+    from unilandmark.training.fit import fit
 
     client = make_client(folder, detector)
     names = client.get("/api/info").json()["names"]

@@ -15,15 +15,10 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the review app needs the 'serve' extra")
 
-from unilandmark import csv_dataset, labelme_dataset  # noqa: E402
-from unilandmark.predict import Detector  # noqa: E402
-from unilandmark.serve import BackgroundServer, create_app  # noqa: E402
-from unilandmark.serve.browser import (  # noqa: E402
-    BrowserUnavailable,
-    find_browser,
-    headless_chromium,
-    wait_for,
-)
+from unilandmark import csv_dataset, labelme_dataset
+from unilandmark.inference.detector import Detector
+from unilandmark.serve import BackgroundServer, create_app
+from unilandmark.serve.browser import BrowserUnavailable, find_browser, headless_chromium, wait_for
 
 DRAG = (60, -45)  # screen pixels
 

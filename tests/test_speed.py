@@ -6,9 +6,9 @@ import typing
 import numpy as np
 import pytest
 
-from unilandmark.config import TrainConfig
-from unilandmark.speed import SPEED_SETTINGS
-from unilandmark.train import fit
+from unilandmark.training.config import TrainConfig
+from unilandmark.training.fit import fit
+from unilandmark.training.speed import SPEED_SETTINGS
 
 from .conftest import phantom_config
 

@@ -12,8 +12,8 @@ import pytest
 import torch
 import yaml
 
-from unilandmark.checkpoint import load_checkpoint
-from unilandmark.train import fit
+from unilandmark.checkpoints.checkpoint import load_checkpoint
+from unilandmark.training.fit import fit
 
 from .learning import fingers_identified, mean_error, phantom_config, predicted_and_true
 

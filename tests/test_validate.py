@@ -5,7 +5,7 @@ from typer.testing import CliRunner
 
 from unilandmark import check_dataset, csv_dataset
 from unilandmark.cli import app
-from unilandmark.io import write_image
+from unilandmark.imageio.read import write_image
 
 
 def _bad_dataset(tmp_path):

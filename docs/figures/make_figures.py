@@ -35,6 +35,9 @@ def report_module_at(rev: str):
     """unilandmark/report.py as it was at ``rev``, loaded inside the installed package."""
     source = subprocess.run(["git", "show", f"{rev}:src/unilandmark/report.py"], cwd=ROOT,
                             check=True, capture_output=True, text=True).stdout
+    # the package was layered since: its relative imports name the modules' new homes
+    source = source.replace("from .atomic ", "from .core.atomic ").replace(
+        "from .types ", "from .core.types ")
     spec = importlib.util.spec_from_loader("unilandmark._report_before", loader=None)
     module = importlib.util.module_from_spec(spec)
     module.__package__ = "unilandmark"
@@ -44,10 +47,11 @@ def report_module_at(rev: str):
 
 
 def main(argv=None) -> None:
-    from unilandmark import report as after
-    from unilandmark.data.catalog import synthetic_dataset
-    from unilandmark.evaluate import evaluate, read_predictions
-    from unilandmark.protocols import native_protocol
+    from unilandmark.data.adapters.catalog import synthetic_dataset
+    from unilandmark.evaluation import report as after
+    from unilandmark.evaluation.protocols import native_protocol
+    from unilandmark.evaluation.scoring import evaluate
+    from unilandmark.predictions.table import read_predictions
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("demo", type=Path, help="a folder written by `unilandmark demo --out`")
@@ -79,8 +83,8 @@ def main(argv=None) -> None:
                        title=f"{record.id}: predicted landmarks", names=spec.landmark_names,
                        confidence=conf)
     if a.predictions is not None:
-        from unilandmark.data.catalog import build_dataset
-        from unilandmark.protocols import PROTOCOLS, get_protocol
+        from unilandmark.data.adapters.catalog import build_dataset
+        from unilandmark.evaluation.protocols import PROTOCOLS, get_protocol
 
         other = build_dataset(a.dataset, a.root, annotator=PROTOCOLS[a.protocol].annotator)
         report, errors, records, pred = evaluate(read_predictions(a.predictions), other,

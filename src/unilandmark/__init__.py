@@ -4,7 +4,11 @@ One model for several anatomies (GU2Net), scored honestly in millimetres, predic
 new scans and shipping to production. The public API is listed in ``__all__``.
 """
 
-from .data.catalog import (
+from .core.geometry import fit_geometry, resize_to_input
+from .core.metrics import radial_errors, sdr, summarise
+from .core.types import DatasetSpec, Geometry, Prediction, Record, Sample
+from .core.version import __version__
+from .data.adapters.catalog import (
     DATASETS,
     build_dataset,
     dha_hand,
@@ -13,27 +17,28 @@ from .data.catalog import (
     shenzhen_chest,
     synthetic_dataset,
 )
+from .data.adapters.csv import csv_dataset
 from .data.faults import DatasetError, Fault
 from .data.synthetic import make_synthetic, render_phantom
-from .data.tables import csv_dataset
 from .data.validate import check_dataset
-from .evaluate import (
-    PredictionError,
-    evaluate,
-    export_ground_truth,
-    read_predictions,
-    write_predictions,
-)
-from .geometry import fit_geometry, resize_to_input
-from .io import ImageReadError, read_image, read_image_info
-from .metrics import radial_errors, sdr, summarise
-from .protocols import PROTOCOLS, Protocol, get_protocol
-from .types import DatasetSpec, Geometry, Prediction, Record, Sample
+from .evaluation.protocols import PROTOCOLS, Protocol, get_protocol
+from .evaluation.scoring import evaluate, export_ground_truth
+from .imageio.read import ImageReadError, read_image, read_image_info
+from .predictions.table import PredictionError, read_predictions, write_predictions
 
-__version__ = "0.1.0"
+
+def __getattr__(name: str):
+    """``Detector`` (prediction with a trained model) on first use: ``import unilandmark``
+    stays light (no torch) for data and scoring work."""
+    if name == "Detector":
+        from .inference.detector import Detector
+
+        return Detector
+    raise AttributeError(f"module 'unilandmark' has no attribute {name!r}")
+
 
 __all__ = [
-    "DATASETS", "PROTOCOLS", "DatasetError", "DatasetSpec", "Fault", "Geometry",
+    "DATASETS", "PROTOCOLS", "DatasetError", "DatasetSpec", "Detector", "Fault", "Geometry",
     "ImageReadError", "Prediction", "PredictionError", "Protocol", "Record", "Sample",
     "build_dataset", "check_dataset", "csv_dataset", "dha_hand", "evaluate",
     "export_ground_truth", "fit_geometry", "get_protocol", "isbi2015", "labelme_dataset",

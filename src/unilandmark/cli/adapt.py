@@ -80,7 +80,7 @@ def adapt_cmd(
 ) -> None:
     """Add a new anatomy (domain) to a trained model from a handful of labelled images;
     the result serves the old and the new domains. See docs/adapt.md."""
-    from ..adapt_workflow import AdaptRequest, run_adaptation
+    from ..workflows.adapt import AdaptRequest, run_adaptation
 
     if resize not in ("stretch", "letterbox"):
         raise ValueError(f"--resize {resize!r}: expected stretch or letterbox")

@@ -37,8 +37,8 @@ def calibrate_cmd(
 ) -> None:
     """Fit the quality flags (risk per landmark, flag threshold, QC) on validation images
     and store them in the model file; see docs/quality.md."""
-    from ..calibrate import calibrate_checkpoint
-    from ..preflight import check_device, check_writable_file
+    from ..core.preflight import check_device, check_writable_file
+    from ..workflows.calibrate import calibrate_checkpoint
 
     check_writable_file(out, "--out")
     device = check_device(device)

@@ -17,7 +17,7 @@ import typer
 import yaml
 from rich.markup import escape
 
-from ..console import make_console
+from ..core.console import make_console
 from ..data.faults import DatasetError
 
 #: the exceptions typer raises for its own exits and usage errors; they pass through
@@ -53,7 +53,7 @@ def expected_failure(err: BaseException) -> str | None:
         return "; ".join(f"{'.'.join(str(v) for v in e['loc']) or 'value'}: {e['msg']}"
                          for e in err.errors())
     if isinstance(err, yaml.YAMLError):
-        from ..config import yaml_problem
+        from ..training.config import yaml_problem
 
         mark = getattr(err, "problem_mark", None)
         name = getattr(mark, "name", None)
@@ -157,7 +157,7 @@ def parse_domain_counts(text: str, option: str = "--domains") -> dict[str, int]:
 
 
 def build_spec(name: str, root: Path, annotator: str | None, options: list[str] | None):
-    from ..data.catalog import build_dataset
+    from ..data.adapters.catalog import build_dataset
 
     kwargs = parse_options(options)
     if annotator is not None:

@@ -21,8 +21,8 @@ def convert_cmd(
                                                      "file whose origin you trust."),
 ) -> None:
     """Convert a checkpoint into a file that loads without running code from it."""
-    from ..convert import convert_checkpoint
-    from ..preflight import check_writable_file
+    from ..checkpoints.convert import convert_checkpoint
+    from ..core.preflight import check_writable_file
 
     check_writable_file(dst, "DST")
     done = convert_checkpoint(src, dst, trust)

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import typer
 
+from ..core.wording import plural
 from ..data.faults import DatasetError
-from ..wording import plural
 from .common import OPT_HELP, build_spec, console, err_console, friendly, parse_size
 
 datasets_app = typer.Typer(no_args_is_help=True, help="List, check, export and make datasets.")
@@ -17,8 +17,8 @@ datasets_app = typer.Typer(no_args_is_help=True, help="List, check, export and m
 @datasets_app.command("list")
 def datasets_list() -> None:
     """List the dataset adapters and the named evaluation protocols."""
-    from ..data.catalog import DATASETS
-    from ..protocols import PROTOCOLS
+    from ..data.adapters.catalog import DATASETS
+    from ..evaluation.protocols import PROTOCOLS
 
     console.print("[bold]datasets[/bold] (roots, options and splits: docs/datasets.md)")
     for name, builder in DATASETS.items():
@@ -47,9 +47,9 @@ def datasets_check(
     header_only: bool = typer.Option(False, help="Read image headers only (faster)."),
 ) -> None:
     """Validate every record; print a summary and ALL faults; exit 1 when there are faults."""
+    from ..core.preflight import check_writable_file
     from ..data.validate import check_dataset
-    from ..preflight import check_writable_file
-    from ..report import write_json
+    from ..evaluation.report import write_json
 
     if json_out:
         check_writable_file(json_out, "--json")
@@ -100,8 +100,8 @@ def datasets_export(
                                                 "docs/protocols.md)."),
 ) -> None:
     """Write a split's ground truth in the prediction CSV format."""
-    from ..evaluate import export_ground_truth
-    from ..preflight import check_writable_file
+    from ..core.preflight import check_writable_file
+    from ..evaluation.scoring import export_ground_truth
 
     check_writable_file(out, "--out")
     spec = build_spec(name, root, annotator, opt)
@@ -122,8 +122,8 @@ def datasets_make_synthetic(
     seed: int = typer.Option(0, help="Seed: the same seed writes the same images."),
 ) -> None:
     """Write synthetic phantom domains (PNG + landmarks.csv in the csv adapter format)."""
+    from ..core.preflight import check_writable_dir
     from ..data.synthetic import make_synthetic
-    from ..preflight import check_writable_dir
 
     w, h = parse_size(size)
     check_writable_dir(out, "--out")

@@ -39,10 +39,11 @@ def evaluate_cmd(
                                        "(the ISBI 2015 organisers' code); default floats."),
 ) -> None:
     """Score a prediction CSV: table, JSON report and figures."""
-    from ..evaluate import evaluate, read_predictions
-    from ..preflight import check_writable_dir, check_writable_file
-    from ..protocols import PROTOCOLS, get_protocol
-    from ..report import draw_figures, print_report, write_json
+    from ..core.preflight import check_writable_dir, check_writable_file
+    from ..evaluation.protocols import PROTOCOLS, get_protocol
+    from ..evaluation.report import draw_figures, print_report, write_json
+    from ..evaluation.scoring import evaluate
+    from ..predictions.table import read_predictions
 
     if json_out:
         check_writable_file(json_out, "--json")
@@ -80,7 +81,7 @@ def evaluate_cmd(
                                                     truncate)
     print_report(report, console)
     if "quality" in report:
-        from ..quality_report import quality_lines
+        from ..evaluation.quality import quality_lines
 
         for line in quality_lines(report["quality"]):
             console.print(line, highlight=False)
@@ -92,7 +93,7 @@ def evaluate_cmd(
     if figures:
         paths = draw_figures(report, errors, records, pred, figures)
         if "quality" in report:
-            from ..quality_report import draw_risk_coverage
+            from ..evaluation.quality import draw_risk_coverage
 
             q = report["quality"]
             drawn = draw_risk_coverage(table, records, errors, q["radius"], q["unit"],

@@ -21,8 +21,8 @@ def export_cmd(
 ) -> None:
     """Export stage 1, the orientation decision, every patch stage and the decoding as one
     ONNX graph (see docs/deployment.md); run it with `predict --model`."""
+    from ..core.preflight import check_writable_file
     from ..export.exporter import export_onnx
-    from ..preflight import check_writable_file
 
     check_writable_file(out, "--out")
     done = export_onnx(checkpoint, domain, out, check=check)

@@ -21,8 +21,8 @@ def slim_cmd(
 ) -> None:
     """Write a model file (safetensors) with what prediction needs of every stage, for
     shipping a model (see docs/deployment.md)."""
-    from ..checkpoint import slim_checkpoint
-    from ..preflight import check_writable_file
+    from ..checkpoints.checkpoint import slim_checkpoint
+    from ..core.preflight import check_writable_file
 
     check_writable_file(dst, "DST")
     prov = json.loads(provenance.read_text()) if provenance else None
@@ -66,8 +66,8 @@ def demo_cmd(
     seed: int = typer.Option(0, help="Seed of the phantoms and of the training."),
 ) -> None:
     """Phantoms -> universal training on the CPU -> evaluation -> report, in minutes."""
-    from ..demo import run_demo
-    from ..preflight import check_writable_dir
+    from ..core.preflight import check_writable_dir
+    from ..workflows.demo import run_demo
 
     check_writable_dir(out, "--out")
     run_demo(out, epochs=epochs, seed=seed, log=console.print)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from ..wording import plural
+from ..core.wording import plural
 from .common import EXIT_INPUT, console, err_console, friendly
 
 CSV_HELP = ("Prediction CSV to write: image,landmark,x,y,name, x_mm,y_mm (only where a "
@@ -30,7 +30,7 @@ def collect_inputs(inputs: list[Path], lists: list[Path] | None = None
     Returns (paths, missing [(input, reason)] for inputs that do not exist, the number of
     files in folders skipped as not images). A list file that cannot be read raises.
     """
-    from ..io import is_image_file
+    from ..imageio.read import is_image_file
 
     items: list[Path] = list(inputs)
     for listing in lists or []:
@@ -104,12 +104,12 @@ def predict_cmd(
     Unreadable files are listed at the end and give exit code 2; the CSV holds every image
     that was read.
     """
-    from ..evaluate import write_predictions
-    from ..limits import checked_spacing
-    from ..naming import with_unique_ids
-    from ..preflight import check_device, check_writable_dir, check_writable_file
-    from ..report import draw_overlay
-    from ..results import result_rows
+    from ..core.limits import checked_spacing
+    from ..core.naming import with_unique_ids
+    from ..core.preflight import check_device, check_writable_dir, check_writable_file
+    from ..evaluation.report import draw_overlay
+    from ..inference.results import result_rows
+    from ..predictions.table import write_predictions
     from .progress import image_progress
 
     sp = checked_spacing(spacing, "--spacing")
@@ -131,7 +131,7 @@ def predict_cmd(
 
         detector = OnnxDetector(model, device=device)
     else:
-        from ..predict import Detector
+        from ..inference.detector import Detector
 
         detector = Detector.from_checkpoint(checkpoint, device=device)
     with image_progress(len(paths), err_console) as advance:

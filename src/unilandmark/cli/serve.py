@@ -38,8 +38,13 @@ def serve_cmd(
     except ImportError as err:
         raise ValueError(f"the review app needs the 'serve' extra ({err.name} is missing): "
                          "pip install 'unilandmark[serve]'") from None
-    from ..predict import Detector
-    from ..preflight import PreflightError, check_device, check_writable_dir, check_writable_file
+    from ..core.preflight import (
+        PreflightError,
+        check_device,
+        check_writable_dir,
+        check_writable_file,
+    )
+    from ..inference.detector import Detector
     from ..serve.saving import formats_of
 
     formats_of(save)

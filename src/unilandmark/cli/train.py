@@ -27,8 +27,8 @@ def train_cmd(
 ) -> None:
     """Train a (universal) model or a refinement stage; multi-GPU with `torchrun
     --nproc_per_node N -m unilandmark train ...`."""
-    from ..config import load_config
-    from ..train import fit
+    from ..training.config import load_config
+    from ..training.fit import fit
 
     cfg = load_config(config, set_)
     result = fit(cfg, resume=resume, overwrite=overwrite, progress=progress,

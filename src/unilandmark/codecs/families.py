@@ -13,7 +13,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..types import Prediction
+from ..core.types import Prediction
 from .heatmap import decode_peaks, render_gaussians
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..types import Prediction
+from ..core.types import Prediction
 
 
 def render_gaussians(points: torch.Tensor, size: tuple[int, int],
@@ -64,7 +64,7 @@ class HeatmapCodec:
         return decode_heatmap(outputs["heatmap"], self.refine)
 
     def loss(self, outputs: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]):
-        from ..losses import LOSSES
+        from .losses import LOSSES
 
         return LOSSES[self.loss_name](outputs, targets)
 

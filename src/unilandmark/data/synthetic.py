@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
-from ..io import write_image
+from ..core.atomic import atomic_write_text
+from ..imageio.read import write_image
 
 DOMAINS = ("head", "hand", "chest")
 #: mm per pixel written for each phantom domain (None: scored in pixels, like the chest)
@@ -227,7 +227,7 @@ def make_synthetic(out: str | Path, domains=DOMAINS, train: int = 60, val: int =
 
 
 def _check_request(domains, counts, size) -> None:
-    from ..limits import MIN_IMAGE_SIDE
+    from ..core.limits import MIN_IMAGE_SIDE
 
     unknown = [d for d in domains if d not in LANDMARKS]
     if unknown or not domains:

@@ -7,9 +7,9 @@ from collections import Counter
 
 import numpy as np
 
-from ..io import ImageReadError, read_image, read_image_info
-from ..limits import SANE_SPACING_MM, spacing_fault
-from ..types import DatasetSpec, Record
+from ..core.limits import SANE_SPACING_MM, spacing_fault
+from ..core.types import DatasetSpec, Record
+from ..imageio.read import ImageReadError, read_image, read_image_info
 from .faults import Fault
 
 __all__ = ["SANE_SPACING_MM", "check_dataset", "check_record"]

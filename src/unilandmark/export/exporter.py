@@ -21,17 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import __version__
-from ..atomic import atomic_path
-from ..predict import Detector
-from .contract import (
-    FORMAT,
-    INPUTS,
-    OPSET,
-    OUTPUTS,
-    SPACING_RULE,
-    stage_input_names,
-)
+from ..core.atomic import atomic_path
+from ..core.version import __version__
+from ..inference.detector import Detector
+from .contract import FORMAT, INPUTS, OPSET, OUTPUTS, SPACING_RULE, stage_input_names
 from .graph import PredictionGraph
 
 #: the exported graph must reproduce PyTorch on the tracing inputs to this many pixels
@@ -69,8 +62,8 @@ def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
     require_onnx()
     import onnx
 
-    from ..checkpoint import load_checkpoint
-    from ..predict import model_path
+    from ..checkpoints.checkpoint import load_checkpoint
+    from ..inference.detector import model_path
 
     path = model_path(checkpoint)
     state = load_checkpoint(path)
@@ -112,7 +105,7 @@ def input_names(graph: PredictionGraph) -> list[str]:
 def metadata(detector: Detector, domain: str, graph: PredictionGraph, names,
              provenance: dict) -> dict:
     """The ``metadata_props`` of the exported file (strings; JSON where structured)."""
-    from ..checkpoint import versions
+    from ..checkpoints.checkpoint import versions
 
     meta = detector.domains[domain]
     stages = [{"index": 0, "kind": "image", "model": detector.model_name,
@@ -148,7 +141,7 @@ def metadata(detector: Detector, domain: str, graph: PredictionGraph, names,
 
 def _example_inputs(graph: PredictionGraph, detector: Detector, domain: str):
     """Tracing inputs: two images of different sizes, one forced mirrored."""
-    from ..geometry import patch_scale
+    from ..core.geometry import patch_scale
 
     w1, h1 = graph.input_size
     generator = torch.Generator().manual_seed(0)

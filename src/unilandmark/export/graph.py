@@ -23,9 +23,9 @@ import torch
 from torch import nn
 
 from ..codecs import HeatmapCodec, decode_peaks
-from ..data.augment import flip_permutation
-from ..orientation import mirror_pass_needed, reads_mirrored
-from ..patches import TEST_OFFSETS
+from ..core.geometry import flip_permutation
+from ..inference.orientation import mirror_pass_needed, reads_mirrored
+from ..inference.refine import TEST_OFFSETS
 
 
 class _OneDomain(nn.Module):
@@ -140,8 +140,8 @@ class PredictionGraph(nn.Module):
         self.k = int(meta["num_landmarks"])
         self.input_size = tuple(int(v) for v in meta["input_size"])  # (W, H)
         self.stage1 = _OneDomain(detector.model, domain)
-        self.register_buffer("flip", flip_permutation(meta["landmark_names"],
-                                                      meta.get("flip_pairs") or []),
+        self.register_buffer("flip", torch.as_tensor(flip_permutation(
+            meta["landmark_names"], meta.get("flip_pairs") or [])),
                              persistent=False)
         stages, self.stage_inputs = [], []
         for n, refiner in enumerate(r for r in detector.refiners if domain in r.domains):

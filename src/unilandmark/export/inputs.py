@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..geometry import patch_scale, scaled_size
-from ..reading import LeastSize, RawInput, least_size_rule, stage1_inputs
+from ..core.geometry import patch_scale, scaled_size
+from ..inference.inputs import LeastSize, RawInput, least_size_rule, stage1_inputs
 from .contract import ORIENTATION_CODES
 
 

@@ -19,11 +19,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..quality import assess
-from ..reading import fallback_spacing, read_batches, read_input
-from ..results import LandmarkResult, PredictionFailure
-from ..shape import ShapeModel, fit_shape
-from ..types import Spacing, pixels_to_mm
+from ..core.geometry import flip_permutation
+from ..core.types import Spacing, pixels_to_mm
+from ..inference.inputs import fallback_spacing, read_batches, read_input
+from ..inference.results import LandmarkResult, PredictionFailure
+from ..inference.shape import ShapeModel, fit_shape
+from ..quality.evidence import assess
 from .contract import ORIENTATION_CODES, parse_metadata
 from .inputs import graph_inputs, least_size
 
@@ -168,15 +169,6 @@ class OnnxDetector:
         scale = np.asarray(sp, dtype=np.float64) if sp else np.ones(2)
         residual = fit_shape(self._shape, points * scale, conf).residual
         return residual[self._flip] if mirrored else residual
-
-
-def flip_permutation(names, pairs) -> np.ndarray:
-    """(K,) int: landmark k takes index ``perm[k]`` under a mirror (pairs swapped)."""
-    index = {n: i for i, n in enumerate(names)}
-    perm = np.arange(len(names))
-    for a, b in pairs:
-        perm[index[a]], perm[index[b]] = index[b], index[a]
-    return perm
 
 
 def _providers(ort, device: str) -> list:

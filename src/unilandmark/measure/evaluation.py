@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..types import DatasetSpec, Record
+from ..core.types import DatasetSpec, Record
 from .builtin import builtin_specs, spec_for
 from .files import read_landmark_images
 from .scoring import evaluate_records

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from ..core.atomic import atomic_write_text
 from ..data.faults import Fault
-from ..evaluate import PredictionError, read_predictions
+from ..predictions.table import PredictionError, read_predictions
 from .builtin import builtin_specs, covers, spec_for, specs_for_domain
 from .classes import classify_batch
 from .compute import measure_batch, normalise_name

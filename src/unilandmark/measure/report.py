@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from ..wording import plural
+from ..core.wording import plural
 
 UNIT_TEXT = {"deg": "deg", "mm": "mm", "px": "px", "ratio": "ratio"}
 

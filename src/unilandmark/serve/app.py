@@ -33,8 +33,8 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
-from ..io import ImageReadError, read_image_info
-from ..types import Spacing
+from ..core.types import Spacing
+from ..imageio.read import ImageReadError, read_image_info
 from .display import DISPLAY_MAX_SIDE, DISPLAY_MEDIA_TYPE, display_image, display_size
 from .folder import ImageFolder, UnknownImage, UploadRejected
 from .measurements import measurements_for

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..io import normalise_intensity, read_image
-from ..types import Spacing
+from ..core.types import Spacing
+from ..imageio.read import normalise_intensity, read_image
 
 #: longest side of a display image; larger images are downsampled (area average)
 DISPLAY_MAX_SIDE = 2048

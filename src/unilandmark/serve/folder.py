@@ -13,7 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from ..io import SUFFIXES, ImageReadError, image_suffix, is_image_file, read_image
+from ..imageio.read import SUFFIXES, ImageReadError, image_suffix, is_image_file, read_image
 
 
 class UnknownImage(LookupError):

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..types import Spacing
+from ..core.types import Spacing
 
 
 def measurements_for(names: Sequence[str], points: np.ndarray, spacing: Spacing | None,

@@ -34,11 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write_text
+from ..core.atomic import atomic_write_text
+from ..core.types import Spacing
 from ..data.annotations import parse_labelme
 from ..data.faults import FaultLog
-from ..evaluate import mm_text
-from ..types import Spacing
+from ..predictions.table import mm_text
 from .folder import image_stem
 
 FORMATS = ("csv", "labelme", "both")

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_image_info
-from ..types import Spacing
+from ..core.types import Spacing
+from ..imageio.read import read_image_info
 from .folder import ImageFolder, image_stem
 from .saving import (
     DEFAULT_CSV_NAME,

@@ -1,0 +1,4 @@
+"""Layer 0: the contracts (Record, Geometry, Prediction, DatasetSpec), geometry between
+original and network space, metrics, limits, atomic writes, the image-id rule, console
+and wording. Imports nothing else of the package.
+"""

@@ -1,0 +1,3 @@
+"""Layer 1: reading images with their geometry (spacing), format sniffing, DICOM details,
+the anti-aliased resize.
+"""

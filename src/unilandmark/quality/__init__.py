@@ -1,0 +1,2 @@
+"""Layer 3: quality evidence per landmark and its calibration (numpy only).
+"""

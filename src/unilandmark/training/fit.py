@@ -1,0 +1,258 @@
+"""Training: ``fit(config)`` — one explicit loop for every stage and every model.
+
+The stage (``config.stage.kind``: the whole image, or patches refining a previous stage;
+see ``stages``) supplies batches, targets, the loss and validation; this loop supplies
+everything else, the same for all: the device, bf16 AMP on CUDA, DistributedDataParallel
+under ``torchrun`` (NCCL on GPU, gloo on CPU), Adam with the configured learning-rate
+schedule, per-domain validation every ``val_every`` epochs, the best checkpoint by a
+unit-free selection score (see ``stages.base.selection_score``), atomic checkpoints, the
+metrics log, the progress bar and exact resume.
+
+Each step takes one batch from one domain (the schedule of ``data.sampling``). All
+randomness is derived from (seed, epoch, rank), so ``resume=True`` after a kill replays
+the interrupted epoch and ends with the same weights as an uninterrupted run. The run
+folder's rules (refusing to overwrite another run, checking a resumed config) are in
+``run_folder``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from ..checkpoints.checkpoint import prediction_state, save_checkpoint
+from ..core.preflight import check_device
+from .config import ExperimentConfig
+from .run_folder import RunFolder
+from .sampling import epoch_schedule
+from .speed import SPEED_SETTINGS, autocast_for, prepare_batch, prepare_model
+from .stages import build_stage
+from .stages.base import selection_score
+
+
+@dataclass
+class FitResult:
+    out_dir: Path
+    best_path: Path
+    last_path: Path
+    history: list[dict]
+
+
+def pick_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else CPU), ``cpu``, ``cuda``, ``cuda:N``; a clear
+    error for a device this machine does not have (see ``preflight.check_device``)."""
+    return torch.device(check_device(name, "train.device"))
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return world, int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _make_scheduler(optimizer, config: ExperimentConfig, steps_per_epoch: int):
+    o = config.optim
+    if o.schedule == "cyclic":
+        up = max(1, round(o.cycle_epochs * steps_per_epoch))
+        scales = [g.get("lr_scale", 1.0) for g in optimizer.param_groups]  # per group
+        return torch.optim.lr_scheduler.CyclicLR(
+            optimizer, base_lr=[o.lr * s for s in scales], max_lr=[o.max_lr * s for s in scales],
+            step_size_up=up, cycle_momentum=False)
+    if o.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimizer, T_max=max(1, config.train.epochs * steps_per_epoch), eta_min=o.lr * 0.01)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
+
+
+def _seed_for(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 9_176 + rank * 131) % (2**63 - 1)
+
+
+def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
+        progress: bool = True, stop_after_epoch: int | None = None, log=print) -> FitResult:
+    """Train ``config``; see the module docstring. Returns the checkpoint paths.
+
+    ``resume`` continues ``out_dir/last.pt``; ``overwrite`` replaces a run already in
+    ``out_dir`` (without either, such a folder is refused before anything is written).
+    """
+    world, rank, local_rank = _dist_info()
+    distributed = world > 1
+    device = pick_device(config.train.device)
+    if distributed:
+        if device.type == "cuda":
+            device = torch.device("cuda", local_rank)
+            torch.cuda.set_device(device)
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    main = rank == 0
+    if distributed and main:
+        log(f"distributed: {world} processes ({dist.get_backend()})")
+    folder = RunFolder(config.out_dir)
+    if main:
+        folder.check(resume, overwrite)
+
+    torch.manual_seed(config.train.seed)
+    stage = build_stage(config, device, log)
+    config = stage.resolved_config(config)
+    model = stage.build_model(config).to(device)
+    optimizer = torch.optim.Adam(stage.parameter_groups(model, config), lr=config.optim.lr,
+                                 weight_decay=config.optim.weight_decay)
+    sizes = stage.sizes()
+    bs = config.train.batch_size
+
+    def schedule_of(epoch: int):
+        sched = epoch_schedule(sizes, bs, config.train.seed, epoch, config.train.mixing,
+                               world, rank)
+        cap = config.train.max_steps_per_epoch
+        return sched[:cap] if cap else sched
+
+    steps_per_epoch = len(schedule_of(0))
+    if steps_per_epoch == 0:
+        raise ValueError("no training batch: the training data is smaller than 2 samples "
+                         "per process")
+    scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
+    start_epoch, history = 0, []
+    best = {"score": float("inf"), "epoch": -1, "reference": stage.reference()}
+    if resume:
+        state = folder.resume_state(config)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]
+    if main:
+        folder.start(config, replace=overwrite and not resume)
+        if resume:
+            folder.write_metrics(history)
+            log(f"resumed from {folder.last} after epoch {start_epoch}")
+    if start_epoch >= config.train.epochs:
+        log(f"nothing to do: {folder.last} already holds {start_epoch} of "
+            f"{config.train.epochs} epochs")
+    speed = SPEED_SETTINGS[config.train.speed]
+    net = prepare_model(model, speed)  # the same parameters, maybe channels-last / compiled
+    if distributed:
+        net = torch.nn.parallel.DistributedDataParallel(
+            net, device_ids=[device.index] if device.type == "cuda" else None,
+            find_unused_parameters=True)
+    use_amp = config.train.amp and device.type == "cuda"
+    writer = _tensorboard(folder.path) if main else None
+    bar = _progress(progress and main)
+    with bar:
+        task = bar.add_task("train", total=max(0, config.train.epochs - start_epoch)
+                            * steps_per_epoch)
+        for epoch in range(start_epoch, config.train.epochs):
+            t0 = time.time()
+            net.train()
+            generator = torch.Generator().manual_seed(_seed_for(config.train.seed, epoch, rank))
+            losses = []
+            for domain, idx in schedule_of(epoch):
+                inputs, targets = stage.batch(domain, idx, generator, device)
+                inputs = prepare_batch(inputs, speed)
+                with autocast_for(speed, device, use_amp):
+                    outputs = net(inputs, domain)
+                loss = stage.loss(domain, outputs, targets)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                losses.append(float(loss.detach()))
+                bar.update(task, advance=1, description=f"epoch {epoch + 1}/{config.train.epochs}"
+                           f" loss {np.mean(losses[-20:]):.4f}")
+            validate_now = (epoch + 1) % config.train.val_every == 0 or \
+                epoch + 1 == config.train.epochs
+            val = stage.validate(model, device) if main and validate_now else {}
+            if val and not best.get("reference"):
+                best["reference"] = {d: v["mre"] for d, v in val.items()}
+            score = selection_score(val, best["reference"]) if val else None
+            no_validation = not stage.has_validation()
+            improved = main and ((score is not None and score < best["score"]) or no_validation)
+            if improved:
+                best = {**best, "score": score if score is not None else float("nan"),
+                        "epoch": epoch}
+            entry = {"epoch": epoch + 1, "loss": float(np.mean(losses)) if losses else None,
+                     "lr": optimizer.param_groups[0]["lr"], "val": val, "score": score,
+                     "best": bool(improved), "time_s": round(time.time() - t0, 3)}
+            history.append(entry)
+            if main:
+                common = {"kind": stage.kind, "model": model.state_dict(),
+                          "config": config.model_dump(mode="json"), "epoch": epoch,
+                          "best": best, **stage.checkpoint_fields(val)}
+                if improved:
+                    save_checkpoint(folder.best, prediction_state(common))
+                save_checkpoint(folder.last, {**common, "history": history,
+                                              "optimizer": optimizer.state_dict(),
+                                              "scheduler": scheduler.state_dict()})
+                folder.write_metrics(history)
+                if writer is not None:
+                    writer.add_scalar("loss/train", entry["loss"] or 0.0, epoch + 1)
+                    for name, v in val.items():
+                        writer.add_scalar(f"val_mre/{name}", v["mre"], epoch + 1)
+                log(_epoch_line(entry, config.train.epochs))
+            if distributed:
+                dist.barrier()
+            if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
+                break
+    if writer is not None:
+        writer.close()
+    if distributed:
+        dist.barrier()
+    return FitResult(folder.path, folder.best, folder.last, history)
+
+
+def _epoch_line(entry: dict, epochs: int) -> str:
+    parts = []
+    for name, v in entry["val"].items():
+        text = f"{name} {v['mre']:.3f} {v['unit']}"
+        if "previous_mre" in v:
+            text += f" (previous {v['previous_mre']:.3f}, gated {v['gated_mre']:.3f})"
+        parts.append(text)
+    score = "" if entry["score"] is None or not math.isfinite(entry["score"]) else \
+        f"  score {entry['score']:.3f}"
+    return (f"epoch {entry['epoch']}/{epochs}  loss {entry['loss']:.5f}  "
+            f"{('val ' + '  '.join(parts)) if parts else ''}{score}"
+            f"{'  *best*' if entry['best'] else ''}  ({entry['time_s']:.1f} s)")
+
+
+def _tensorboard(out_dir: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except Exception:  # tensorboard is optional
+        return None
+    return SummaryWriter(str(out_dir / "tensorboard"))
+
+
+class _NoBar:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def add_task(self, *a, **k):
+        return 0
+
+    def update(self, *a, **k):
+        pass
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _NoBar()
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())

@@ -1,0 +1,2 @@
+"""Layer 6: multi-step jobs built on the layers below: adapt, calibrate, demo.
+"""
