@@ -34,7 +34,7 @@ from unilandmark.data.adapters.catalog import build_dataset
 from unilandmark.data.synthetic import make_synthetic
 from unilandmark.imageio.read import read_image
 from unilandmark.inference.detector import Detector
-from unilandmark.models import FAMILY, count_parameters
+from unilandmark.models import MODELS, count_parameters
 from unilandmark.training.config import load_config
 from unilandmark.training.fit import fit
 
@@ -182,7 +182,8 @@ def main(argv=None):
         train_s = time.time() - t0
         detector = Detector.from_checkpoint(best)
         row = {"name": family, "model": model,
-               "survey_family": FAMILY.get(model, "coarse-to-fine multi-stage"),
+               "survey_family": (MODELS[model].family if model in MODELS
+                                 else "coarse-to-fine multi-stage"),
                "train_s": round(train_s, 1), **evaluate_family(detector, cfg, a, threads)}
         rows.append(row)
         mm = f"{row['mre_mm']:.3f}" if row["mre_mm"] is not None else "-"

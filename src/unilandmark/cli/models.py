@@ -42,18 +42,18 @@ def models_cmd(
     """List the models with their parameter counts for the given domains."""
     from rich.table import Table
 
-    from ..models import FAMILY, MODELS, build_model, codec_for, count_parameters
+    from ..models import MODELS, build_model, codec_for, count_parameters
 
     doms = parse_domain_counts(domains)
     table = Table(title=f"models for {doms} (width {width}, depth {depth})")
     for col in ["model", "family", "codec", "parameters", *[f"used by {d}" for d in doms]]:
         table.add_column(col, justify="left" if col in ("model", "family", "codec") else "right")
-    for name in MODELS:
+    for name, entry in MODELS.items():
         kwargs = {"width": width, "depth": depth}
-        if name.startswith("gu2net"):
+        if entry.global_branch:
             kwargs["global_width"] = global_width
         model = build_model(name, doms, **kwargs)
-        table.add_row(name, FAMILY[name], codec_for(name).name, f"{count_parameters(model):,}",
+        table.add_row(name, entry.family, codec_for(name).name, f"{count_parameters(model):,}",
                       *[f"{count_parameters(model, [d]):,}" for d in doms])
     console.print(table)
 

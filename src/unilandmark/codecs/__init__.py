@@ -1,7 +1,8 @@
 """Codecs: ``encode(points, visible, size) -> targets``, ``decode(outputs) -> Prediction``
 and ``loss(outputs, targets)``.
 
-``CODECS`` maps a name to its class; each family of detectors is a codec + a head + a loss.
+Each family of detectors is a codec + a head + a loss; the model registry
+(``models.registry``) names the codec of every model.
 """
 
 from .families import (
@@ -14,22 +15,6 @@ from .families import (
 )
 from .heatmap import HeatmapCodec, decode_heatmap, decode_peaks, render_gaussians
 
-CODECS = {
-    "heatmap": HeatmapCodec,
-    "heatmap-sigma": LearnedSigmaHeatmapCodec,
-    "pixel-class": PixelClassCodec,
-    "patch-class": PatchClassCodec,
-    "direct-regression": DirectRegressionCodec,
-    "dsnt": DSNTCodec,
-    "displacement": DisplacementCodec,
-}
-
-
-def build_codec(name: str, **kwargs):
-    if name not in CODECS:
-        raise KeyError(f"unknown codec {name!r}; known: {', '.join(CODECS)}")
-    return CODECS[name](**kwargs)
-
-
-__all__ = ["CODECS", "HeatmapCodec", "build_codec", "decode_heatmap", "decode_peaks",
-           "render_gaussians"]
+__all__ = ["DSNTCodec", "DirectRegressionCodec", "DisplacementCodec", "HeatmapCodec",
+           "LearnedSigmaHeatmapCodec", "PatchClassCodec", "PixelClassCodec", "decode_heatmap",
+           "decode_peaks", "render_gaussians"]

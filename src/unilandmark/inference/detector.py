@@ -86,7 +86,7 @@ class PatchStageModel:
     """A refinement stage ready to predict."""
 
     model: torch.nn.Module
-    codec: HeatmapCodec
+    codec: HeatmapCodec  # the model's codec (registry); a patch stage decodes heatmaps
     config: PatchGeometry
     domains: dict[str, dict]
 
@@ -147,7 +147,8 @@ class Detector:
                                   {n: m["num_landmarks"] for n, m in later["domains"].items()},
                                   **rc.model.kwargs())
             refiner.load_state_dict(_float_weights(later["model"]))
-            refiners.append(PatchStageModel(refiner, HeatmapCodec(rc.patch.sigma), rc.patch,
+            refiners.append(PatchStageModel(refiner, codec_for(rc.model.name, rc.patch.sigma),
+                                            rc.patch,
                                             later["domains"]))
         calibrations = {n: m["calibration"] for n, m in chain[-1]["domains"].items()
                         if m.get("calibration")}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class StrictModel(BaseModel):
@@ -17,14 +17,30 @@ class StrictModel(BaseModel):
 
 
 class ModelConfig(StrictModel):
+    """The network: a registry name (``models.registry.MODELS``) and its sizes.
+
+    ``width`` channels at full resolution, ``depth`` poolings in the U-Net trunk;
+    ``global_width`` and ``dilations`` size GU2Net's global branch (models with one)."""
+
     name: str = "gu2net"
     width: int = Field(64, gt=0)
     depth: int = Field(4, gt=0)
     global_width: int = Field(128, gt=0)
     dilations: tuple[int, ...] = (1, 2, 5, 2, 1)
 
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, name: str) -> str:
+        from .registry import MODELS
+
+        if name not in MODELS:
+            raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+        return name
+
     def kwargs(self) -> dict[str, Any]:
+        from .registry import model_entry
+
         out = {"width": self.width, "depth": self.depth}
-        if self.name.startswith("gu2net"):
+        if model_entry(self.name).global_branch:
             out.update(global_width=self.global_width, dilations=self.dilations)
         return out

@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..models import model_entry, stage_models
 from ..models.config import ModelConfig, StrictModel
 from .augment import AugmentConfig
 
@@ -180,6 +181,17 @@ class ExperimentConfig(StrictModel):
     def _domains_for_image_stages(self):
         if self.stage.kind == "image" and not self.domains:
             raise ValueError("at least one domain is needed (stage kind image)")
+        return self
+
+    @model_validator(mode="after")
+    def _model_serves_the_stage(self):
+        entry = model_entry(self.model.name)
+        if self.stage.kind not in entry.stages:
+            raise ValueError(
+                f"model.name {self.model.name!r} cannot serve as a {self.stage.kind} stage "
+                "(a patch stage refines each landmark from its own heatmap channel, which "
+                f"this model's {entry.family} output does not have); models that can: "
+                f"{', '.join(stage_models(self.stage.kind))}")
         return self
 
 

@@ -23,9 +23,8 @@ import torch
 from torch import nn
 
 from ...checkpoints.checkpoint import load_checkpoint, prediction_state
-from ...codecs import HeatmapCodec
 from ...inference.refine import crop, refine_points, to_patch
-from ...models import build_model
+from ...models import build_model, codec_for
 from ..augment import augment_intensity
 from ..config import DomainConfig, ExperimentConfig, PatchStageConfig
 from ..dataset import ScaledImages
@@ -67,7 +66,8 @@ class PatchStage(Stage):
                              f"it knows {sorted(previous_domains)}")
         self.resolved_domains = domain_configs
         detector = Detector.from_checkpoint_state(self.previous, device)
-        self.codec = HeatmapCodec(sc.sigma)
+        # the patch stage's codec is its model's (registry), at the patch sigma
+        self.codec = codec_for(config.model.name, sc.sigma, config.optim.loss)
         self.domain_data: dict[str, PatchDomain] = {}
         cache = config.train.cache_dir
         for dc in domain_configs:
