@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from pathlib import Path
 
 import torch
+
+from unilandmark.core.jsontext import json_text
 
 #: the published GU2Net input sizes (W, H) and landmark counts
 PAPER_DOMAINS = {"head": ((416, 512), 19), "hand": ((368, 512), 37), "chest": ((512, 512), 6)}
@@ -48,7 +49,7 @@ def machine() -> dict:
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+        Path(path).write_text(json_text(payload))
 
 
 def print_rows(rows: list[dict], columns: list[tuple[str, str, str]]) -> None:

@@ -30,6 +30,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import machine, write_json  # noqa: E402
 from unilandmark.core.metrics import radial_errors
+from unilandmark.core.types import truth_points
 from unilandmark.data.adapters.catalog import build_dataset
 from unilandmark.data.synthetic import make_synthetic
 from unilandmark.imageio.read import read_image
@@ -81,7 +82,7 @@ def evaluate_family(detector: Detector, cfg, args, threads) -> dict:
         records = spec.split_records(TEST_SPLIT[args.dataset])
         results = detector.predict_many([r.image_path for r in records], dc.name)
         pred = np.stack([r.points for r in results])
-        truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
+        truth = truth_points(records)
         e_px = radial_errors(pred, truth)
         entry = {"mre_px": float(np.nanmean(e_px)), "n_images": len(records)}
         all_px.append(e_px[np.isfinite(e_px)])

@@ -13,8 +13,11 @@ from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np
 
@@ -48,9 +51,9 @@ def main(argv=None):
     from PIL import Image
     from selenium.webdriver.common.action_chains import ActionChains
 
+    from _browser import headless_chromium, wait_for
     from unilandmark.inference.detector import Detector
     from unilandmark.serve import BackgroundServer, create_app
-    from unilandmark.serve.browser import headless_chromium, wait_for
 
     source = Path(a.root) / "RawImage" / a.image
     with tempfile.TemporaryDirectory(prefix="review-shot-") as tmp:

@@ -47,7 +47,7 @@ def isbi_folder(root: Path, count: int, into: Path) -> Path:
 def run_browser(url: str, names: list[str], dwell: float) -> dict:
     from selenium.webdriver.common.keys import Keys
 
-    from unilandmark.serve.browser import headless_chromium, wait_for
+    from _browser import headless_chromium, wait_for
 
     ready = ("return document.body.dataset.state === 'ready' && document.body.dataset.image "
              "=== '{}' && document.getElementById('picture').classList.contains('shown')")
@@ -110,9 +110,9 @@ def main(argv=None):
     p.add_argument("--json", default=None)
     a = p.parse_args(argv)
 
+    from _browser import BrowserUnavailable, find_browser
     from unilandmark.inference.detector import Detector
     from unilandmark.serve import BackgroundServer, create_app
-    from unilandmark.serve.browser import BrowserUnavailable, find_browser
 
     mode = a.mode
     if mode == "auto":

@@ -103,3 +103,14 @@ def test_a_broken_contract_names_the_file_the_stage_and_the_key():
     assert "model.width" in text and "patch.patch_size" in text
     with pytest.raises(ContractError, match="no config mapping"):
         stage_contract({"kind": "image"}, "m.safetensors")
+
+
+def test_both_backends_offer_the_predictor_interface(tmp_path):
+    from unilandmark.export.runner import OnnxDetector
+    from unilandmark.inference.predictor import Predictor
+
+    assert isinstance(Detector.from_checkpoint(None), Predictor)
+    for method in ("predict", "predict_many", "iter_predict"):
+        assert callable(getattr(OnnxDetector, method))
+        assert getattr(Predictor, method).__code__.co_varnames[:4] == \
+            getattr(OnnxDetector, method).__code__.co_varnames[:4]

@@ -34,7 +34,7 @@ def tiny_folder(phantoms, tmp_path):
 @pytest.mark.parametrize("mode", ["api", "browser"])
 def test_serve_latency_runs_and_writes_json(tiny_folder, tmp_path, mode):
     if mode == "browser":
-        from unilandmark.serve.browser import BrowserUnavailable, find_browser
+        from benchmarks._browser import BrowserUnavailable, find_browser
 
         try:
             find_browser()

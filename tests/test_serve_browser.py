@@ -15,10 +15,11 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the review app needs the 'serve' extra")
 
+from benchmarks._browser import BrowserUnavailable, find_browser, headless_chromium, wait_for
+
 from unilandmark import csv_dataset, labelme_dataset
 from unilandmark.inference.detector import Detector
 from unilandmark.serve import BackgroundServer, create_app
-from unilandmark.serve.browser import BrowserUnavailable, find_browser, headless_chromium, wait_for
 
 DRAG = (60, -45)  # screen pixels
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from ..core.wording import plural
+from ..inference.predictor import Predictor
 from .common import EXIT_INPUT, console, err_console, friendly
 
 CSV_HELP = ("Prediction CSV to write: image,landmark,x,y,name, x_mm,y_mm (only where a "
@@ -126,6 +127,7 @@ def predict_cmd(
         raise ValueError("give image files, folders or --list FILE")
     paths, failures, skipped = collect_inputs(inputs or [], image_list)
     total = len(paths) + len(failures)
+    detector: Predictor
     if model is not None:
         from ..export.runner import OnnxDetector
 

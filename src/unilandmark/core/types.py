@@ -76,6 +76,19 @@ class Record:
     meta: dict[str, Any] = field(default_factory=dict, compare=False)
 
 
+def truth_points(records) -> np.ndarray:
+    """(N, K, 2) ground truth of ``records`` in original pixels, NaN where not visible:
+    the one stack every scorer reads (never rounded, never re-derived)."""
+    return np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
+
+
+def error_unit(records) -> str:
+    """``mm`` when every record (at least one) has a spacing, else ``px``: the unit errors
+    over ``records`` can be reported in."""
+    records = list(records)
+    return "mm" if records and all(r.spacing for r in records) else "px"
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: landmark names, records and explicit splits (lists of record ids).

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.metrics import radial_errors
-from ..core.types import DatasetSpec, Record
+from ..core.types import DatasetSpec, Record, error_unit, truth_points
 from ..imageio.read import read_image_info
 
 
@@ -44,14 +44,14 @@ class Protocol:
     def resolved_unit(self, spec: DatasetSpec) -> str:
         if self.unit:
             return self.unit
-        return "mm" if spec.records and all(r.spacing for r in spec.records) else "px"
+        return error_unit(spec.records)
 
     def resolved_thresholds(self, spec: DatasetSpec) -> tuple[float, ...]:
         return self.thresholds or spec.thresholds
 
     def errors(self, spec: DatasetSpec, records: list[Record], pred: np.ndarray) -> np.ndarray:
         """(N, K) errors for predictions (N, K, 2) in original pixels; NaN = not visible."""
-        truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
+        truth = truth_points(records)
         pred = np.asarray(pred, dtype=np.float64)
         if self.grid is not None:
             factor = np.stack([_grid_factor(r, self.grid) for r in records])[:, None, :]

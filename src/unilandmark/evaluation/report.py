@@ -7,25 +7,18 @@ outlined text beside the points, a legend of the landmark names).
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 
 from ..core.atomic import atomic_path, atomic_write_text
+from ..core.jsontext import json_text
 from ..core.types import Record
 
 
 def write_json(path: str | Path, report: dict) -> None:
-    atomic_write_text(path, json.dumps(report, indent=2, default=_json_default) + "\n")
-
-
-def _json_default(obj):
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+    """The JSON report, atomically; NaN (a landmark never visible) is written as null."""
+    atomic_write_text(path, json_text(report))
 
 
 def summary_line(report: dict) -> str:

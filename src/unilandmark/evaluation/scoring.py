@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.metrics import summarise
-from ..core.types import DatasetSpec, Record
+from ..core.types import DatasetSpec, Record, truth_points
 from ..data.faults import Fault
 from ..imageio.read import ImageReadError, read_image_info
 from ..predictions.table import (
@@ -158,7 +158,7 @@ def export_ground_truth(spec: DatasetSpec, split: str, path: str | Path) -> int:
     ``mirrored`` so measurements read it in the patient's frame)."""
     records = spec.split_records(split)
     rows = prediction_rows([r.id for r in records],
-                           [np.where(r.visible[:, None], r.points, np.nan) for r in records],
+                           truth_points(records),
                            spec.landmark_names,
                            spacing=[r.spacing for r in records],
                            orientation=[r.meta.get("orientation", "original") for r in records])

@@ -105,6 +105,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None,
         array = _to_grey(array)
     if array.ndim != 2 or min(array.shape) == 0:
         raise ImageReadError(f"{path}: expected a 2-D image, got array of shape {array.shape}")
+    array = finite_pixels(array, path)
     if kind != "dicom":
         return array, _spacing(path, kind, reader, bad_spacing)
     header = _dicom_header(path)
@@ -206,14 +207,40 @@ def intensity_window(array: np.ndarray) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def finite_pixels(array: np.ndarray, source: str | os.PathLike = "image") -> np.ndarray:
+    """``array`` with NaN and Inf pixels set to the background (its smallest finite value),
+    with a warning naming ``source`` and the count; an integer array is returned as it is.
+
+    Float MetaImage/NIfTI/NRRD files often pad with NaN; left in, one NaN makes the
+    intensity window NaN and the whole image blank. Raises :class:`ImageReadError` when
+    no pixel is finite."""
+    if array.dtype.kind != "f":
+        return array
+    finite = np.isfinite(array)
+    bad = int(array.size - np.count_nonzero(finite))
+    if not bad:
+        return array
+    if bad == array.size:
+        raise ImageReadError(f"{source}: no finite pixel (all {bad} are NaN or Inf)")
+    background = array[finite].min()
+    log.warning("%s: %d NaN/Inf pixel%s set to the background (%g)", source, bad,
+                "" if bad == 1 else "s", background)
+    return np.where(finite, array, background)
+
+
 def normalise_intensity(array: np.ndarray) -> np.ndarray:
     """Any-dtype image -> float32 in [0, 1]: the 0.5th..99.5th percentile window, clipped.
 
     One convention for every container: an 8-bit radiograph and its 16-bit copy reach the
     network identically (a fixed /255 for 8-bit but min-max for 16-bit would not), and a
     few saturated or dead pixels do not compress the contrast. A constant image gives 0.
+    NaN and Inf pixels (an array not read by :func:`read_image`, which already sets them to
+    the background) are left out of the window and become 0, the background.
     """
     array = np.asarray(array)
+    if array.dtype.kind == "f" and not np.isfinite(array).all():
+        array = finite_pixels(array, "array") if np.isfinite(array).any() else \
+            np.zeros(array.shape, dtype=np.float32)
     lo, hi = intensity_window(array)
     if not hi > lo:
         lo, hi = float(np.min(array)), float(np.max(array))

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from ..core.types import truth_points
 from .classes import classify_batch
 from .compute import measure_batch
 from .spec import MeasurementSpec
@@ -107,7 +108,7 @@ def evaluate_records(spec: MeasurementSpec, records, predicted_points, landmark_
     """:func:`evaluate_measurements` against dataset records (the ground truth): their
     points (NaN where not visible), spacing, and orientation (``record.meta
     ['orientation']``, default original)."""
-    truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
+    truth = truth_points(records)
     spacing = np.array([r.spacing if r.spacing else (np.nan, np.nan) for r in records],
                        dtype=np.float64)
     truth_mirrored = np.array([r.meta.get("orientation") == "mirrored" for r in records])

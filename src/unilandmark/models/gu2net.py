@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .layers import DilatedStack, UNetTrunk, init_prior_bias
+from .layers import DilatedStack, UNetTrunk, init_prior_bias, pad_to_multiple
 
 
 def product_logit(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -66,8 +66,15 @@ class GlobalNet(nn.Module):
         self.outputs = nn.ModuleDict({d: nn.Conv2d(width, k, 1) for d, k in domains.items()})
 
     def forward(self, x: torch.Tensor, domain: str, local_prob: torch.Tensor | None = None):
+        """x: (B, C, H, W) image, local_prob: (B, K, H, W) -> (B, K, H, W) logits. Any H, W:
+        inputs are zero-padded to multiples of ``scale`` and the logits cropped back, so
+        the network always works at exactly 1/``scale`` (as :class:`UNetTrunk` does)."""
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, self.scale)
+        if local_prob is not None:
+            local_prob = pad_to_multiple(local_prob, self.scale)
         size = x.shape[-2:]
-        small = (max(1, size[0] // self.scale), max(1, size[1] // self.scale))
+        small = (size[0] // self.scale, size[1] // self.scale)
         # anti-aliased resizing in float32 (it has no bf16 kernel on the CPU)
         feats = self.image_in[domain](F.interpolate(x.float(), size=small, mode="bilinear",
                                                     align_corners=False, antialias=True))
@@ -76,7 +83,7 @@ class GlobalNet(nn.Module):
                                  align_corners=False, antialias=True)
             feats = torch.cat([feats, self.local_in[domain](heat)], dim=1)
         out = self.outputs[domain](self.body[domain](feats))
-        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)
+        return F.interpolate(out, size=size, mode="bilinear", align_corners=False)[..., :h, :w]
 
 
 class GU2Net(nn.Module):

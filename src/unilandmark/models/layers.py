@@ -86,8 +86,12 @@ class UNetTrunk(DomainModule):
     """A U-Net from ``width`` channels to ``width`` channels at full resolution.
 
     Channels double per level up to ``8 * width``; the deepest level has ``8 * width``
-    (bilinear upsampling, as in the reference U-Net). Input H and W need not be powers of
-    two: skips are padded to match.
+    (bilinear upsampling, as in the reference U-Net). Any input H and W: the input is
+    zero-padded on the right and bottom to the next multiple of ``2 ** depth`` and the
+    output cropped back, so every pooling halves exactly and a deep feature lands on its
+    skip feature (without it, a width of 312 at depth 4 pools 312 -> 156 -> 78 -> 39 -> 19
+    and the upsampled features drift up to 6.5 input pixels from their skips). The result
+    on an H x W input equals the result on that input padded with zeros, cropped.
 
     x: (B, width, H, W) -> (B, width, H, W)
     """
@@ -108,7 +112,14 @@ class UNetTrunk(DomainModule):
             x_ch = out
         self.up = nn.ModuleList(ups)
 
+    @property
+    def multiple(self) -> int:
+        """The side multiple that pools exactly: ``2 ** depth``."""
+        return 2 ** len(self.down)
+
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        x = pad_to_multiple(x, self.multiple)
         skips = [self.stem(x, domain)]
         for block in self.down:
             skips.append(block(F.max_pool2d(skips[-1], 2), domain))
@@ -117,7 +128,15 @@ class UNetTrunk(DomainModule):
             skip = skips.pop()
             x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
             x = block(torch.cat([skip, x], dim=1), domain)
-        return x
+        return x[..., :h, :w]
+
+
+def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """(..., H, W) zero-padded on the right and bottom to multiples of ``multiple``
+    (unchanged when they are); crop with ``[..., :H, :W]`` to undo."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
 
 
 class DilatedStack(nn.Module):

@@ -24,14 +24,6 @@ from ..imageio.read import normalise_intensity, read_image, read_image_info
 log = logging.getLogger(__name__)
 
 
-def preprocess(array: np.ndarray, spacing, input_size: tuple[int, int], mode: str,
-               ) -> tuple[np.ndarray, Geometry]:
-    """A raw 2-D image -> ((1, H, W) float32 in [0, 1], its Geometry)."""
-    h, w = array.shape
-    geometry = fit_geometry((w, h), input_size, mode, spacing)
-    return resize_to_input(normalise_intensity(array), geometry), geometry
-
-
 def _cache_key(record: Record, geometry: Geometry) -> str:
     stat = os.stat(record.image_path)
     matrix = ",".join(f"{v:.9g}" for v in geometry.matrix[:2].ravel())

@@ -19,7 +19,6 @@ errors of the original checkpoint and of the adapted model (the whole cascade, a
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +32,7 @@ from ..checkpoints.checkpoint import (
     stage_chain,
 )
 from ..core.atomic import atomic_write_text
+from ..core.jsontext import json_text
 from ..core.wording import relative_note
 from ..data.sizes import size_advice, suggest_input_size
 from ..training.config import DomainConfig, ExperimentConfig, load_config
@@ -279,7 +279,7 @@ def run_adaptation(req: AdaptRequest, resume: bool = False, overwrite: bool = Fa
                                 "adapted")
     summary = _summary(req, plan, before, after, new_scores, results, model_path)
     json_path, md_path = out / "adaptation.json", out / "adaptation.md"
-    atomic_write_text(json_path, json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(json_path, json_text(summary))
     atomic_write_text(md_path, summary_markdown(summary))
     for line in forgetting_lines(summary):
         log(line)

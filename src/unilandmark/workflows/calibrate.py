@@ -23,6 +23,7 @@ from ..checkpoints.checkpoint import (
     stage_chain,
 )
 from ..core.metrics import radial_errors
+from ..core.types import truth_points
 from ..core.wording import relative_note
 from ..data.adapters.catalog import build_dataset
 from ..inference.detector import Detector, model_path
@@ -108,7 +109,7 @@ def validation_points(detector: Detector, domain: str, source: ValidationSource,
         scale = None
     results = detector.predict_many([r.image_path for r in records], domain,
                                     batch_size=batch_size)
-    truth = np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
+    truth = truth_points(records)
     errors = radial_errors(np.stack([r.points for r in results]), truth, scale)
     meta = detector.domains[domain]
     feats = [evidence(r, meta) for r in results]

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ...core.limits import checked_spacing
-from ...core.types import DatasetSpec, Record
+from ...core.types import DatasetSpec, Record, error_unit
 from ...imageio.read import ImageReadError, read_image_info
 from ..annotations import parse_chest_txt, parse_isbi_txt, parse_labelme, parse_payer_hand_csv
 from ..faults import FaultLog
@@ -194,7 +194,7 @@ def dha_hand(root: str | Path, labels: str | Path | None = None,
             "images_without_label": len(set(files) - set(table)),
             "wrist_pair": (a, b)}
     names = tuple(str(i + 1) for i in range(HAND_LANDMARKS))
-    unit = "mm" if records and all(r.spacing for r in records) else "px"
+    unit = error_unit(records)
     return DatasetSpec(name="dha_hand", domain="hand", landmark_names=names,
                        records=tuple(records), splits=splits, unit=unit,
                        thresholds=(2.0, 4.0, 10.0), info=info)
@@ -313,7 +313,7 @@ def labelme_dataset(root: str | Path, landmarks: list[str] | str | None = None,
         records.append(Record(id=rid, image_path=str(image), points=points,
                               visible=~np.isnan(points[:, 0]), spacing=header_spacing or fixed))
     log.raise_if_any()
-    unit = "mm" if records and all(r.spacing for r in records) else "px"
+    unit = error_unit(records)
     lacking = {n: [f.name for f, (pts, _) in parsed.items() if n not in pts] for n in names}
     info = {"files": len(files),
             "label_counts": {n: counts.get(n, 0) for n in names},

@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 
 from ...core.limits import checked_spacing, spacing_fault
-from ...core.types import DatasetSpec, Record
+from ...core.naming import file_stem
+from ...core.types import DatasetSpec, Record, error_unit
 from ..annotations import unpaired_landmark_columns, wide_landmark_columns
 from ..faults import FaultLog
 from ..spreadsheet import Table, read_table
@@ -53,7 +54,7 @@ def csv_dataset(path: str | Path, images: str | Path | None = None,
         names, records, splits = _wide_table(table, fixed, log)
     log.raise_if_any()
     splits["all"] = tuple(r.id for r in records)
-    unit = "mm" if records and all(r.spacing for r in records) else "px"
+    unit = error_unit(records)
     if thresholds is None:
         thresholds = (2.0, 2.5, 3.0, 4.0) if unit == "mm" else (3.0, 6.0, 9.0)
     return DatasetSpec(name=name, domain=domain, landmark_names=tuple(names),
@@ -97,7 +98,7 @@ def _wide_table(table: Table, fixed, log: FaultLog):
         where = f"line {line_no}"
         image = (path.parent / row["image"].replace("\\", "/")).resolve() \
             if row.get("image") else None
-        rid = row.get("id") or (Path(row["image"]).stem if row.get("image") else f"line{line_no}")
+        rid = row.get("id") or (file_stem(row["image"]) if row.get("image") else f"line{line_no}")
         if image is None:
             log.add(path, rid, f"{where}: empty 'image' cell")
             continue

@@ -1,6 +1,7 @@
 """A headless Chromium driving the review page: for the browser test, the latency benchmark
-and the docs screenshot. Needs ``selenium`` (a dev dependency) and a Chromium with its
-driver (Debian: ``apt-get install chromium chromium-driver``); nothing is downloaded.
+and the docs screenshot (test tooling, kept out of the installed package). Needs
+``selenium`` (a dev dependency) and a Chromium with its driver (Debian: ``apt-get install
+chromium chromium-driver``); nothing is downloaded.
 
 ``UNILANDMARK_CHROMIUM`` and ``UNILANDMARK_CHROMEDRIVER`` override where they are looked for.
 """
