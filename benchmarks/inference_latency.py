@@ -33,7 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import PAPER_DOMAINS, devices, machine, print_rows, timed, write_json  # noqa: E402
-from unilandmark.models import build_model
+from unilandmark.models import MODELS, build_model
 
 BACKENDS = ("torch", "onnx")
 
@@ -73,7 +73,7 @@ def network_rows(models, device, batches, warmup, repeats, scale, width, backend
     rows = []
     for name in models:
         kwargs = {"width": width}
-        if name.startswith("gu2net"):
+        if MODELS[name].global_branch:
             kwargs["global_width"] = 2 * width
         model = build_model(name, doms, **kwargs).to(device).eval()
         for domain, ((w, h), _) in PAPER_DOMAINS.items():

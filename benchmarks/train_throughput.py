@@ -20,7 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import PAPER_DOMAINS, devices, machine, print_rows, timed, write_json  # noqa: E402
 from unilandmark.codecs.losses import heatmap_bce
-from unilandmark.models import build_model
+from unilandmark.models import MODELS, build_model
 
 
 def run(models, device, batch, warmup, repeats, scale, width):
@@ -29,7 +29,7 @@ def run(models, device, batch, warmup, repeats, scale, width):
     for name in models:
         torch.manual_seed(0)
         kwargs = {"width": width}
-        if name.startswith("gu2net"):
+        if MODELS[name].global_branch:
             kwargs["global_width"] = 2 * width
         model = build_model(name, doms, **kwargs).to(device).train()
         opt = torch.optim.Adam(model.parameters(), lr=1e-4)

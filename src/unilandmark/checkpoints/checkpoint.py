@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from ..core.atomic import atomic_path
+from ..core.errors import InputError
 from .model_file import looks_like_safetensors, plain, read_model_file, write_model_file
 
 FORMAT = "unilandmark-checkpoint/1"
@@ -43,7 +44,7 @@ def versions() -> dict[str, str]:
             "python": platform.python_version()}
 
 
-class UnsafeCheckpointError(ValueError):
+class UnsafeCheckpointError(InputError):
     """A torch file that holds more than tensors and plain types: refused unread."""
 
 
@@ -82,10 +83,10 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     elif kind == "torch":
         data = _load_torch(path, map_location)
     else:
-        raise ValueError(f"{path}: neither a unilandmark model file (safetensors) nor a torch "
+        raise InputError(f"{path}: neither a unilandmark model file (safetensors) nor a torch "
                          "checkpoint; refused")
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a unilandmark checkpoint (format "
+        raise InputError(f"{path}: not a unilandmark checkpoint (format "
                          f"{data.get('format') if isinstance(data, dict) else type(data)})")
     return upgrade(data)
 
@@ -96,14 +97,14 @@ def _load_torch(path: Path, map_location) -> Any:
             return torch.load(fh, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
         if "weights only" not in str(err).lower():
-            raise ValueError(f"{path}: not a readable checkpoint ({err})") from err
+            raise InputError(f"{path}: not a readable checkpoint ({err})") from err
         raise UnsafeCheckpointError(
             f"{path}: refused: this checkpoint holds Python objects beyond tensors and plain "
             "types (an old or foreign file), and unpickling them could run code. If you "
             "trust where it comes from, convert it once: unilandmark convert "
             f"{path} NEW.safetensors --trust {path}") from None
     except Exception as err:  # torch raises many types for a damaged file
-        raise ValueError(f"{path}: not a readable checkpoint ({err})") from err
+        raise InputError(f"{path}: not a readable checkpoint ({err})") from err
 
 
 def upgrade(state: dict) -> dict:

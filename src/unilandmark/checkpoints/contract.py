@@ -16,6 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..core.errors import InputError
 from ..models.config import ModelConfig
 
 
@@ -45,7 +46,7 @@ class StageContract(BaseModel):
     patch: PatchGeometry | None = None
 
 
-class ContractError(ValueError):
+class ContractError(InputError):
     """A model file whose prediction contract is broken (names the file and the key)."""
 
 

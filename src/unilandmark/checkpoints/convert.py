@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.errors import InputError
 from .checkpoint import (
     FORMAT,
     UnsafeCheckpointError,
@@ -48,7 +49,7 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
     """
     src, dst = Path(src), Path(dst)
     if src.resolve() == dst.resolve():
-        raise ValueError(f"{dst}: the converted file must not replace its source")
+        raise InputError(f"{dst}: the converted file must not replace its source")
     trusted = False
     try:
         state = load_checkpoint(src)
@@ -59,11 +60,11 @@ def convert_checkpoint(src: str | os.PathLike, dst: str | os.PathLike,
                 f"code. If you trust where it comes from, pass --trust {src} (the file is "
                 "then unpickled in full, which runs any code it contains)") from None
         if Path(trust).resolve() != src.resolve():
-            raise ValueError(f"--trust names {trust}, not the file being converted ({src}); "
+            raise InputError(f"--trust names {trust}, not the file being converted ({src}); "
                              "trust is given per file") from None
         state = _unpickle_trusted(src)
         if not isinstance(state, dict) or state.get("format") != FORMAT:
-            raise ValueError(f"{src}: not a unilandmark checkpoint, even unpickled") from None
+            raise InputError(f"{src}: not a unilandmark checkpoint, even unpickled") from None
         state = upgrade(state)
         trusted = True
     stages = tuple(s.get("kind", "image") for s in stage_chain(state))

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import InputError
+
 FORMAT = "unilandmark-model/1"
 #: stage keys kept in the header (the weights go to tensors, ``previous`` is the order)
 STAGE_KEYS = ("kind", "config", "domains", "epoch", "best")
@@ -112,7 +114,7 @@ def read_model_file(path: str | os.PathLike) -> dict:
             metadata = fh.metadata() or {}
             names = list(fh.keys())
             if metadata.get("format") != FORMAT:
-                raise ValueError(f"{path}: a safetensors file but not a unilandmark model "
+                raise InputError(f"{path}: a safetensors file but not a unilandmark model "
                                  f"file (format {metadata.get('format')!r}, expected "
                                  f"{FORMAT!r})")
             stages = json.loads(metadata["stages"])
@@ -122,12 +124,12 @@ def read_model_file(path: str | os.PathLike) -> dict:
                 index = int(prefix[5:]) if prefix.startswith("stage") and \
                     prefix[5:].isdigit() else -1
                 if not 0 <= index < len(stages) or not key:
-                    raise ValueError(f"{path}: tensor {name!r} belongs to no stage")
+                    raise InputError(f"{path}: tensor {name!r} belongs to no stage")
                 weights[index][key] = fh.get_tensor(name)
     except ValueError:
         raise
     except Exception as err:  # safetensors raises its own error types for damaged files
-        raise ValueError(f"{path}: not a readable model file ({err})") from err
+        raise InputError(f"{path}: not a readable model file ({err})") from err
     provenance = json.loads(metadata.get("provenance") or "{}")
     versions = json.loads(metadata.get("versions") or "{}")
     state = None
@@ -138,7 +140,7 @@ def read_model_file(path: str | os.PathLike) -> dict:
             stage["previous"] = state
         state = stage
     if state is None:
-        raise ValueError(f"{path}: a model file without stages")
+        raise InputError(f"{path}: a model file without stages")
     state["provenance"] = provenance
     return state
 

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..core.errors import InputError
 from .common import OPT_HELP, console, friendly, parse_options, parse_size
 
 
@@ -14,7 +15,7 @@ def _parse_old_data(items: list[str] | None) -> dict[str, str]:
     for item in items or []:
         name, sep, root = item.partition("=")
         if not sep or not name.strip() or not root.strip():
-            raise ValueError(f"--old-data {item!r}: expected DOMAIN=ROOT, e.g. "
+            raise InputError(f"--old-data {item!r}: expected DOMAIN=ROOT, e.g. "
                              "head=../shared/data/isbi2015")
         out[name.strip()] = root.strip()
     return out
@@ -83,9 +84,9 @@ def adapt_cmd(
     from ..workflows.adapt import AdaptRequest, run_adaptation
 
     if resize not in ("stretch", "letterbox"):
-        raise ValueError(f"--resize {resize!r}: expected stretch or letterbox")
+        raise InputError(f"--resize {resize!r}: expected stretch or letterbox")
     if shared not in ("finetune", "frozen"):
-        raise ValueError(f"--shared {shared!r}: expected finetune or frozen")
+        raise InputError(f"--shared {shared!r}: expected finetune or frozen")
     request = AdaptRequest(
         data=str(data), domain=domain, out=str(out), dataset=dataset,
         options=parse_options(opt), checkpoint=checkpoint, from_domain=from_domain,

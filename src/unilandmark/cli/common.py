@@ -18,6 +18,7 @@ import yaml
 from rich.markup import escape
 
 from ..core.console import make_console
+from ..core.errors import InputError
 from ..data.faults import DatasetError
 
 #: the exceptions typer raises for its own exits and usage errors; they pass through
@@ -43,9 +44,11 @@ EXIT_INPUT = 2
 def expected_failure(err: BaseException) -> str | None:
     """The one-line message of an expected failure, or None for a bug.
 
-    Expected: ValueError (the library's input errors: ImageReadError, ConfigError,
-    PreflightError, ... and pydantic's ValidationError), KeyError (unknown names),
-    OSError (a missing, unreadable or unwritable file), YAML errors, MemoryError.
+    Expected: the library's own errors (``core.errors.InputError`` and every error type
+    derived from it: ImageReadError, ConfigError, DatasetError, ContractError, ...),
+    pydantic's ValidationError, OSError (a missing, unreadable or unwritable file), YAML
+    errors and MemoryError. Anything else, a bare ``ValueError`` or ``KeyError`` from
+    deeper code included, is a bug and keeps its traceback.
     """
     from pydantic import ValidationError
 
@@ -58,8 +61,8 @@ def expected_failure(err: BaseException) -> str | None:
         mark = getattr(err, "problem_mark", None)
         name = getattr(mark, "name", None)
         return f"{name + ': ' if name and not name.startswith('<') else ''}{yaml_problem(err)}"
-    if isinstance(err, KeyError):
-        return str(err.args[0]) if err.args else "unknown key"
+    if isinstance(err, InputError):
+        return str(err)
     if isinstance(err, OSError):
         if err.filename is not None:
             return f"{err.filename}: {err.strerror or err}"
@@ -67,9 +70,12 @@ def expected_failure(err: BaseException) -> str | None:
     if isinstance(err, MemoryError):
         return ("out of memory (an image or a batch too large for this machine; try a "
                 "smaller --batch-size or a smaller image)")
-    if isinstance(err, ValueError):
-        return str(err)
     return None
+
+
+#: the last line of the traceback of a failure that is not an input fault
+BUG_NOTE = ("this is a bug in unilandmark, not a fault of your input: please report it "
+            "with the traceback above (unilandmark --version, the command, the files)")
 
 
 def report_failure(err: BaseException) -> int | None:
@@ -97,8 +103,12 @@ def friendly(fn):
             if DEBUG["on"]:
                 raise
             code = report_failure(err)
-            if code is None:
-                raise  # a bug: the full traceback
+            if code is None:  # a bug: the full traceback, ending in what it means
+                if hasattr(err, "add_note"):  # Python >= 3.11
+                    err.add_note(BUG_NOTE)
+                else:
+                    err_console.print(f"[red]note:[/red] {escape(BUG_NOTE)}", highlight=False)
+                raise
             raise typer.Exit(code) from None
 
     return wrapper
@@ -113,7 +123,7 @@ def parse_options(options: list[str] | None) -> dict:
     out = {}
     for item in options or []:
         if "=" not in item:
-            raise ValueError(f"--opt {item!r}: expected key=value")
+            raise InputError(f"--opt {item!r}: expected key=value")
         key, value = item.split("=", 1)
         try:
             if "," in value:
@@ -121,7 +131,7 @@ def parse_options(options: list[str] | None) -> dict:
             else:
                 out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
-            raise ValueError(f"--opt {item!r}: the value is not a plain value") from None
+            raise InputError(f"--opt {item!r}: the value is not a plain value") from None
     return out
 
 
@@ -131,9 +141,9 @@ def parse_size(text: str, option: str = "--size") -> tuple[int, int]:
     try:
         w, h = (int(v) for v in parts)
     except ValueError:
-        raise ValueError(f"{option} {text!r}: expected WIDTHxHEIGHT, e.g. 192x192") from None
+        raise InputError(f"{option} {text!r}: expected WIDTHxHEIGHT, e.g. 192x192") from None
     if w <= 0 or h <= 0:
-        raise ValueError(f"{option} {text!r}: width and height must be positive")
+        raise InputError(f"{option} {text!r}: width and height must be positive")
     return w, h
 
 
@@ -148,10 +158,10 @@ def parse_domain_counts(text: str, option: str = "--domains") -> dict[str, int]:
         except ValueError:
             k = 0
         if not sep or not name or k < 1:
-            raise ValueError(f"{option} {text!r}: expected name=landmarks pairs with at least "
+            raise InputError(f"{option} {text!r}: expected name=landmarks pairs with at least "
                              f"one landmark, e.g. head=19,hand=37 (bad item {item!r})")
         if name in out:
-            raise ValueError(f"{option} {text!r}: domain {name!r} given twice")
+            raise InputError(f"{option} {text!r}: domain {name!r} given twice")
         out[name] = k
     return out
 

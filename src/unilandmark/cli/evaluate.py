@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..core.errors import InputError, UnknownNameError
 from .common import OPT_HELP, build_spec, console, friendly
 
 
@@ -52,16 +53,16 @@ def evaluate_cmd(
 
     chosen = PROTOCOLS.get(protocol) if protocol else None
     if protocol and chosen is None:
-        raise KeyError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
+        raise UnknownNameError(f"unknown protocol {protocol!r}; known: {', '.join(PROTOCOLS)}")
     if chosen and chosen.annotator and annotator and annotator != chosen.annotator:
-        raise ValueError(f"protocol {protocol} uses annotator {chosen.annotator!r}, "
+        raise InputError(f"protocol {protocol} uses annotator {chosen.annotator!r}, "
                          f"not {annotator!r}")
     if chosen and chosen.split and split and split != chosen.split:
-        raise ValueError(f"protocol {protocol} scores split {chosen.split!r}, not {split!r}")
+        raise InputError(f"protocol {protocol} scores split {chosen.split!r}, not {split!r}")
     annotator = annotator or (chosen.annotator if chosen else None)
     split = split or (chosen.split if chosen else None)
     if not split:
-        raise ValueError("give --split (the protocol does not fix one)")
+        raise InputError("give --split (the protocol does not fix one)")
     spec = build_spec(name, root, annotator, opt)
     table = read_predictions(predictions)
     report, errors, records, pred = evaluate(table, spec, split, get_protocol(protocol, spec),

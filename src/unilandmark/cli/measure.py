@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..core.errors import InputError
 from .common import console, friendly
 
 
@@ -32,7 +33,7 @@ def measure_cmd(
     from ..measure.report import summary_lines
 
     if spacing is not None and spacing <= 0:
-        raise ValueError(f"--spacing must be positive, got {spacing}")
+        raise InputError(f"--spacing must be positive, got {spacing}")
     chosen = load_spec(spec) if spec else None
     table = measure_file(predictions, chosen, domain,
                          (spacing, spacing) if spacing else None, truncate)

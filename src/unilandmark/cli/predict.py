@@ -11,6 +11,7 @@ from pathlib import Path
 
 import typer
 
+from ..core.errors import InputError
 from ..core.wording import plural
 from ..inference.predictor import Predictor
 from .common import EXIT_INPUT, console, err_console, friendly
@@ -115,16 +116,16 @@ def predict_cmd(
 
     sp = checked_spacing(spacing, "--spacing")
     if sp is not None and assume_training_spacing:
-        raise ValueError("give --spacing or --assume-training-spacing, not both")
+        raise InputError("give --spacing or --assume-training-spacing, not both")
     if model is not None and checkpoint is not None:
-        raise ValueError("give --checkpoint (PyTorch) or --model (ONNX), not both")
+        raise InputError("give --checkpoint (PyTorch) or --model (ONNX), not both")
     if model is None:
         device = check_device(device)
     check_writable_file(out, "--out")
     if overlay:
         check_writable_dir(overlay, "--overlay")
     if not inputs and not image_list:
-        raise ValueError("give image files, folders or --list FILE")
+        raise InputError("give image files, folders or --list FILE")
     paths, failures, skipped = collect_inputs(inputs or [], image_list)
     total = len(paths) + len(failures)
     detector: Predictor

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import typer
 
+from ..core.errors import InputError
 from .common import console, err_console, friendly
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -36,7 +37,7 @@ def serve_cmd(
     try:
         from ..serve import create_app, run_server
     except ImportError as err:
-        raise ValueError(f"the review app needs the 'serve' extra ({err.name} is missing): "
+        raise InputError(f"the review app needs the 'serve' extra ({err.name} is missing): "
                          "pip install 'unilandmark[serve]'") from None
     from ..core.preflight import (
         PreflightError,
@@ -59,11 +60,11 @@ def serve_cmd(
         err_console.print(f"[yellow]warning:[/yellow] {err}; Save will fail until that "
                           "is fixed", highlight=False)
     if not 0 < port < 65536:
-        raise ValueError(f"--port must lie in 1..65535, got {port}")
+        raise InputError(f"--port must lie in 1..65535, got {port}")
     if spacing is not None and spacing <= 0:
-        raise ValueError(f"--spacing must be positive, got {spacing}")
+        raise InputError(f"--spacing must be positive, got {spacing}")
     if max_upload_mb <= 0:
-        raise ValueError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+        raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
     detector = Detector.from_checkpoint(checkpoint, device=device)
     local = host in LOOPBACK
     app = create_app(folder, detector, domain, spacing=(spacing, spacing) if spacing else None,

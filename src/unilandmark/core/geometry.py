@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
 from .types import Geometry, Spacing
 
 RESIZE_MODES = ("stretch", "letterbox")
@@ -30,11 +31,11 @@ def fit_geometry(
     [0.5, 0.5]
     """
     if mode not in RESIZE_MODES:
-        raise ValueError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
+        raise InputError(f"unknown resize mode {mode!r}; expected one of {RESIZE_MODES}")
     w0, h0 = (int(v) for v in original_size)
     w1, h1 = (int(v) for v in input_size)
     if min(w0, h0, w1, h1) <= 0:
-        raise ValueError(f"sizes must be positive: original {original_size}, input {input_size}")
+        raise InputError(f"sizes must be positive: original {original_size}, input {input_size}")
     cw, ch = content_size((w0, h0), (w1, h1), mode)
     sx, sy = w0 / cw, h0 / ch
     matrix = np.array(
@@ -66,7 +67,7 @@ def resize_to_input(image: np.ndarray, geometry: Geometry) -> np.ndarray:
         arr = arr[None]
     w0, h0 = geometry.original_size
     if arr.shape[-2:] != (h0, w0):
-        raise ValueError(f"image of shape {arr.shape} does not match geometry size {(w0, h0)}")
+        raise InputError(f"image of shape {arr.shape} does not match geometry size {(w0, h0)}")
     w1, h1 = geometry.input_size
     cw = round(w0 / geometry.matrix[0, 0])
     ch = round(h0 / geometry.matrix[1, 1])
@@ -84,7 +85,7 @@ def patch_scale(spacing: Spacing | None, scale: float, scale_mm: float | None) -
     if scale_mm is None:
         return float(scale)
     if spacing is None:
-        raise ValueError(f"scale_mm={scale_mm} needs the image's spacing, and this image has "
+        raise InputError(f"scale_mm={scale_mm} needs the image's spacing, and this image has "
                          "none; give its spacing (--spacing), or use scale (original pixels "
                          "per patch pixel) instead")
     return float(scale_mm) / float(np.mean(spacing))
@@ -119,7 +120,7 @@ def flip_permutation(names: tuple[str, ...] | list[str], pairs) -> np.ndarray:
     for a, b in pairs:
         for name in (a, b):
             if name not in index:
-                raise ValueError(f"flip pair ({a!r}, {b!r}): no landmark named {name!r}; "
+                raise InputError(f"flip pair ({a!r}, {b!r}): no landmark named {name!r}; "
                                  f"landmarks: {', '.join(names)}")
         perm[index[a]], perm[index[b]] = index[b], index[a]
     return np.asarray(perm, dtype=np.int64)

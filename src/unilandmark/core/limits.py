@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 import os
 
+from .errors import InputError
+
 #: spacing outside this range (mm per pixel) is not a plausible 2-D medical image
 SANE_SPACING_MM = (1e-3, 10.0)
 
@@ -54,12 +56,12 @@ def checked_spacing(value, where: str) -> tuple[float, float] | None:
             raise TypeError
         pair = tuple(float(v) for v in pair)
     except (TypeError, ValueError):
-        raise ValueError(f"{where} must be a number of mm per pixel, got {value!r}") from None
+        raise InputError(f"{where} must be a number of mm per pixel, got {value!r}") from None
     lo, hi = SANE_SPACING_MM
     if not all(math.isfinite(v) and v > 0 for v in pair):
-        raise ValueError(f"{where} must be positive and finite (mm per pixel), got {shown}")
+        raise InputError(f"{where} must be positive and finite (mm per pixel), got {shown}")
     if not all(lo <= v <= hi for v in pair):
-        raise ValueError(f"{where} {shown} mm per pixel is implausible; expected {lo:g}..{hi:g}")
+        raise InputError(f"{where} {shown} mm per pixel is implausible; expected {lo:g}..{hi:g}")
     return pair
 
 
@@ -73,10 +75,10 @@ def max_pixels(override: int | None = None) -> int:
     try:
         value = int(float(text))
     except ValueError:
-        raise ValueError(f"${MAX_PIXELS_ENV}={text!r}: expected a number of pixels, "
+        raise InputError(f"${MAX_PIXELS_ENV}={text!r}: expected a number of pixels, "
                          "e.g. 400000000") from None
     if value <= 0:
-        raise ValueError(f"${MAX_PIXELS_ENV}={text!r}: must be positive")
+        raise InputError(f"${MAX_PIXELS_ENV}={text!r}: must be positive")
     return value
 
 

@@ -11,10 +11,12 @@ import re
 import tempfile
 from pathlib import Path
 
+from .errors import InputError
+
 _DEVICE = re.compile(r"^(cpu|auto|mps|cuda)(:(\d+))?$")
 
 
-class PreflightError(ValueError):
+class PreflightError(InputError):
     """An argument that cannot work, found before any work was done."""
 
 

@@ -13,6 +13,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import UnknownNameError
+
 Spacing = tuple[float, float]
 
 
@@ -119,7 +121,7 @@ class DatasetSpec:
         """Records of ``split`` in the split's order; a clear error for unknown names."""
         if split not in self.splits:
             known = ", ".join(sorted(self.splits))
-            raise KeyError(f"{self.name}: no split {split!r}; known splits: {known}")
+            raise UnknownNameError(f"{self.name}: no split {split!r}; known splits: {known}")
         by_id = self.record_map()
         return [by_id[i] for i in self.splits[split] if i in by_id]
 

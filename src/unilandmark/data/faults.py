@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..core.errors import InputError
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -18,7 +20,7 @@ class Fault:
         return f"{where}: {self.message}"
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """A dataset with faults; ``faults`` lists all of them."""
 
     def __init__(self, name: str, faults: list[Fault]):

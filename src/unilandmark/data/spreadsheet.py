@@ -20,6 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..core.errors import InputError
 from .faults import FaultLog
 
 DELIMITERS = (",", ";", "\t")
@@ -62,7 +63,7 @@ def cell_number(value: str | None, decimal_comma: bool = False) -> float | None:
     except ValueError:
         number = None
     if number is None or not math.isfinite(number):
-        raise ValueError(f"not a finite number: {value!r}")
+        raise InputError(f"not a finite number: {value!r}")
     return number
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_write_text
+from ..core.errors import InputError
 from ..imageio.read import write_image
 
 DOMAINS = ("head", "hand", "chest")
@@ -173,7 +174,7 @@ def render_phantom(domain: str, seed: int, size: tuple[int, int] = (192, 192),
                    ) -> tuple[np.ndarray, np.ndarray]:
     """One phantom: ``(image (H, W) uint8, points (K, 2) float64 in pixels)``."""
     if domain not in _BUILDERS:
-        raise ValueError(f"unknown phantom domain {domain!r}; expected one of {DOMAINS}")
+        raise InputError(f"unknown phantom domain {domain!r}; expected one of {DOMAINS}")
     rng = np.random.default_rng([seed, DOMAINS.index(domain)])
     w, h = size
     scale = 0.42 * min(w, h) * rng.uniform(0.88, 1.08)
@@ -231,11 +232,11 @@ def _check_request(domains, counts, size) -> None:
 
     unknown = [d for d in domains if d not in LANDMARKS]
     if unknown or not domains:
-        raise ValueError(f"unknown phantom domain(s) {unknown or domains}; known: "
+        raise InputError(f"unknown phantom domain(s) {unknown or domains}; known: "
                          f"{', '.join(DOMAINS)}")
     if any(int(c) < 0 for c in counts) or sum(int(c) for c in counts) < 1:
-        raise ValueError(f"image counts (train, val, test) must be >= 0 with at least one "
+        raise InputError(f"image counts (train, val, test) must be >= 0 with at least one "
                          f"image, got {tuple(counts)}")
     if len(size) != 2 or min(int(v) for v in size) < MIN_IMAGE_SIDE:
-        raise ValueError(f"image size {size[0]}x{size[1]}: each side needs at least "
+        raise InputError(f"image size {size[0]}x{size[1]}: each side needs at least "
                          f"{MIN_IMAGE_SIDE} pixels")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.errors import InputError, UnknownNameError
 from ..core.metrics import radial_errors
 from ..core.types import DatasetSpec, Record, error_unit, truth_points
 from ..imageio.read import read_image_info
@@ -62,14 +63,14 @@ class Protocol:
             width = np.linalg.norm(truth[:, a] - truth[:, b], axis=-1)
             if np.any(~(width > 0)):
                 bad = [r.id for r, w in zip(records, width, strict=True) if not w > 0]
-                raise ValueError(f"{self.name}: zero or unknown wrist width for {bad}")
+                raise InputError(f"{self.name}: zero or unknown wrist width for {bad}")
             return radial_errors(pred, truth) * (self.wrist_width_mm / width)[:, None]
         if self.grid_mm_per_px is not None:
             return radial_errors(pred, truth) * self.grid_mm_per_px
         if self.resolved_unit(spec) == "mm" and self.grid is None:
             missing = [r.id for r in records if r.spacing is None]
             if missing:
-                raise ValueError(f"{self.name}: scoring in mm but no spacing for {missing[:5]}")
+                raise InputError(f"{self.name}: scoring in mm but no spacing for {missing[:5]}")
             scale = np.array([r.spacing for r in records], dtype=np.float64)[:, None, :]
             return radial_errors(pred, truth, scale)
         return radial_errors(pred, truth)
@@ -126,9 +127,9 @@ def get_protocol(name: str | None, spec: DatasetSpec) -> Protocol:
     if name is None:
         return native_protocol(spec)
     if name not in PROTOCOLS:
-        raise KeyError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
+        raise UnknownNameError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}")
     protocol = PROTOCOLS[name]
     if protocol.dataset and protocol.dataset != spec.name:
-        raise ValueError(f"protocol {name!r} is for dataset {protocol.dataset!r}, "
+        raise InputError(f"protocol {name!r} is for dataset {protocol.dataset!r}, "
                          f"not {spec.name!r}")
     return protocol

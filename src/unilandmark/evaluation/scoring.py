@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.metrics import summarise
 from ..core.types import DatasetSpec, Record, truth_points
 from ..data.faults import Fault
@@ -105,7 +106,7 @@ def evaluate(table: PredictionTable, spec: DatasetSpec, split: str, protocol: Pr
     """
     records = spec.split_records(split)
     if not records:
-        raise ValueError(f"{spec.name}: split {split!r} has no records with images")
+        raise InputError(f"{spec.name}: split {split!r} has no records with images")
     n_split = len(records)
     if predicted_only:
         records = predicted_records(table, records)

@@ -38,6 +38,8 @@ from __future__ import annotations
 
 import json
 
+from ..core.errors import InputError
+
 FORMAT = "unilandmark-onnx/1"
 OPSET = 18
 INPUTS = ("image", "original_size", "content_size", "orientation")
@@ -65,7 +67,7 @@ def parse_metadata(props: dict[str, str]) -> dict:
     """ONNX ``metadata_props`` -> a dict with the JSON values decoded; a clear error for
     a graph not written by ``unilandmark export``."""
     if props.get("format") != FORMAT:
-        raise ValueError(f"not a unilandmark ONNX model (metadata format "
+        raise InputError(f"not a unilandmark ONNX model (metadata format "
                          f"{props.get('format')!r}, expected {FORMAT!r}); export one with "
                          "`unilandmark export`")
     return {k: (json.loads(v) if k in JSON_KEYS else v) for k, v in props.items()}

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ..codecs import HeatmapCodec, decode_peaks
+from ..core.errors import InputError
 from ..core.geometry import flip_permutation
 from ..inference.orientation import mirror_pass_needed, reads_mirrored
 from ..inference.refine import TEST_OFFSETS
@@ -133,7 +134,7 @@ class PredictionGraph(nn.Module):
     def __init__(self, detector, domain: str):
         super().__init__()
         if not isinstance(detector.codecs[domain], HeatmapCodec):
-            raise ValueError(f"export needs a heatmap model for stage 1; model "
+            raise InputError(f"export needs a heatmap model for stage 1; model "
                              f"{detector.model_name!r} decodes with "
                              f"{type(detector.codecs[domain]).__name__}")
         meta = detector.domains[domain]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.geometry import patch_scale, scaled_size
 from ..inference.inputs import LeastSize, RawInput, least_size_rule, stage1_inputs
 from .contract import ORIENTATION_CODES
@@ -29,7 +30,7 @@ def graph_inputs(meta: dict, raws: list[RawInput], orientation: str = "auto",
     ``pixel_scale``; their spacings for ``scale_mm`` stages), ``orientation`` for every
     image."""
     if orientation not in ORIENTATION_CODES:
-        raise ValueError(f"unknown orientation {orientation!r}; expected one of "
+        raise InputError(f"unknown orientation {orientation!r}; expected one of "
                          f"{tuple(ORIENTATION_CODES)}")
     stage1, content = stage1_inputs(raws, tuple(meta["input_size"]),
                                     meta.get("resize", "stretch"))

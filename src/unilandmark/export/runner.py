@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.geometry import flip_permutation
 from ..core.types import Spacing, pixels_to_mm
 from ..inference.inputs import fallback_spacing, read_batches, read_input
@@ -31,7 +32,7 @@ from .inputs import graph_inputs, least_size
 log = logging.getLogger(__name__)
 
 
-class MissingExtraError(ImportError, ValueError):
+class MissingExtraError(ImportError, InputError):
     """An optional dependency is not installed (an input problem, not a bug: the command
     line prints it as one line)."""
 
@@ -64,11 +65,11 @@ class OnnxDetector:
             self.session = ort.InferenceSession(str(path), options,
                                                 providers=_providers(ort, device))
         except Exception as err:  # onnxruntime raises its own types for a damaged file
-            raise ValueError(f"{path}: not a readable ONNX model ({err})") from err
+            raise InputError(f"{path}: not a readable ONNX model ({err})") from err
         try:
             self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         except ValueError as err:
-            raise ValueError(f"{path}: {err}") from None
+            raise InputError(f"{path}: {err}") from None
         self.path = path
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() \
             else "cpu"
@@ -82,7 +83,7 @@ class OnnxDetector:
 
     def _domain(self, domain: str | None) -> str:
         if domain is not None and domain != self.domain:
-            raise ValueError(f"{self.path} was exported for domain {self.domain!r}, not "
+            raise InputError(f"{self.path} was exported for domain {self.domain!r}, not "
                              f"{domain!r}")
         return self.domain
 
@@ -109,7 +110,7 @@ class OnnxDetector:
         smallest size the graph's stages need)."""
         domain = self._domain(domain)
         if orientation not in ORIENTATION_CODES:
-            raise ValueError(f"unknown orientation {orientation!r}; expected one of "
+            raise InputError(f"unknown orientation {orientation!r}; expected one of "
                              f"{tuple(ORIENTATION_CODES)}")
         fallback, fallback_source = fallback_spacing(
             spacing, assume_training_spacing, self.meta.get("training_spacing"), domain)

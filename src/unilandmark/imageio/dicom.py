@@ -13,12 +13,13 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.types import Spacing
 
 log = logging.getLogger(__name__)
 
 
-class DicomHeaderError(ValueError):
+class DicomHeaderError(InputError):
     """A DICOM header that cannot be read or holds a malformed value."""
 
 

@@ -12,6 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from ..core.errors import InputError
+
 log = logging.getLogger(__name__)
 
 #: container kind -> (SimpleITK ImageIO, whether its header carries a physical spacing)
@@ -39,7 +41,7 @@ _METAIMAGE = re.compile(rb"^\s*(ObjectType|NDims|ObjectSubType)\s*=")
 _DICOM_VR = re.compile(rb"^[A-Z]{2}$")
 
 
-class UnsupportedFormat(ValueError):
+class UnsupportedFormat(InputError):
     """Neither the suffix nor the content names a supported image container."""
 
 

@@ -30,6 +30,7 @@ from typing import NamedTuple
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.errors import InputError
 from ..core.limits import size_fault, spacing_fault
 from ..core.types import Spacing
 from . import dicom
@@ -49,7 +50,7 @@ __all__ = ["ImageReadError", "ReducedRead", "SUFFIXES", "image_suffix", "is_imag
 log = logging.getLogger(__name__)
 
 
-class ImageReadError(ValueError):
+class ImageReadError(InputError):
     """An image file could not be read; the message names the file and the fault."""
 
 

@@ -33,6 +33,7 @@ import torch
 from ..checkpoints.checkpoint import load_checkpoint, stage_chain, upgrade
 from ..checkpoints.contract import PatchGeometry, stage_contract
 from ..codecs import HeatmapCodec, decode_peaks
+from ..core.errors import InputError
 from ..core.geometry import fit_geometry, flip_permutation, patch_scale, scaled_geometry
 from ..core.types import Spacing
 from ..models import build_model, codec_for
@@ -159,9 +160,9 @@ class Detector:
         if domain is None:
             if len(self.domains) == 1:
                 return next(iter(self.domains))
-            raise ValueError(f"give a domain; this model knows {sorted(self.domains)}")
+            raise InputError(f"give a domain; this model knows {sorted(self.domains)}")
         if domain not in self.domains:
-            raise ValueError(f"unknown domain {domain!r}; this model knows "
+            raise InputError(f"unknown domain {domain!r}; this model knows "
                              f"{sorted(self.domains)}")
         return domain
 
@@ -204,7 +205,7 @@ class Detector:
         """
         domain = self._domain(domain)
         if orientation not in ORIENTATIONS:
-            raise ValueError(f"unknown orientation {orientation!r}; expected one of "
+            raise InputError(f"unknown orientation {orientation!r}; expected one of "
                              f"{ORIENTATIONS}")
         fallback, fallback_source = fallback_spacing(
             spacing, assume_training_spacing, self.domains[domain].get("spacing"), domain)

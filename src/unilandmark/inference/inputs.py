@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.geometry import content_size, scaled_size
 from ..core.naming import file_stem
 from ..core.types import Spacing
@@ -65,7 +66,7 @@ def read_input(item, index: int, fallback: Spacing | None, fallback_source: str,
                         file_stem(item), str(item), read.original_size, read.pixel_scale)
     array = np.asarray(item)
     if array.ndim != 2:
-        raise ValueError(f"array{index}: expected a 2-D image array, got shape {array.shape}")
+        raise InputError(f"array{index}: expected a 2-D image array, got shape {array.shape}")
     return RawInput(normalise_intensity(array), fallback,
                     fallback_source if fallback else None, f"array{index}", None,
                     (array.shape[1], array.shape[0]))
@@ -111,7 +112,7 @@ def fallback_spacing(spacing: Spacing | None, assume_training_spacing: bool,
     spacing ``trained`` (``model``; a clear error when the model records none)."""
     if spacing is None and assume_training_spacing:
         if not trained:
-            raise ValueError(f"this model does not record the spacing of its training "
+            raise InputError(f"this model does not record the spacing of its training "
                              f"images for domain {domain!r}; give the spacing explicitly "
                              "(--spacing)")
         return (float(trained[0]), float(trained[1])), "model"

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.types import Spacing
 
 
@@ -85,8 +86,10 @@ class PredictionFailure:
     reason: str
 
 
-#: errors of reading one input that ``on_failure`` reports instead of raising
-READ_ERRORS = (ValueError, OSError, MemoryError, RuntimeError)
+#: errors of reading one input that ``on_failure`` reports instead of raising: a fault of
+#: that file (unreadable, not an image, too large); any other exception is a bug and stops
+#: the batch with its traceback
+READ_ERRORS = (InputError, OSError, MemoryError)
 
 
 def describe_input(item, index: int) -> str:

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..core.errors import InputError
+
 #: fraction of the shape variance the retained modes explain
 VARIANCE_KEPT = 0.90
 #: at most this many modes: more would let the fit bend towards a gross miss
@@ -89,7 +91,7 @@ def build_shape_model(shapes: np.ndarray, visible: np.ndarray | None = None,
     shapes = np.asarray(shapes, dtype=np.float64)
     n, k, _ = shapes.shape
     if n < 3 or k < 3:
-        raise ValueError(f"a shape model needs at least 3 shapes of 3 landmarks, got {n} of {k}")
+        raise InputError(f"a shape model needs at least 3 shapes of 3 landmarks, got {n} of {k}")
     vis = np.ones((n, k), bool) if visible is None else np.asarray(visible, bool)
     vis = vis & np.isfinite(shapes).all(-1)
     full = vis.all(1)

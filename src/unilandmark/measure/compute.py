@@ -20,6 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..core.errors import InputError
 from .spec import Measurement, MeasurementSpec, Segment, Term
 
 
@@ -48,7 +49,7 @@ def _per_image(value, n: int, what: str, width: int | None = None) -> np.ndarray
     if arr.ndim == (1 if width else 0):
         arr = np.broadcast_to(arr, shape)
     if arr.shape != shape:
-        raise ValueError(f"{what}: expected one value per image ({n}), got shape {arr.shape}")
+        raise InputError(f"{what}: expected one value per image ({n}), got shape {arr.shape}")
     return arr
 
 
@@ -72,7 +73,7 @@ def measure_batch(spec: MeasurementSpec, points, landmark_names: Sequence[str],
     """
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 3 or pts.shape[2] != 2 or pts.shape[1] != len(landmark_names):
-        raise ValueError(f"points: expected (N, {len(landmark_names)}, 2) for "
+        raise InputError(f"points: expected (N, {len(landmark_names)}, 2) for "
                          f"{len(landmark_names)} landmark names, got shape {pts.shape}")
     n = pts.shape[0]
     if truncate:
@@ -102,7 +103,7 @@ def measure(spec: MeasurementSpec, points, landmark_names: Sequence[str], spacin
     measurement is undefined."""
     pts = np.asarray(points, dtype=np.float64)
     if pts.ndim != 2:
-        raise ValueError(f"points: expected (K, 2) for one image, got shape {pts.shape}")
+        raise InputError(f"points: expected (K, 2) for one image, got shape {pts.shape}")
     values = measure_batch(spec, pts[None], landmark_names,
                            None if spacing is None else np.asarray(spacing, float)[None],
                            bool(mirrored), truncate)

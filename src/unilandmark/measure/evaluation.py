@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import InputError
 from ..core.types import DatasetSpec, Record
 from .builtin import builtin_specs, spec_for
 from .files import read_landmark_images
@@ -22,7 +23,7 @@ def spec_for_dataset(dataset: DatasetSpec, spec: MeasurementSpec | None = None,
     found = spec_for(dataset.landmark_names, dataset.domain) or \
         spec_for(dataset.landmark_names)
     if found is None:
-        raise ValueError(f"{dataset.name}: no built-in measurement spec fits its landmarks "
+        raise InputError(f"{dataset.name}: no built-in measurement spec fits its landmarks "
                          f"(built-in: {', '.join(builtin_specs())}); give a spec file")
     return found
 

@@ -1,7 +1,10 @@
 """Measurements from a prediction CSV, written as one row per image.
 
 Input: the prediction CSV (``image,landmark,x,y`` then optional ``name``, ``x_mm``,
-``y_mm``, ``domain``, ``orientation``, ``spacing_x``, ``spacing_y``, ...). Per image:
+``y_mm``, ``domain``, ``orientation``, ``spacing_x``, ``spacing_y``, ...), read by
+:mod:`unilandmark.predictions.table` as spreadsheets write it (a byte-order mark, UTF-16,
+semicolons or tabs, decimal commas); a landmark with empty ``x``, ``y`` is not visible
+(NaN). Per image:
 
 - landmark names from the ``name`` column, else from the spec's ordered ``landmarks``;
 - spacing from ``spacing_x``/``spacing_y``, else from ``x_mm / x`` and ``y_mm / y``, else
@@ -26,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from ..core.atomic import atomic_write_text
+from ..core.errors import InputError
 from ..data.faults import Fault
-from ..predictions.table import PredictionError, read_predictions
+from ..predictions.table import PredictionError, PredictionFile, read_predictions
 from .builtin import builtin_specs, covers, spec_for, specs_for_domain
 from .classes import classify_batch
 from .compute import measure_batch, normalise_name
@@ -97,38 +101,37 @@ def _fmt(value: float) -> str:
 def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None = None,
                          ) -> list[ImageLandmarks]:
     """Group a prediction CSV by image (see the module doc); every fault is reported
-    together (the points through :func:`unilandmark.evaluate.read_predictions`)."""
+    together (the points through :func:`unilandmark.predictions.table.read_predictions`)."""
     table = read_predictions(path)
+    source = table.source
     path = str(path)
     faults: list[Fault] = []
     extra: dict[str, dict] = {}
-    with open(path, newline="") as fh:
-        for line_no, raw in enumerate(csv.DictReader(fh), start=2):
-            row = {(k or "").strip(): (v or "").strip() for k, v in raw.items()}
-            rid = row["image"]
-            info = extra.setdefault(rid, {"names": {}, "orientation": set(), "domain": set(),
-                                          "spacing": set(), "derived": None})
-            try:
-                lm = int(row["landmark"])
-            except ValueError:  # reported by read_predictions
-                continue
-            if row.get("name"):
-                info["names"][lm] = row["name"]
-            if row.get("domain"):
-                info["domain"].add(row["domain"])
-            if row.get("orientation"):
-                if row["orientation"] not in ORIENTATIONS:
-                    faults.append(Fault(path, rid, f"line {line_no}: orientation must be "
-                                                   f"{' or '.join(ORIENTATIONS)}, got "
-                                                   f"{row['orientation']!r}"))
-                else:
-                    info["orientation"].add(row["orientation"])
-            sp = _row_spacing(row, path, rid, line_no, faults)
-            if sp == "derived":
-                if info["derived"] is None:
-                    info["derived"] = _derived_spacing(row)
-            elif sp is not None:
-                info["spacing"].add(sp)
+    for row, line_no in zip(source.rows, source.lines, strict=True):
+        rid = row["image"]
+        info = extra.setdefault(rid, {"names": {}, "orientation": set(), "domain": set(),
+                                      "spacing": set(), "derived": None})
+        try:
+            lm = int(row["landmark"])
+        except ValueError:  # reported by read_predictions
+            continue
+        if row.get("name"):
+            info["names"][lm] = row["name"]
+        if row.get("domain"):
+            info["domain"].add(row["domain"])
+        if row.get("orientation"):
+            if row["orientation"] not in ORIENTATIONS:
+                faults.append(Fault(path, rid, f"line {line_no}: orientation must be "
+                                               f"{' or '.join(ORIENTATIONS)}, got "
+                                               f"{row['orientation']!r}"))
+            else:
+                info["orientation"].add(row["orientation"])
+        sp = _row_spacing(row, source, rid, line_no, faults)
+        if sp == "derived":
+            if info["derived"] is None:
+                info["derived"] = _derived_spacing(row, source)
+        elif sp is not None:
+            info["spacing"].add(sp)
     by_image: dict[str, dict[int, tuple[float, float]]] = {}
     for (rid, lm), xy in table.points.items():
         by_image.setdefault(rid, {})[lm] = xy
@@ -157,14 +160,16 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
     return images
 
 
-def _row_spacing(row, path, rid, line_no, faults):
+def _row_spacing(row, source: PredictionFile, rid, line_no, faults):
     """(sx, sy) from the spacing columns, "derived" when only x_mm/y_mm give it, or None."""
+    path = source.path
     if row.get("spacing_x") or row.get("spacing_y"):
         try:
-            sp = (float(row.get("spacing_x", "")), float(row.get("spacing_y", "")))
+            sp = (source.number(row.get("spacing_x", "")),
+                  source.number(row.get("spacing_y", "")))
         except ValueError:
-            sp = (float("nan"), float("nan"))
-        if not all(math.isfinite(v) and v > 0 for v in sp):
+            sp = (None, None)
+        if not all(v is not None and v > 0 for v in sp):
             faults.append(Fault(path, rid, f"line {line_no}: spacing_x, spacing_y must be "
                                            f"positive numbers, got {row.get('spacing_x')!r}, "
                                            f"{row.get('spacing_y')!r}"))
@@ -172,7 +177,7 @@ def _row_spacing(row, path, rid, line_no, faults):
         return sp
     if row.get("x_mm") and row.get("y_mm"):
         try:
-            float(row["x_mm"]), float(row["y_mm"])
+            source.number(row["x_mm"]), source.number(row["y_mm"])
         except ValueError:
             faults.append(Fault(path, rid, f"line {line_no}: x_mm, y_mm must be numbers, got "
                                            f"{row['x_mm']!r}, {row['y_mm']!r}"))
@@ -181,12 +186,12 @@ def _row_spacing(row, path, rid, line_no, faults):
     return None
 
 
-def _derived_spacing(row) -> tuple[float, float] | None:
+def _derived_spacing(row, source: PredictionFile) -> tuple[float, float] | None:
     try:
-        x, y, x_mm, y_mm = (float(row[k]) for k in ("x", "y", "x_mm", "y_mm"))
+        x, y, x_mm, y_mm = (source.number(row[k]) for k in ("x", "y", "x_mm", "y_mm"))
     except ValueError:
         return None
-    if x == 0 or y == 0 or not (x_mm / x > 0 and y_mm / y > 0):
+    if None in (x, y, x_mm, y_mm) or x == 0 or y == 0 or not (x_mm / x > 0 and y_mm / y > 0):
         return None
     return (x_mm / x, y_mm / y)
 
@@ -207,7 +212,7 @@ def choose_spec(images: list[ImageLandmarks], domain: str | None = None,
         kept = [i for i in images if i.domain in (None, domain)]
         skipped = [i.image for i in images if i.domain not in (None, domain)]
         if not kept:
-            raise ValueError(f"{source}: no image of domain {domain!r} (the file's domains: "
+            raise InputError(f"{source}: no image of domain {domain!r} (the file's domains: "
                              f"{sorted({str(i.domain) for i in images})})")
         images = kept
     if spec is not None:
@@ -224,11 +229,11 @@ def choose_spec(images: list[ImageLandmarks], domain: str | None = None,
     if unmatched:
         where = f"domain {domain or images[0].domain!r}" if (domain or images[0].domain) \
             else "any domain"
-        raise ValueError(f"{source}: no built-in measurement spec fits image(s) "
+        raise InputError(f"{source}: no built-in measurement spec fits image(s) "
                          f"{unmatched[:5]} ({where}; built-in: "
                          f"{', '.join(builtin_specs())}); give --spec FILE")
     if len(chosen) > 1:
-        raise ValueError(f"{source}: images need different specs "
+        raise InputError(f"{source}: images need different specs "
                          f"{ {k: v[:3] for k, v in chosen.items()} }; give --domain or --spec")
     return builtin_specs()[next(iter(chosen))], images, skipped
 
@@ -279,11 +284,11 @@ def measure_file(path: str | Path, spec: MeasurementSpec | None = None,
     """Read a prediction CSV, choose the spec (see :func:`choose_spec`) and measure."""
     images = read_landmark_images(path, spacing)
     if not images:
-        raise ValueError(f"{path}: no landmarks in this file")
+        raise InputError(f"{path}: no landmarks in this file")
     chosen, kept, skipped = choose_spec(images, domain, spec, str(path))
     unnamed = [img.image for img in kept if any(n is None for n in img.names)]
     if unnamed and chosen.landmarks is None:
-        raise ValueError(f"{path}: no landmark names for image(s) {unnamed[:5]} (no 'name' "
+        raise InputError(f"{path}: no landmark names for image(s) {unnamed[:5]} (no 'name' "
                          f"column) and spec {chosen.name} lists no landmark order "
                          "('landmarks'); add either")
     return measure_images(chosen, kept, truncate, skipped)

@@ -35,12 +35,14 @@ from pydantic import (
     model_validator,
 )
 
+from ..core.errors import InputError, UnknownNameError
+
 KINDS = ("angle", "signed_angle", "distance", "ratio", "sum")
 TERM_KINDS = ("angle", "signed_angle", "distance", "ref")
 UNITS = ("deg", "mm", "px", "ratio")
 
 
-class SpecError(ValueError):
+class SpecError(InputError):
     """A measurement spec that cannot be used; the message names the file and every fault."""
 
 
@@ -80,10 +82,10 @@ class ClassRule(_Data):
     @model_validator(mode="after")
     def _bounds(self) -> ClassRule:
         if all(v is None for v in (self.min, self.max, self.above, self.below, self.equals)):
-            raise ValueError(f"class {self.class_}: give at least one of min, max, above, "
+            raise InputError(f"class {self.class_}: give at least one of min, max, above, "
                              "below, equals")
         if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"class {self.class_}: min {self.min} is above max {self.max}")
+            raise InputError(f"class {self.class_}: min {self.min} is above max {self.max}")
         return self
 
     def matches(self, value: float) -> bool:
@@ -109,10 +111,10 @@ class Term(_Data):
     def _one_kind(self) -> Term:
         given = [k for k in TERM_KINDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"a sum term needs exactly one of {', '.join(TERM_KINDS)}; "
+            raise InputError(f"a sum term needs exactly one of {', '.join(TERM_KINDS)}; "
                              f"got {given or 'none'}")
         if self.sign is not None and self.distance is None:
-            raise ValueError("'sign' applies to a distance only")
+            raise InputError("'sign' applies to a distance only")
         return self
 
     @property
@@ -150,16 +152,16 @@ class Measurement(_Data):
     def _one_kind(self) -> Measurement:
         given = [k for k in KINDS if getattr(self, k) is not None]
         if len(given) != 1:
-            raise ValueError(f"measurement {self.name!r} needs exactly one of "
+            raise InputError(f"measurement {self.name!r} needs exactly one of "
                              f"{', '.join(KINDS)}; got {given or 'none'}")
         if self.sign is not None and self.distance is None:
-            raise ValueError(f"measurement {self.name!r}: 'sign' applies to a distance only")
+            raise InputError(f"measurement {self.name!r}: 'sign' applies to a distance only")
         if self.sum is not None and not self.sum:
-            raise ValueError(f"measurement {self.name!r}: a sum needs at least one term")
+            raise InputError(f"measurement {self.name!r}: a sum needs at least one term")
         bad = set(self.name) & set(',"\n\r')
         if bad or self.name != self.name.strip() or self.name == "image" or \
                 self.name.endswith(("_class", "_px")):
-            raise ValueError(f"measurement name {self.name!r}: must not be 'image', end in "
+            raise InputError(f"measurement name {self.name!r}: must not be 'image', end in "
                              "'_class' or '_px', or hold commas, quotes or line breaks")
         return self
 
@@ -189,7 +191,7 @@ class MeasurementSpec(_Data):
     def _consistent(self) -> MeasurementSpec:
         faults = _semantic_faults(self)
         if faults:
-            raise ValueError("; ".join(faults))
+            raise InputError("; ".join(faults))
         return self
 
     # -- lookups -------------------------------------------------------------------------
@@ -202,7 +204,7 @@ class MeasurementSpec(_Data):
         for m in self.measurements:
             if m.name == name:
                 return m
-        raise KeyError(f"spec {self.name}: no measurement {name!r}; known: "
+        raise UnknownNameError(f"spec {self.name}: no measurement {name!r}; known: "
                        f"{', '.join(self.names)}")
 
     def resolve(self, point: str) -> str:
@@ -256,7 +258,7 @@ def _unit(spec: MeasurementSpec, m: Measurement, visiting: set[str]) -> str:
     if m.distance is not None:
         return m.unit or "mm"
     if m.name in visiting:
-        raise ValueError(f"measurement {m.name!r}: its references form a cycle")
+        raise InputError(f"measurement {m.name!r}: its references form a cycle")
     visiting = visiting | {m.name}
     units = set()
     for term in m.sum or []:
@@ -267,7 +269,7 @@ def _unit(spec: MeasurementSpec, m: Measurement, visiting: set[str]) -> str:
         else:
             units.add("deg")
     if len(units) != 1:
-        raise ValueError(f"measurement {m.name!r}: a sum mixes units {sorted(units)}")
+        raise InputError(f"measurement {m.name!r}: a sum mixes units {sorted(units)}")
     return units.pop()
 
 

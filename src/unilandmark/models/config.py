@@ -9,6 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ..core.errors import InputError
+
 
 class StrictModel(BaseModel):
     """A pydantic model that refuses unknown keys (a typo in a config is an error)."""
@@ -34,7 +36,7 @@ class ModelConfig(StrictModel):
         from .registry import MODELS
 
         if name not in MODELS:
-            raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+            raise InputError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
         return name
 
     def kwargs(self) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from ..core.errors import UnknownNameError
 from .heads import HEADS
 from .layers import UNetTrunk
 
@@ -20,7 +21,7 @@ class FamilyNet(nn.Module):
                  **head_kwargs):
         super().__init__()
         if head not in HEADS:
-            raise KeyError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+            raise UnknownNameError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
         self.domains = list(domains)
         self.inputs = nn.ModuleDict({d: nn.Conv2d(in_channels, width, 1) for d in domains})
         self.trunk = UNetTrunk(width, depth, self.domains, block)

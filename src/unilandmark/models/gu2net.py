@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.errors import InputError
 from .layers import DilatedStack, UNetTrunk, init_prior_bias, pad_to_multiple
 
 
@@ -98,7 +99,7 @@ class GU2Net(nn.Module):
                  variant: str = "full"):
         super().__init__()
         if variant not in ("full", "local", "global"):
-            raise ValueError(f"unknown GU2Net variant {variant!r}")
+            raise InputError(f"unknown GU2Net variant {variant!r}")
         self.domains = list(domains)
         self.variant = variant
         self.local = LocalNet(domains, in_channels, width, depth) if variant != "global" else None

@@ -27,6 +27,7 @@ from ..codecs import (
     PatchClassCodec,
     PixelClassCodec,
 )
+from ..core.errors import UnknownNameError
 from .families import FamilyNet
 from .gu2net import GU2Net, UNet
 
@@ -94,7 +95,7 @@ MODELS: dict[str, ModelEntry] = {
 def model_entry(name: str) -> ModelEntry:
     """The registry entry of ``name``; an unknown name is a KeyError listing the known."""
     if name not in MODELS:
-        raise KeyError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+        raise UnknownNameError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
     return MODELS[name]
 
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..core.errors import InputError
 from . import build_model
 
 #: source name meaning "the mean over the checkpoint's domains"
@@ -40,7 +41,7 @@ def domain_dict_prefixes(model: nn.Module) -> list[str]:
     those keyed by exactly the model's domains (``model.domains``)."""
     domains = set(getattr(model, "domains", []))
     if not domains:
-        raise ValueError(f"{type(model).__name__} has no per-domain parts (no .domains)")
+        raise InputError(f"{type(model).__name__} has no per-domain parts (no .domains)")
     return [name for name, m in model.named_modules()
             if isinstance(m, nn.ModuleDict) and name and set(m.keys()) == domains]
 
@@ -119,14 +120,14 @@ def transplant(model: nn.Module, old_weights: dict[str, torch.Tensor],
     """
     for new, source in sources.items():
         if new not in new_domains:
-            raise ValueError(f"init.domains names {new!r}, which is not a new domain "
+            raise InputError(f"init.domains names {new!r}, which is not a new domain "
                              f"(new domains: {sorted(new_domains)})")
         if source != MEAN and source not in old_domains:
-            raise ValueError(f"init.domains.{new}: source {source!r} is not a domain of the "
+            raise InputError(f"init.domains.{new}: source {source!r} is not a domain of the "
                              f"checkpoint; it knows {sorted(old_domains)} (or use mean)")
     missing = sorted(set(new_domains) - set(sources))
     if missing:
-        raise ValueError(f"new domain(s) {missing} need a source under init.domains (a "
+        raise InputError(f"new domain(s) {missing} need a source under init.domains (a "
                          f"domain of the checkpoint, {sorted(old_domains)}, or mean)")
     target = model.state_dict()
     prefixes = domain_dict_prefixes(model)
@@ -134,11 +135,11 @@ def transplant(model: nn.Module, old_weights: dict[str, torch.Tensor],
     expected = set(target) - new_keys
     extra, absent = sorted(set(old_weights) - expected), sorted(expected - set(old_weights))
     if extra or absent:
-        raise ValueError("the checkpoint's weights do not fit its own architecture "
+        raise InputError("the checkpoint's weights do not fit its own architecture "
                          f"({model_name}): missing {absent[:5]}, unexpected {extra[:5]}")
     mismatched = [k for k in expected if tuple(old_weights[k].shape) != tuple(target[k].shape)]
     if mismatched:
-        raise ValueError(f"the checkpoint's weights do not fit {model_name} with its "
+        raise InputError(f"the checkpoint's weights do not fit {model_name} with its "
                          f"settings: shapes differ for {sorted(mismatched)[:5]}")
     state = {k: old_weights[k].to(target[k].dtype) for k in expected}
     dependent = landmark_dependent(model_name, model_kwargs)
@@ -172,7 +173,7 @@ def _mean(values: list[torch.Tensor]) -> torch.Tensor:
 def trainable_names(model: nn.Module, new_domains, shared: str) -> set[str]:
     """Parameter names that train: all (``finetune``) or the new domains' (``frozen``)."""
     if shared not in SHARED_MODES:
-        raise ValueError(f"init.shared must be one of {SHARED_MODES}, got {shared!r}")
+        raise InputError(f"init.shared must be one of {SHARED_MODES}, got {shared!r}")
     names = {n for n, _ in model.named_parameters()}
     if shared == "finetune":
         return names

@@ -2,22 +2,32 @@
 
 The prediction CSV (docs/protocols.md, "Prediction CSV"): ``image,landmark,x,y`` then
 optional columns in the order of ``OPTIONAL_COLUMNS``; one row per (image, landmark),
-original pixels (x right, y down, the centre of the first pixel at 0). Read as
-spreadsheets write it (a byte-order mark, UTF-16, comma/semicolon/tab, decimal commas).
+original pixels (x right, y down, the centre of the first pixel at 0). A landmark marked
+not visible may keep its row with ``x`` and ``y`` both empty (the review app's table).
+
+Read as spreadsheets write it (a byte-order mark, UTF-16, comma/semicolon/tab, decimal
+commas: :mod:`unilandmark.data.spreadsheet`) by :func:`read_prediction_file` (the rows as
+text and the file's format) and :func:`read_predictions` (the parsed points); written by
+:func:`write_predictions`, atomically, in the file's own format when rewriting one.
+Every producer and consumer (predict and the ONNX runner, evaluate, measure, the review
+app) goes through here.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..core.atomic import atomic_write_text
+from ..core.atomic import atomic_path
+from ..core.errors import InputError
 from ..data.faults import DatasetError, Fault, FaultLog
-from ..data.spreadsheet import read_table
+from ..data.spreadsheet import cell_number, read_table
 
 PREDICTION_COLUMNS = ("image", "landmark", "x", "y")
 
@@ -25,8 +35,17 @@ PREDICTION_COLUMNS = ("image", "landmark", "x", "y")
 OPTIONAL_COLUMNS = ("name", "x_mm", "y_mm", "confidence", "domain", "risk", "flag", "qc",
                     "orientation", "spacing_x", "spacing_y", "spacing_source", "file")
 
+#: every column of the schema, in the order written
+COLUMNS = PREDICTION_COLUMNS + OPTIONAL_COLUMNS
+
+#: the columns that hold numbers (written with decimal commas into a table that uses them)
+NUMBER_COLUMNS = ("x", "y", "x_mm", "y_mm", "confidence", "risk", "spacing_x", "spacing_y")
+
 
 QC_VALUES = ("pass", "review", "fail")
+
+_DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+([eE][+-]?\d+)?$")
+_DECIMAL_POINT = re.compile(r"^[+-]?\d*\.\d+([eE][+-]?\d+)?$")
 
 
 class PredictionError(DatasetError):
@@ -41,10 +60,42 @@ class PredictionError(DatasetError):
 
 
 @dataclass(frozen=True)
+class TableFormat:
+    """How a table file is laid out, so that rewriting it keeps what the spreadsheet that
+    saved it expects: ``delimiter``; ``encoding`` (``utf-8``, ``utf-8-sig``: with a
+    byte-order mark, ``utf-16-le`` or ``utf-16-be``: with theirs); ``newline``;
+    ``decimal_comma`` (numbers written ``1,5``). The default is what unilandmark writes."""
+
+    delimiter: str = ","
+    encoding: str = "utf-8"
+    newline: str = "\n"
+    decimal_comma: bool = False
+
+
+@dataclass(frozen=True)
+class PredictionFile:
+    """A prediction CSV as text: ``rows[i]`` maps every header column to its stripped cell
+    ('' where the row stops early), from line ``lines[i]``; ``layout`` the file's layout."""
+
+    path: str
+    header: tuple[str, ...]
+    rows: list[dict[str, str]]
+    lines: list[int]
+    layout: TableFormat = TableFormat()
+
+    def number(self, value: str | None) -> float | None:
+        """A cell as a float, None when empty; ValueError for text or non-finite (decimal
+        commas accepted where the delimiter is not a comma)."""
+        return cell_number(value, self.layout.delimiter != ",")
+
+
+@dataclass(frozen=True)
 class PredictionTable:
     """Parsed prediction rows: {(image id, landmark 1-based): (x, y)} plus confidence,
     and where the file has them the quality columns: risk, flag (bool) per point and qc
-    per image (docs/quality.md)."""
+    per image (docs/quality.md). ``hidden``: the (image, landmark) rows with ``x`` and
+    ``y`` both empty (marked not visible: no point); ``source``: the file's rows as text,
+    for readers of the other columns (None when built in memory)."""
 
     path: str
     points: dict[tuple[str, int], tuple[float, float]]
@@ -52,14 +103,23 @@ class PredictionTable:
     risk: dict[tuple[str, int], float] = field(default_factory=dict)
     flags: dict[tuple[str, int], bool] = field(default_factory=dict)
     qc: dict[str, str] = field(default_factory=dict)
+    hidden: frozenset[tuple[str, int]] = frozenset()
+    source: PredictionFile | None = field(default=None, repr=False, compare=False)
 
 
-def read_predictions(path: str | Path) -> PredictionTable:
-    """Parse a prediction CSV; every malformed row is reported together.
+def read_prediction_file(path: str | Path) -> PredictionFile:
+    """The rows of a prediction CSV as text; :class:`PredictionError` listing every fault
+    of the file's structure (unreadable text, ragged rows, missing columns). The cells are
+    not checked: :func:`read_predictions` and :func:`parse_point` do that."""
+    table, faults = _read_file(path)
+    if faults:
+        raise PredictionError(table.path, faults)
+    return table
 
-    Read as spreadsheets write it (BOM, UTF-16, comma/semicolon/tab, decimal commas with
-    a semicolon), like the dataset tables.
-    """
+
+def _read_file(path: str | Path) -> tuple[PredictionFile, list[Fault]]:
+    """The rows that could be read and the structural faults (ragged rows, left out);
+    raises when the file cannot be read at all or lacks a required column."""
     path = Path(path)
     if not path.is_file():
         raise PredictionError(str(path), [Fault(str(path), "", "prediction file missing")])
@@ -72,42 +132,92 @@ def read_predictions(path: str | Path) -> PredictionTable:
         expected = ",".join(PREDICTION_COLUMNS)
         raise PredictionError(str(path), [*log.faults, Fault(
             str(path), "", f"missing columns {missing}; expected header {expected}")])
-    faults: list[Fault] = list(log.faults)
-    points, confidence = {}, {}
+    layout = _sniff_format(path, table.delimiter, table.rows)
+    return PredictionFile(str(path), tuple(table.header), table.rows, table.lines,
+                          layout), list(log.faults)
+
+
+def _sniff_format(path: Path, delimiter: str, rows: list[dict[str, str]]) -> TableFormat:
+    """The layout of a table file that :func:`read_table` has read (its text decodes)."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(65536)
+    except OSError:
+        head = b""
+    if head.startswith(codecs.BOM_UTF8):
+        encoding, text = "utf-8-sig", head[len(codecs.BOM_UTF8):].decode("utf-8", "replace")
+    elif head.startswith(codecs.BOM_UTF16_LE):
+        encoding, text = "utf-16-le", head[2:].decode("utf-16-le", "replace")
+    elif head.startswith(codecs.BOM_UTF16_BE):
+        encoding, text = "utf-16-be", head[2:].decode("utf-16-be", "replace")
+    else:
+        encoding, text = "utf-8", head.decode("utf-8", "replace")
+    end = text.find("\n")
+    newline = "\r\n" if end > 0 and text[end - 1] == "\r" else "\n"
+    decimal_comma = delimiter != "," and any(
+        _DECIMAL_COMMA.match(row.get(c, "")) for row in rows for c in NUMBER_COLUMNS)
+    return TableFormat(delimiter, encoding, newline, decimal_comma)
+
+
+def parse_point(table: PredictionFile, row: dict[str, str], line: int,
+                ) -> tuple[int, tuple[float, float] | None]:
+    """A row's landmark (1-based as written) and point, None when ``x`` and ``y`` are
+    both empty (not visible); ValueError ``line N: ...`` for a bad cell."""
+    try:
+        landmark = int(row["landmark"])
+    except ValueError:
+        raise InputError(f"line {line}: landmark is not an integer: "
+                         f"{row['landmark']!r}") from None
+    if row["x"] == "" and row["y"] == "":
+        return landmark, None
+    if (row["x"] == "") != (row["y"] == ""):
+        raise InputError(f"line {line}: landmark {landmark}: give both x and y, or neither "
+                         "(not visible)")
+    try:
+        x, y = table.number(row["x"]), table.number(row["y"])
+    except ValueError:
+        raise InputError(f"line {line}: landmark {landmark}: x, y not finite numbers: "
+                         f"{row['x']!r}, {row['y']!r}") from None
+    return landmark, (x, y)
+
+
+def read_predictions(path: str | Path) -> PredictionTable:
+    """Parse a prediction CSV; every malformed row is reported together.
+
+    Read as spreadsheets write it (BOM, UTF-16, comma/semicolon/tab, decimal commas with
+    a semicolon), like the dataset tables. A row with ``x`` and ``y`` both empty is a
+    landmark marked not visible: no point (``hidden``).
+    """
+    table, faults = _read_file(path)
+    points, confidence, hidden = {}, {}, set()
     quality: dict[str, dict] = {"risk": {}, "flags": {}, "qc": {}}
     for row, line_no in zip(table.rows, table.lines, strict=True):
         rid = row["image"]
         try:
-            landmark = int(row["landmark"])
-        except ValueError:
-            faults.append(Fault(str(path), rid, f"line {line_no}: landmark is not an "
-                                                f"integer: {row['landmark']!r}"))
-            continue
-        try:
-            x, y = table.number(row["x"]), table.number(row["y"])
-            if x is None or y is None:
-                raise ValueError
-        except ValueError:
-            faults.append(Fault(str(path), rid, f"line {line_no}: landmark {landmark}: x, y "
-                                                f"not finite numbers: {row['x']!r}, "
-                                                f"{row['y']!r}"))
+            landmark, xy = parse_point(table, row, line_no)
+        except ValueError as err:
+            faults.append(Fault(table.path, rid, str(err)))
             continue
         key = (rid, landmark)
-        if key in points:
-            faults.append(Fault(str(path), rid, f"line {line_no}: landmark {landmark} "
-                                                "given twice"))
+        if key in points or key in hidden:
+            faults.append(Fault(table.path, rid, f"line {line_no}: landmark {landmark} "
+                                                 "given twice"))
             continue
-        points[key] = (x, y)
+        if xy is None:
+            hidden.add(key)
+            continue
+        points[key] = xy
         if row.get("confidence"):
             try:
                 confidence[key] = table.number(row["confidence"])
             except ValueError:
-                faults.append(Fault(str(path), rid, f"line {line_no}: confidence is not a "
-                                                    f"number: {row['confidence']!r}"))
-        faults += _quality_cells(row, table, key, quality, f"line {line_no}", str(path))
+                faults.append(Fault(table.path, rid, f"line {line_no}: confidence is not a "
+                                                     f"number: {row['confidence']!r}"))
+        faults += _quality_cells(row, table, key, quality, f"line {line_no}", table.path)
     if faults:
-        raise PredictionError(str(path), faults)
-    return PredictionTable(str(path), points, confidence, **quality)
+        raise PredictionError(table.path, faults)
+    return PredictionTable(table.path, points, confidence, **quality, hidden=frozenset(hidden),
+                           source=table)
 
 
 def _quality_cells(row: dict, table, key: tuple[str, int], out: dict, where: str,
@@ -197,12 +307,42 @@ def mm_text(px: float, mm_per_px: float) -> str:
     return _num(np.float32(float(px) * float(mm_per_px)))
 
 
-def write_predictions(path: str | Path, rows: list[dict]) -> None:
-    """Write prediction rows atomically with the standard column order."""
-    present = [c for c in OPTIONAL_COLUMNS if any(c in r for r in rows)]
+def write_predictions(path: str | Path, rows: list[dict], header=(),
+                      layout: TableFormat | None = None) -> None:
+    """Write prediction rows atomically with the standard column order.
+
+    Columns: ``image,landmark,x,y``, then each optional column that a row has (or that
+    ``header`` names) in the order of ``OPTIONAL_COLUMNS``, then the other columns of
+    ``header`` in its order (a user's own columns, kept when a table is rewritten); a row
+    without a column gets an empty cell. ``layout``: the layout to keep (that of the file
+    being rewritten, :attr:`PredictionFile.layout`); by default UTF-8 without a
+    byte-order mark, commas, ``\\n`` line ends, decimal points.
+    """
+    layout = layout or TableFormat()
+    present = set(header).union(*(r.keys() for r in rows))
+    columns = [*PREDICTION_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in present)]
+    columns += [c for c in header if c not in columns]
+    if layout.decimal_comma:
+        rows = [_with_decimal_commas(r) for r in rows]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=[*PREDICTION_COLUMNS, *present], extrasaction="ignore",
-                            lineterminator="\n")
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", restval="",
+                            delimiter=layout.delimiter, lineterminator=layout.newline)
     writer.writeheader()
     writer.writerows(rows)
-    atomic_write_text(path, buf.getvalue())
+    data = buf.getvalue().encode(layout.encoding)
+    if layout.encoding == "utf-16-le":
+        data = codecs.BOM_UTF16_LE + data
+    elif layout.encoding == "utf-16-be":
+        data = codecs.BOM_UTF16_BE + data
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def _with_decimal_commas(row: dict) -> dict:
+    """``row`` with its numbers written ``1,5`` (for a table in a decimal-comma locale)."""
+    out = dict(row)
+    for c in NUMBER_COLUMNS:
+        text = str(out.get(c, ""))
+        if _DECIMAL_POINT.match(text):
+            out[c] = text.replace(".", ",")
+    return out

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import InputError
 from .evidence import (
     CALIBRATION_FORMAT,
     FAIL_FRACTION,
@@ -184,7 +185,7 @@ def fit_calibration(features: dict[str, np.ndarray], errors: np.ndarray, groups:
     wrong = errors[keep] > radius
     groups = np.asarray(groups)[keep]
     if not keep.any():
-        raise ValueError("calibration needs validation points with ground truth; none given")
+        raise InputError("calibration needs validation points with ground truth; none given")
     errors = errors[keep]
     model = fit_risk_model(feats, wrong, ridge=ridge, errors=errors, radius=radius)
     oof = out_of_fold_risk(feats, wrong, groups, ridge=ridge, errors=errors, radius=radius)

@@ -13,6 +13,7 @@ import os
 import tempfile
 from pathlib import Path
 
+from ..core.naming import file_stem
 from ..imageio.read import SUFFIXES, ImageReadError, image_suffix, is_image_file, read_image
 
 
@@ -22,12 +23,6 @@ class UnknownImage(LookupError):
 
 class UploadRejected(ValueError):
     """An upload that is not stored; the message says why, for the page."""
-
-
-def image_stem(name: str) -> str:
-    """The record id of an image file: its name without the suffix (``.nii.gz`` whole)."""
-    suffix = image_suffix(name)
-    return name[: -len(suffix)] if suffix and name.lower().endswith(suffix) else Path(name).stem
 
 
 class ImageFolder:
@@ -62,8 +57,8 @@ class ImageFolder:
 
     def shared_stem(self, name: str) -> list[str]:
         """Other images whose record id (stem) equals that of ``name``."""
-        stem = image_stem(name)
-        return [n for n in self.names() if n != name and image_stem(n) == stem]
+        stem = file_stem(name)
+        return [n for n in self.names() if n != name and file_stem(n) == stem]
 
     def store_upload(self, filename: str, data: bytes) -> str:
         """Store an uploaded image in the folder and return its file name.

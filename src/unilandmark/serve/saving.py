@@ -21,37 +21,57 @@ it is known: the CSV in its ``orientation`` column, labelme under a top-level
 
 Points are ``(x, y)`` floats in original pixels (centre of the top-left pixel is
 ``(0, 0)``); NaN means not visible. Every write is atomic.
+
+The CSV is read and written by the one prediction-table module
+(:mod:`unilandmark.predictions.table`): a table saved by a spreadsheet (a byte-order mark,
+UTF-16, semicolons or tabs, decimal commas) opens, and is rewritten in its own layout.
+Saving replaces one image's rows (read, modify, write) while holding a lock file beside
+the table (``NAME.csv.lock``, :func:`table_lock`), so that two ``serve`` processes saving
+into one table never lose each other's rows.
 """
 
 from __future__ import annotations
 
-import csv
-import io
+import contextlib
+import errno
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from ..core.atomic import atomic_write_text
+from ..core.errors import InputError
+from ..core.naming import file_stem
 from ..core.types import Spacing
 from ..data.annotations import parse_labelme
-from ..data.faults import FaultLog
-from ..predictions.table import mm_text
-from .folder import image_stem
+from ..data.faults import Fault, FaultLog
+from ..predictions.table import (
+    OPTIONAL_COLUMNS,
+    PREDICTION_COLUMNS,
+    PredictionError,
+    PredictionFile,
+    mm_text,
+    parse_point,
+    read_prediction_file,
+    write_predictions,
+)
 
 FORMATS = ("csv", "labelme", "both")
 DEFAULT_CSV_NAME = "landmarks_reviewed.csv"
-#: the prediction CSV columns (the project's contract), required first, then optional
-CSV_REQUIRED = ("image", "landmark", "x", "y")
-CSV_OPTIONAL = ("name", "x_mm", "y_mm", "confidence", "domain", "flag", "qc", "orientation",
-                "spacing_x", "spacing_y", "spacing_source", "file")
+#: the prediction CSV columns (predictions.table: the project's one schema), required
+#: first, then optional
+CSV_REQUIRED = PREDICTION_COLUMNS
+CSV_OPTIONAL = OPTIONAL_COLUMNS
+#: seconds a save waits for another process's hold on the table's lock file
+LOCK_TIMEOUT_S = 10.0
 LABELME_VERSION = "5.2.1"
 ORIENTATIONS = ("original", "mirrored")
 
 
-class SavedFileError(ValueError):
+class SavedFileError(InputError):
     """A saved-landmarks file that cannot be read or safely rewritten; names file and fault."""
 
 
@@ -68,7 +88,7 @@ def cannot_write(target: Path, err: OSError) -> SaveError:
 def formats_of(choice: str) -> tuple[str, ...]:
     """``csv``/``labelme``/``both`` -> the formats to write, in reading-preference order."""
     if choice not in FORMATS:
-        raise ValueError(f"save format {choice!r}: expected one of {', '.join(FORMATS)}")
+        raise InputError(f"save format {choice!r}: expected one of {', '.join(FORMATS)}")
     return ("labelme", "csv") if choice == "both" else (choice,)
 
 
@@ -79,7 +99,7 @@ def _num(value: float) -> str:
 # -- labelme -------------------------------------------------------------------------------
 def labelme_file(image_path: Path) -> Path:
     """The labelme JSON of an image: ``STEM.json`` in the image's folder."""
-    return image_path.parent / f"{image_stem(image_path.name)}.json"
+    return image_path.parent / f"{file_stem(image_path.name)}.json"
 
 
 def _load_labelme_json(path: Path, image_name: str) -> dict:
@@ -148,32 +168,50 @@ def write_labelme(image_path: Path, names: Sequence[str], points: np.ndarray,
 
 
 # -- CSV -----------------------------------------------------------------------------------
-def read_table(path: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """Header and rows of a review CSV; :class:`SavedFileError` if unreadable."""
-    try:
-        with open(path, newline="") as fh:
-            reader = csv.DictReader(fh)
-            rows = [{(k or "").strip(): (v or "").strip() for k, v in r.items()} for r in reader]
-            header = [h.strip() for h in reader.fieldnames or []]
-    except (OSError, UnicodeDecodeError, csv.Error) as err:
-        raise SavedFileError(f"{path}: cannot read the table ({err})") from None
-    missing = [c for c in CSV_REQUIRED if c not in header]
-    if missing:
-        raise SavedFileError(f"{path}: missing columns {missing}; expected a header starting "
-                             f"{','.join(CSV_REQUIRED)}")
-    return header, rows
+def lock_file(path: Path) -> Path:
+    """The lock file of a review table: ``NAME.csv.lock`` beside it (kept there: deleting a
+    lock file while another process waits on it would let two hold it)."""
+    return path.with_name(f"{path.name}.lock")
 
 
-def _cell(path: Path, line: int, column: str, text: str) -> float | None:
-    if text == "":
-        return None
+@contextlib.contextmanager
+def table_lock(path: Path, timeout: float | None = None) -> Iterator[None]:
+    """Hold the table's lock file (across processes) for a read-modify-write.
+
+    A lock held by another holder for longer than ``timeout`` seconds (default
+    ``LOCK_TIMEOUT_S``) is a :class:`TimeoutError` (an ``OSError``, so the save reports
+    ``cannot write TABLE: ...``) naming the lock file.
+    """
+    timeout = LOCK_TIMEOUT_S if timeout is None else timeout
+    lock = lock_file(path)
+    holder = FileLock(str(lock), timeout=timeout)
     try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not math.isfinite(value):
-        raise SavedFileError(f"{path}: line {line}: {column} is not a finite number: {text!r}")
-    return value
+        holder.acquire()
+    except Timeout:
+        raise TimeoutError(errno.ETIMEDOUT, f"another process has held its lock file for "
+                           f"over {timeout:g} s (another 'unilandmark serve' saving to the "
+                           "same table?); nothing was changed, save again",
+                           str(lock)) from None
+    try:
+        yield
+    finally:
+        holder.release()
+
+
+def read_table(path: Path) -> PredictionFile:
+    """The review CSV's rows as text (:func:`read_prediction_file`: any layout a
+    spreadsheet writes); :class:`SavedFileError` naming the file's faults if unreadable."""
+    try:
+        return read_prediction_file(path)
+    except PredictionError as err:
+        raise SavedFileError(_faults_text(path, err.faults)) from None
+
+
+def _faults_text(path: Path, faults: list[Fault]) -> str:
+    shown = "; ".join((f"record {f.record}: " if f.record else "") + f.message
+                      for f in faults[:3])
+    more = f" (and {len(faults) - 3} more)" if len(faults) > 3 else ""
+    return f"{path}: {shown}{more}"
 
 
 def saved_ids(path: Path) -> set[str]:
@@ -181,7 +219,7 @@ def saved_ids(path: Path) -> set[str]:
     if not path.is_file():
         return set()
     try:
-        return {r["image"] for r in read_table(path)[1]}
+        return {r["image"] for r in read_table(path).rows}
     except SavedFileError:
         return set()
 
@@ -193,45 +231,43 @@ def read_csv(path: Path, image_id: str, names: Sequence[str],
     when the table has no row for the image."""
     if not path.is_file():
         return None
-    _, rows = read_table(path)
+    table = read_table(path)
     points = np.full((len(names), 2), np.nan)
-    found = False
+    found: set[int] = set()
     orientation = None
-    for line, row in enumerate(rows, start=2):
+    for row, line in zip(table.rows, table.lines, strict=True):
         if row["image"] != image_id:
             continue
-        found = True
         if row.get("orientation") in ORIENTATIONS:
             orientation = row["orientation"]
         try:
-            landmark = int(row["landmark"])
-        except ValueError:
-            raise SavedFileError(f"{path}: line {line}: landmark is not an integer: "
-                                 f"{row['landmark']!r}") from None
+            landmark, xy = parse_point(table, row, line)
+        except ValueError as err:
+            raise SavedFileError(f"{path}: {err}") from None
         if not 1 <= landmark <= len(names):
             raise SavedFileError(f"{path}: line {line}: landmark {landmark} is outside "
                                  f"1..{len(names)} of this model")
-        x, y = _cell(path, line, "x", row["x"]), _cell(path, line, "y", row["y"])
-        if (x is None) != (y is None):
-            raise SavedFileError(f"{path}: line {line}: give both x and y, or neither "
-                                 "(not visible)")
-        if x is not None:
-            points[landmark - 1] = (x, y)
+        if landmark in found:
+            raise SavedFileError(f"{path}: line {line}: landmark {landmark} of image "
+                                 f"{image_id!r} given twice")
+        found.add(landmark)
+        if xy is not None:
+            points[landmark - 1] = xy
     return (points, orientation) if found else None
 
 
 def csv_rows(image_id: str, file_name: str, names: Sequence[str], points: np.ndarray,
              spacing: Spacing | None, domain: str | None, orientation: str | None = None,
              ) -> list[dict[str, str]]:
-    """Rows of one image; a not-visible landmark has empty ``x``, ``y`` (and mm)."""
+    """Rows of one image; a not-visible landmark has empty ``x``, ``y`` (and no mm)."""
     rows = []
     for k, (name, (x, y)) in enumerate(zip(names, points, strict=True)):
         visible = math.isfinite(x) and math.isfinite(y)
         row = {"image": image_id, "landmark": str(k + 1), "x": _num(x) if visible else "",
                "y": _num(y) if visible else "", "name": name, "file": file_name}
         if spacing is not None:
-            row["x_mm"] = mm_text(x, spacing[0]) if visible else ""
-            row["y_mm"] = mm_text(y, spacing[1]) if visible else ""
+            if visible:
+                row["x_mm"], row["y_mm"] = mm_text(x, spacing[0]), mm_text(y, spacing[1])
             row["spacing_x"], row["spacing_y"] = _num(spacing[0]), _num(spacing[1])
         if domain:
             row["domain"] = domain
@@ -242,18 +278,13 @@ def csv_rows(image_id: str, file_name: str, names: Sequence[str], points: np.nda
 
 
 def write_csv(path: Path, image_id: str, rows: list[dict[str, str]]) -> Path:
-    """Replace the rows of ``image_id`` in the table (created if absent), atomically; the
-    other images' rows are kept as they are, in their order."""
-    header, old = read_table(path) if path.is_file() else ([], [])
-    kept = [r for r in old if r.get("image") != image_id]
-    all_rows = kept + rows
-    present = {c for r in all_rows for c, v in r.items() if v != ""} | set(header)
-    columns = [*CSV_REQUIRED, *(c for c in CSV_OPTIONAL if c in present)]
-    columns += [c for c in header if c not in columns]  # a user's own columns stay
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", restval="",
-                            lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(all_rows)
-    atomic_write_text(path, buf.getvalue())
+    """Replace the rows of ``image_id`` in the table (created if absent), atomically and
+    under the table's lock file (:func:`table_lock`); the other images' rows are kept as
+    they are, in their order, and so are a user's own columns and the table's layout
+    (delimiter, encoding, decimal commas)."""
+    with table_lock(path):
+        table = read_table(path) if path.is_file() else None
+        kept = [r for r in table.rows if r.get("image") != image_id] if table else []
+        write_predictions(path, kept + rows, header=table.header if table else (),
+                          layout=table.layout if table else None)
     return path

@@ -19,9 +19,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.errors import InputError
+from ..core.naming import file_stem
 from ..core.types import Spacing
 from ..imageio.read import read_image_info
-from .folder import ImageFolder, image_stem
+from .folder import ImageFolder
 from .saving import (
     DEFAULT_CSV_NAME,
     SavedFileError,
@@ -107,22 +109,22 @@ def parse_points(raw, count: int, size: tuple[int, int]) -> np.ndarray:
     """
     if not isinstance(raw, (list, tuple)) or len(raw) != count:
         got = len(raw) if isinstance(raw, (list, tuple)) else type(raw).__name__
-        raise ValueError(f"expected {count} points (one per landmark), got {got}")
+        raise InputError(f"expected {count} points (one per landmark), got {got}")
     out = np.full((count, 2), np.nan)
     width, height = size
     for k, item in enumerate(raw):
         if item is None:
             continue
         if not isinstance(item, (list, tuple)) or len(item) != 2:
-            raise ValueError(f"landmark {k + 1}: expected [x, y] or null, got {item!r}")
+            raise InputError(f"landmark {k + 1}: expected [x, y] or null, got {item!r}")
         try:
             x, y = float(item[0]), float(item[1])
         except (TypeError, ValueError):
-            raise ValueError(f"landmark {k + 1}: not numbers: {item!r}") from None
+            raise InputError(f"landmark {k + 1}: not numbers: {item!r}") from None
         if not (math.isfinite(x) and math.isfinite(y)):
-            raise ValueError(f"landmark {k + 1}: not finite numbers: {item!r}")
+            raise InputError(f"landmark {k + 1}: not finite numbers: {item!r}")
         if not (-width <= x <= 2 * width and -height <= y <= 2 * height):
-            raise ValueError(f"landmark {k + 1}: ({x}, {y}) lies far outside the "
+            raise InputError(f"landmark {k + 1}: ({x}, {y}) lies far outside the "
                              f"{width}x{height} image")
         out[k] = (x, y)
     return out
@@ -133,10 +135,10 @@ def pick_domain(domains: dict, domain: str | None) -> str:
     if domain is None:
         if len(domains) == 1:
             return next(iter(domains))
-        raise ValueError(f"this model knows several domains {sorted(domains)}; "
+        raise InputError(f"this model knows several domains {sorted(domains)}; "
                          "choose one with --domain")
     if domain not in domains:
-        raise ValueError(f"unknown domain {domain!r}; this model knows {sorted(domains)}")
+        raise InputError(f"unknown domain {domain!r}; this model knows {sorted(domains)}")
     return domain
 
 
@@ -182,7 +184,7 @@ class ReviewStore:
             state = self._states.get(name)
         if state is not None:
             return state.status
-        if image_stem(name) in csv_ids or self._has_labelme(name):
+        if file_stem(name) in csv_ids or self._has_labelme(name):
             return SAVED
         return NEW
 
@@ -265,7 +267,7 @@ class ReviewStore:
             if fmt == "labelme":
                 saved = read_labelme(path, self.names)
             else:
-                saved = read_csv(self.csv_path, image_stem(path.name), self.names)
+                saved = read_csv(self.csv_path, file_stem(path.name), self.names)
             if saved is not None:
                 return saved
         return None
@@ -292,8 +294,8 @@ class ReviewStore:
         path = self.folder.path(name)
         clash = self.folder.shared_stem(name)
         if clash:
-            raise ValueError(f"{name}: other images share its record id "
-                             f"{image_stem(name)!r} ({', '.join(clash)}); rename them first")
+            raise InputError(f"{name}: other images share its record id "
+                             f"{file_stem(name)!r} ({', '.join(clash)}); rename them first")
         written = []
         with self._lock:
             for f in formats:
@@ -303,9 +305,9 @@ class ReviewStore:
                         written.append(write_labelme(path, self.names, points, state.size,
                                                      state.orientation))
                     else:
-                        rows = csv_rows(image_stem(name), name, self.names, points,
+                        rows = csv_rows(file_stem(name), name, self.names, points,
                                         state.spacing, self.domain, state.orientation)
-                        written.append(write_csv(self.csv_path, image_stem(name), rows))
+                        written.append(write_csv(self.csv_path, file_stem(name), rows))
                 except OSError as err:
                     error = cannot_write(target, err)
                     if written:  # "both": the first format was saved, the second not

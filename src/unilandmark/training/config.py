@@ -29,6 +29,7 @@ from pydantic import (
     model_validator,
 )
 
+from ..core.errors import InputError
 from ..models import model_entry, stage_models
 from ..models.config import ModelConfig, StrictModel
 from .augment import AugmentConfig
@@ -57,7 +58,7 @@ class DomainConfig(StrictModel):
     @classmethod
     def _positive_size(cls, v):
         if min(v) < 8:
-            raise ValueError(f"input_size must be at least 8 x 8 pixels, got {list(v)}")
+            raise InputError(f"input_size must be at least 8 x 8 pixels, got {list(v)}")
         return v
 
 
@@ -174,20 +175,20 @@ class ExperimentConfig(StrictModel):
     def _unique(cls, v):
         names = [d.name for d in v]
         if len(set(names)) != len(names):
-            raise ValueError(f"domain names must be unique, got {names}")
+            raise InputError(f"domain names must be unique, got {names}")
         return v
 
     @model_validator(mode="after")
     def _domains_for_image_stages(self):
         if self.stage.kind == "image" and not self.domains:
-            raise ValueError("at least one domain is needed (stage kind image)")
+            raise InputError("at least one domain is needed (stage kind image)")
         return self
 
     @model_validator(mode="after")
     def _model_serves_the_stage(self):
         entry = model_entry(self.model.name)
         if self.stage.kind not in entry.stages:
-            raise ValueError(
+            raise InputError(
                 f"model.name {self.model.name!r} cannot serve as a {self.stage.kind} stage "
                 "(a patch stage refines each landmark from its own heatmap channel, which "
                 f"this model's {entry.family} output does not have); models that can: "
@@ -217,7 +218,7 @@ def config_differences(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config that cannot be read or validated; the message names the file and key."""
 
 
@@ -341,7 +342,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     """
     if data is None:
         if path is None:
-            raise ValueError("give a config path or data")
+            raise InputError("give a config path or data")
         data = read_yaml(path)
     data = yaml.safe_load(yaml.safe_dump(data))  # deep copy of plain types
     for item in overrides or []:

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_path
+from ..core.errors import InputError
 from ..core.geometry import fit_geometry, patch_scale, resize_to_input, scaled_geometry
 from ..core.types import DatasetSpec, Geometry, Record, Sample
 from ..imageio.read import normalise_intensity, read_image, read_image_info
@@ -59,7 +60,7 @@ def load_resized(record: Record, geometry: Geometry, cache_dir: Path | None,
                 with np.load(cached, allow_pickle=False) as data:
                     image = data["image"]
                 if image.shape != (1, h, w):
-                    raise ValueError(f"shape {image.shape}, expected {(1, h, w)}")
+                    raise InputError(f"shape {image.shape}, expected {(1, h, w)}")
                 return image, geometry
             except Exception as err:  # noqa: BLE001 - any damage: rebuild the entry
                 log.warning("%s: corrupt cache entry (%s: %s); decoding the image again and "
@@ -67,7 +68,7 @@ def load_resized(record: Record, geometry: Geometry, cache_dir: Path | None,
                 cached.unlink(missing_ok=True)
     array, _ = read_image(record.image_path)
     if (array.shape[1], array.shape[0]) != tuple(geometry.original_size):
-        raise ValueError(f"{record.image_path}: record {record.id}: image is "
+        raise InputError(f"{record.image_path}: record {record.id}: image is "
                          f"{array.shape[1]}x{array.shape[0]}, its header said "
                          f"{geometry.original_size[0]}x{geometry.original_size[1]}")
     image = resize_to_input(normalise_intensity(array), geometry).astype(np.float16)
@@ -92,7 +93,7 @@ class LandmarkDataset(torch.utils.data.Dataset):
         self.split = split
         self.records = spec.split_records(split)
         if not self.records:
-            raise ValueError(f"{spec.name}: split {split!r} has no records")
+            raise InputError(f"{spec.name}: split {split!r} has no records")
         self.input_size = (int(input_size[0]), int(input_size[1]))
         self.mode = mode
         self.cache_dir = Path(cache_dir) if cache_dir else None
@@ -155,7 +156,7 @@ class ScaledImages:
         self.spec = spec
         self.records = spec.split_records(split)
         if not self.records:
-            raise ValueError(f"{spec.name}: split {split!r} has no records")
+            raise InputError(f"{spec.name}: split {split!r} has no records")
         self.images: list[np.ndarray] = []
         self.geometries: list[Geometry] = []
         k = spec.num_landmarks

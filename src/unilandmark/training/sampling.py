@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..core.errors import InputError
+
 POLICIES = ("round-robin", "proportional")
 
 
@@ -23,7 +25,7 @@ def epoch_schedule(sizes: dict[str, int], batch_size: int, seed: int, epoch: int
     domain is drawn in proportion to its size.
     """
     if policy not in POLICIES:
-        raise ValueError(f"unknown mixing policy {policy!r}; expected one of {POLICIES}")
+        raise InputError(f"unknown mixing policy {policy!r}; expected one of {POLICIES}")
     rng = np.random.default_rng([seed, epoch])
     per_domain: dict[str, list[np.ndarray]] = {}
     step = batch_size * world_size

@@ -32,6 +32,7 @@ from ..checkpoints.checkpoint import (
     stage_chain,
 )
 from ..core.atomic import atomic_write_text
+from ..core.errors import InputError
 from ..core.jsontext import json_text
 from ..core.wording import relative_note
 from ..data.sizes import size_advice, suggest_input_size
@@ -122,11 +123,11 @@ def plan_adaptation(req: AdaptRequest, log=print) -> AdaptPlan:
     first = chain[0]
     old_meta = first["domains"]
     if req.domain in old_meta:
-        raise ValueError(f"--domain {req.domain}: {path} already has a domain {req.domain!r}; "
+        raise InputError(f"--domain {req.domain}: {path} already has a domain {req.domain!r}; "
                          f"name the new anatomy differently (it knows {sorted(old_meta)})")
     source = req.from_domain or (next(iter(old_meta)) if len(old_meta) == 1 else "mean")
     if source != "mean" and source not in old_meta:
-        raise ValueError(f"--from-domain {source}: not a domain of {path}; it knows "
+        raise InputError(f"--from-domain {source}: not a domain of {path}; it knows "
                          f"{sorted(old_meta)} (or use mean)")
     notes = [f"the new domain {req.domain} starts from "
              f"{'the mean of ' + ', '.join(old_meta) if source == 'mean' else source}"]
@@ -135,11 +136,11 @@ def plan_adaptation(req: AdaptRequest, log=print) -> AdaptPlan:
     val_split = req.val_split
     for option, split in (("--train-split", train_split), ("--val-split", val_split)):
         if split is not None and split not in spec.splits:
-            raise ValueError(f"{option} {split}: not a split of {spec.name}; known: "
+            raise InputError(f"{option} {split}: not a split of {spec.name}; known: "
                              f"{', '.join(sorted(spec.splits))}")
     train_records = spec.split_records(train_split)
     if not train_records:
-        raise ValueError(f"{spec.name}: split {train_split!r} has no records with an image")
+        raise InputError(f"{spec.name}: split {train_split!r} has no records with an image")
     sizes = [record_size(r) for r in train_records]
     ref = old_meta[source] if source != "mean" else next(iter(old_meta.values()))
     ref_size = tuple(int(v) for v in ref["input_size"])
@@ -177,7 +178,7 @@ def plan_adaptation(req: AdaptRequest, log=print) -> AdaptPlan:
     patch_stages = [i for i, s in enumerate(chain) if s["kind"] == "patch"]
     refine = req.refine if req.refine is not None else bool(patch_stages)
     if refine and not patch_stages:
-        raise ValueError(f"--refine: {path} has no patch stage to start a refinement from")
+        raise InputError(f"--refine: {path} has no patch stage to start a refinement from")
     if not refine and patch_stages:
         notes.append(f"no refinement for {req.domain}: the checkpoint's {len(patch_stages)} "
                      "patch stage(s) keep refining its old domains only")
@@ -215,7 +216,7 @@ def _old_domains(req: AdaptRequest, first: dict, log, notes: list[str]):
     """
     unknown = sorted(set(req.old_data) - set(first["domains"]))
     if unknown:
-        raise ValueError(f"--old-data: {unknown} are not domains of the checkpoint; it knows "
+        raise InputError(f"--old-data: {unknown} are not domains of the checkpoint; it knows "
                          f"{sorted(first['domains'])}")
     if not (req.check_old or req.replay):
         notes.append("the old domains are not validated (--no-check-old): forgetting is "

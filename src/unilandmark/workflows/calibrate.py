@@ -22,6 +22,7 @@ from ..checkpoints.checkpoint import (
     save_model_file,
     stage_chain,
 )
+from ..core.errors import InputError
 from ..core.metrics import radial_errors
 from ..core.types import truth_points
 from ..core.wording import relative_note
@@ -56,10 +57,10 @@ def validation_sources(state: dict, domain: str | None = None, dataset: str | No
     known = list(last["domains"])
     configured = {d["name"]: d for d in (last.get("config") or {}).get("domains", [])}
     if domain is not None and domain not in known:
-        raise ValueError(f"unknown domain {domain!r}; this model knows {known}")
+        raise InputError(f"unknown domain {domain!r}; this model knows {known}")
     overriding = any(v is not None for v in (dataset, root, split)) or bool(options)
     if overriding and domain is None and len(known) > 1:
-        raise ValueError(f"this model has several domains {known}: give --domain with "
+        raise InputError(f"this model has several domains {known}: give --domain with "
                          "--dataset, --root, --split or options")
     sources = {}
     for name in [domain] if domain else known:
@@ -71,7 +72,7 @@ def validation_sources(state: dict, domain: str | None = None, dataset: str | No
         if missing:
             if domain is None:
                 continue  # a domain trained without validation: nothing to calibrate on
-            raise ValueError(f"domain {name}: the checkpoint's config gives no "
+            raise InputError(f"domain {name}: the checkpoint's config gives no "
                              f"{', '.join(missing)}; pass --{' --'.join(missing)}")
         if root is None and not Path(src["root"]).exists():
             raise FileNotFoundError(f"domain {name}: the validation data of the model's "
@@ -80,7 +81,7 @@ def validation_sources(state: dict, domain: str | None = None, dataset: str | No
                                     "--root (and --domain where the model has several)")
         sources[name] = ValidationSource(src["dataset"], str(src["root"]), src["split"], opts)
     if not sources:
-        raise ValueError("no domain of this model has a validation split in its config; "
+        raise InputError("no domain of this model has a validation split in its config; "
                          "give --domain, --dataset, --root and --split")
     return sources
 
@@ -94,15 +95,15 @@ def validation_points(detector: Detector, domain: str, source: ValidationSource,
     spec = build_dataset(source.dataset, source.root, **source.options)
     records = spec.split_records(source.split)[:limit]
     if not records:
-        raise ValueError(f"{spec.name}: split {source.split!r} has no records with images")
+        raise InputError(f"{spec.name}: split {source.split!r} has no records with images")
     k = detector.domains[domain]["num_landmarks"]
     if spec.num_landmarks != k:
-        raise ValueError(f"{spec.name} has {spec.num_landmarks} landmarks, domain {domain} "
+        raise InputError(f"{spec.name} has {spec.num_landmarks} landmarks, domain {domain} "
                          f"of this model {k}")
     if spec.unit == "mm":
         missing = [r.id for r in records if r.spacing is None]
         if missing:
-            raise ValueError(f"{spec.name}: its thresholds are in mm, but images "
+            raise InputError(f"{spec.name}: its thresholds are in mm, but images "
                              f"{missing[:5]} have no spacing")
         scale = np.array([r.spacing for r in records], dtype=np.float64)[:, None, :]
     else:
@@ -125,9 +126,9 @@ def calibrate_state(state: dict, sources: dict[str, ValidationSource],
     """Fit each domain's calibration and store it in ``state`` (its last stage's domain
     metadata, in place). Returns {domain: calibration}."""
     if not 0 < target_recall <= 1:
-        raise ValueError(f"target recall must be in (0, 1], got {target_recall}")
+        raise InputError(f"target recall must be in (0, 1], got {target_recall}")
     if max_flagged is not None and not 0 < max_flagged <= 1:
-        raise ValueError(f"max flagged fraction must be in (0, 1], got {max_flagged}")
+        raise InputError(f"max flagged fraction must be in (0, 1], got {max_flagged}")
     detector = Detector.from_checkpoint_state(state, device)
     last = stage_chain(state)[-1]
     out = {}

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.errors import InputError, UnknownNameError
 from ...core.limits import checked_spacing
 from ...core.types import DatasetSpec, Record, error_unit
 from ...imageio.read import ImageReadError, read_image_info
@@ -87,7 +88,7 @@ def isbi2015(root: str | Path, annotator: str = "senior", errata: bool = True) -
     """
     root = Path(root)
     if annotator not in ISBI_ANNOTATORS:
-        raise ValueError(f"isbi2015: unknown annotator {annotator!r}; expected {ISBI_ANNOTATORS}")
+        raise InputError(f"isbi2015: unknown annotator {annotator!r}; expected {ISBI_ANNOTATORS}")
     log = FaultLog("isbi2015")
     k = len(ISBI_LANDMARKS)
     records, splits, corrected = [], {}, []
@@ -162,7 +163,7 @@ def dha_hand(root: str | Path, labels: str | Path | None = None,
     log = FaultLog("dha_hand")
     a, b = (int(v) for v in wrist_pair)
     if not (1 <= a <= HAND_LANDMARKS and 1 <= b <= HAND_LANDMARKS and a != b):
-        raise ValueError(f"dha_hand: wrist_pair must be two different landmarks in "
+        raise InputError(f"dha_hand: wrist_pair must be two different landmarks in "
                          f"1..{HAND_LANDMARKS}, got {wrist_pair}")
     if not labels.is_file():
         log.add(labels, "", "label table missing")
@@ -380,12 +381,12 @@ def build_dataset(name: str, root: str | Path, **options) -> DatasetSpec:
     An unknown adapter or a misspelt option is a KeyError naming the valid ones.
     """
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise UnknownNameError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     builder = DATASETS[name]
     valid = adapter_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise KeyError(f"{name}: unknown option(s) {', '.join(unknown)}; valid options: "
+        raise UnknownNameError(f"{name}: unknown option(s) {', '.join(unknown)}; valid options: "
                        f"{', '.join(valid) or '(none)'}")
     return builder(root, **options)
 
