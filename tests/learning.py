@@ -32,7 +32,7 @@ FAMILY_MODELS = ("pixel-class", "patch-class", "direct-regression", "dsnt", "hea
                  "heatmap-sigma", "heatmap-awing", "displacement", "scn")
 #: epochs of the family learning tests; families that are still near the mean-shape
 #: baseline after 20 epochs train longer (docs/testing.md)
-FAMILY_EPOCHS = {"patch-class": 100, "direct-regression": 120}
+FAMILY_EPOCHS = {"patch-class": 100, "direct-regression": 120, "scn": 40}
 DEFAULT_FAMILY_EPOCHS = 20
 
 

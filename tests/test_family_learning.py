@@ -9,7 +9,8 @@ from .learning import FAMILY_MODELS, mean_error, predicted_and_true, train_famil
 #: shape); the measured spread is in docs/testing.md
 BOUND_PX = {"pixel-class": 1.0, "patch-class": 1.9, "direct-regression": 2.3, "dsnt": 1.4,
             "heatmap": 1.2, "heatmap-sigma": 0.9, "heatmap-awing": 0.9, "displacement": 1.9,
-            "scn": 1.8}
+            "scn": 3.7}  # 40 epochs; 1.5 x the worst seed over two processor kinds
+#: (docs/testing.md: scn's training is the one that a processor's float order sways)
 
 
 def test_every_family_has_a_bound():

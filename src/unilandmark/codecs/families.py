@@ -4,6 +4,8 @@ Each codec has ``encode(points (B, K, 2), visible (B, K), size (W, H)) -> target
 ``decode(outputs) -> Prediction(points (B, K, 2) in input pixels, confidence (B, K))`` and
 ``loss(outputs, targets) -> scalar``; every loss is masked by the visibility weight.
 Outputs are the raw model outputs (logits or regressed values) named by the keys below.
+Every ``decode`` computes in float32 and returns float32 points and confidence whatever
+the outputs' dtype (bf16 under autocast, float16 from a half-precision model).
 """
 
 from __future__ import annotations
@@ -162,8 +164,8 @@ class DirectRegressionCodec:
 
     def decode(self, outputs):
         coords = outputs["coords"].float()
-        return Prediction(points=coords, confidence=torch.ones(coords.shape[:2],
-                                                               device=coords.device))
+        return Prediction(points=coords, confidence=torch.ones(
+            coords.shape[:2], device=coords.device, dtype=torch.float32))
 
     def loss(self, outputs, targets):
         w, h = targets["size"]

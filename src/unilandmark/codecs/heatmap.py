@@ -3,7 +3,10 @@
 ``encode(points (B, K, 2), visible (B, K), size (W, H), sigma=None)`` renders
 ``{"heatmap": (B, K, H, W) in [0, 1], "weight": (B, K)}`` on the points' device, never
 rounding the points. ``decode({"heatmap": (B, K, H, W) logits})`` returns a Prediction
-with points (B, K, 2) in heatmap pixels and confidence (B, K) = the peak's probability.
+with points (B, K, 2) in heatmap pixels and confidence (B, K) = the peak's probability,
+both float32 whatever the logits' dtype: decoding runs in float32, so bf16 or float16
+logits (autocast, a half-precision model) do not round a point at x = 300.37 to the
+nearest value their dtype can hold (300.0 in bf16).
 
 Sub-pixel refinement fits a parabola through the log-probabilities at the peak and its two
 neighbours along each axis: the logarithm of a Gaussian is a parabola, so a rendered
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import torch
 
+from ..core.errors import InputError
 from ..core.types import Prediction
 
 
@@ -47,9 +51,9 @@ class HeatmapCodec:
 
     def __init__(self, sigma: float = 3.0, refine: bool = True, loss: str = "bce"):
         if sigma <= 0:
-            raise ValueError(f"sigma must be positive, got {sigma}")
+            raise InputError(f"sigma must be positive, got {sigma}")
         if loss not in ("bce", "mse", "awing"):
-            raise ValueError(f"unknown heatmap loss {loss!r}; expected bce, mse or awing")
+            raise InputError(f"unknown heatmap loss {loss!r}; expected bce, mse or awing")
         self.sigma = float(sigma)
         self.refine = refine
         self.loss_name = loss
@@ -70,9 +74,10 @@ class HeatmapCodec:
 
 
 def decode_heatmap(logits: torch.Tensor, refine: bool = True) -> Prediction:
-    """Argmax (+ log-parabola refinement) of (B, K, H, W) logits; confidence sigmoid(peak)."""
-    pts, peak = decode_peaks(logits.float(), refine, to_log=torch.nn.functional.logsigmoid)
-    return Prediction(points=pts.to(logits.dtype), confidence=torch.exp(peak))
+    """Argmax (+ log-parabola refinement) of (B, K, H, W) logits; confidence sigmoid(peak).
+    Points and confidence are float32 whatever the logits' dtype."""
+    pts, peak = decode_peaks(logits, refine, to_log=torch.nn.functional.logsigmoid)
+    return Prediction(points=pts, confidence=torch.exp(peak))
 
 
 def decode_peaks(score: torch.Tensor, refine: bool = True, to_log=None):
@@ -81,12 +86,16 @@ def decode_peaks(score: torch.Tensor, refine: bool = True, to_log=None):
     log-scores (None: ``score`` is a log-score already); it must be increasing, so the
     argmax of the score is the argmax of the log-score, and it is applied only to the
     peak and its four neighbours (for logits: ``logsigmoid`` of 5 values per map instead
-    of the whole map). Returns (points (B, K, 2), peak log-score (B, K))."""
+    of the whole map). Returns (points (B, K, 2), peak log-score (B, K)), both float32
+    whatever the score's dtype (the score is cast to float32 first: a float32 score gives
+    exactly what it gave before, a bf16 or float16 one what its float32 copy gives)."""
+    if score.dtype != torch.float32:
+        score = score.float()
     b, k, h, w = score.shape
     peak, index = score.reshape(b, k, h * w).max(dim=-1)
     y = torch.div(index, w, rounding_mode="floor")
     x = index - y * w
-    pts = torch.stack([x, y], dim=-1).to(score.dtype)
+    pts = torch.stack([x, y], dim=-1).to(torch.float32)
     to_log = to_log or (lambda v: v)
     if refine:
         pts = pts + torch.stack([_offset(score, x, y, 1, 0, w, x, to_log),

@@ -11,16 +11,20 @@ the landmarks of each flip pair (per domain, e.g. left/right lung apex) swap nam
 Intensity: gamma, contrast, brightness, Gaussian blur and Gaussian noise (other sites'
 radiographs differ in exactly these). Points pushed outside the image become not visible.
 All randomness comes from the ``generator`` argument, so a resumed run replays the same
-augmentations.
+augmentations; the global RNG (CPU, and CUDA where touched) is left as it was found
+(``seeded_global_rng``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, field_validator
+
+from ..core.errors import InputError
 
 
 class AugmentConfig(BaseModel):
@@ -48,7 +52,7 @@ class AugmentConfig(BaseModel):
     @classmethod
     def _backend(cls, v):
         if v not in ("kornia", "torch"):
-            raise ValueError(f"unknown augmentation backend {v!r}; expected kornia or torch")
+            raise InputError(f"unknown augmentation backend {v!r}; expected kornia or torch")
         return v
 
 
@@ -182,7 +186,8 @@ _KORNIA_CACHE: dict = {}
 
 def _kornia_affine(images, points, cfg: AugmentConfig, generator: torch.Generator):
     """kornia's keypoint-aware RandomAffine, its parameters drawn from a seed taken from
-    ``generator`` (the global RNG is forked, so nothing else is disturbed)."""
+    ``generator`` (the global RNG is seeded for the call and restored after it, so
+    nothing else is disturbed: ``seeded_global_rng``)."""
     try:
         import kornia.augmentation as K
     except ImportError as err:  # pragma: no cover - kornia is a dependency
@@ -196,7 +201,26 @@ def _kornia_affine(images, points, cfg: AugmentConfig, generator: torch.Generato
                            padding_mode="zeros"),
             data_keys=["input", "keypoints"])
     seed = int(torch.randint(0, 2**62, (1,), generator=generator))
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with seeded_global_rng(seed, images.device):
         out_images, out_points = _KORNIA_CACHE[key](images, points)
     return out_images, out_points.to(points.dtype)
+
+
+@contextlib.contextmanager
+def seeded_global_rng(seed: int, device: torch.device):
+    """Seed torch's global RNG for the block and restore it afterwards.
+
+    kornia draws from the global generators, so the block seeds the CPU one and, for a
+    CUDA ``device``, that device's one; on leaving, both get back the state they had
+    before. Other CUDA devices are neither seeded nor read (``torch.manual_seed`` would
+    seed every CUDA device and ``fork_rng`` restore none of them, leaving them reseeded
+    by every augmentation).
+    """
+    device = torch.device(device)
+    cuda = [] if device.type != "cuda" else [
+        device.index if device.index is not None else torch.cuda.current_device()]
+    with torch.random.fork_rng(devices=cuda, device_type="cuda"):
+        torch.random.default_generator.manual_seed(seed)
+        for index in cuda:
+            torch.cuda.default_generators[index].manual_seed(seed)
+        yield

@@ -2,11 +2,27 @@
 
 The stage (``config.stage.kind``: the whole image, or patches refining a previous stage;
 see ``stages``) supplies batches, targets, the loss and validation; this loop supplies
-everything else, the same for all: the device, bf16 AMP on CUDA, DistributedDataParallel
-under ``torchrun`` (NCCL on GPU, gloo on CPU), Adam with the configured learning-rate
-schedule, per-domain validation every ``val_every`` epochs, the best checkpoint by a
-unit-free selection score (see ``stages.base.selection_score``), atomic checkpoints, the
-metrics log, the progress bar and exact resume.
+everything else, the same for all: the device, mixed precision on CUDA (``amp``: bf16
+where the device supports it, else float16 with a gradient scaler;
+``speed.choose_precision``), DistributedDataParallel under ``torchrun`` (NCCL on GPU,
+gloo on CPU), Adam with the
+configured learning-rate schedule, per-domain validation every ``val_every`` epochs, the
+best checkpoint by a unit-free selection score (see ``stages.base.selection_score``),
+atomic checkpoints, the metrics log, the progress bar and exact resume.
+
+Divergence: a non-finite loss (NaN or Inf, on any process) stops the run before that
+step's optimiser update with :class:`TrainingDiverged`, naming the epoch and the step;
+the weights are also checked before every save, so ``best.pt`` and ``last.pt`` only ever
+hold finite weights (those of the last finite epoch), and ``resume`` works as before.
+
+Validation under DDP: rank 0 validates and writes the checkpoints, exactly as a single
+process does (so the results of one process are unchanged). The other ranks do not wait
+for it in a barrier of the default process group (whose timeout, by default 10 minutes
+for NCCL and 30 for gloo, a long patch-stage validation can exceed): they wait in a
+broadcast of rank 0's validation results on a separate gloo group whose timeout is
+``VALIDATION_TIMEOUT``, and then all ranks hold the same validation, score and best
+epoch. The training collectives (DDP's gradient all-reduce, the per-step loss check)
+never wait on a validation.
 
 Each step takes one batch from one domain (the schedule of ``data.sampling``). All
 randomness is derived from (seed, epoch, rank), so ``resume=True`` after a kill replays
@@ -21,6 +37,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
@@ -28,13 +45,23 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoints.checkpoint import prediction_state, save_checkpoint
+from ..core.errors import InputError
 from ..core.preflight import check_device
 from .config import ExperimentConfig
 from .run_folder import RunFolder
 from .sampling import epoch_schedule
-from .speed import SPEED_SETTINGS, autocast_for, prepare_batch, prepare_model
+from .speed import SPEED_SETTINGS, choose_precision, prepare_batch, prepare_model
 from .stages import build_stage
 from .stages.base import selection_score
+
+#: how long the other ranks of a DDP run wait for rank 0's validation and checkpoint
+#: writing (a separate gloo group, so this bounds only that wait, not the training steps)
+VALIDATION_TIMEOUT = timedelta(hours=6)
+
+
+class TrainingDiverged(InputError):
+    """The loss (or the weights) became NaN or infinite; the run stopped without writing
+    the non-finite weights. A ValueError, so the command line reports it in one line."""
 
 
 @dataclass
@@ -116,10 +143,10 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
 
     steps_per_epoch = len(schedule_of(0))
     if steps_per_epoch == 0:
-        raise ValueError("no training batch: the training data is smaller than 2 samples "
+        raise InputError("no training batch: the training data is smaller than 2 samples "
                          "per process")
     scheduler = _make_scheduler(optimizer, config, steps_per_epoch)
-    start_epoch, history = 0, []
+    start_epoch, history, state = 0, [], {}
     best = {"score": float("inf"), "epoch": -1, "reference": stage.reference()}
     if resume:
         state = folder.resume_state(config)
@@ -141,7 +168,15 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
         net = torch.nn.parallel.DistributedDataParallel(
             net, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=True)
-    use_amp = config.train.amp and device.type == "cuda"
+    precision = choose_precision(speed, device, config.train.amp)
+    scaler = precision.grad_scaler()  # float16 only
+    if scaler is not None and "scaler" in state:
+        scaler.load_state_dict(state["scaler"])
+    if main and device.type == "cuda":
+        log(f"precision: {precision.name}")
+    # rank 0's validation is waited for here, with its own timeout (module docstring)
+    wait_group = (dist.new_group(backend="gloo", timeout=VALIDATION_TIMEOUT)
+                  if distributed else None)
     writer = _tensorboard(folder.path) if main else None
     bar = _progress(progress and main)
     with bar:
@@ -152,22 +187,37 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
             net.train()
             generator = torch.Generator().manual_seed(_seed_for(config.train.seed, epoch, rank))
             losses = []
-            for domain, idx in schedule_of(epoch):
+            schedule = schedule_of(epoch)
+            for step, (domain, idx) in enumerate(schedule):
                 inputs, targets = stage.batch(domain, idx, generator, device)
                 inputs = prepare_batch(inputs, speed)
-                with autocast_for(speed, device, use_amp):
+                with precision.autocast():
                     outputs = net(inputs, domain)
                 loss = stage.loss(domain, outputs, targets)
+                value = float(loss.detach())
+                if _any_rank(not math.isfinite(value), distributed, device):
+                    raise TrainingDiverged(_diverged_message(
+                        value, epoch, config.train.epochs, step, len(schedule), domain,
+                        folder, rank if distributed else None))
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is None:
+                    loss.backward()
+                    optimizer.step()
+                else:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
                 scheduler.step()
-                losses.append(float(loss.detach()))
+                losses.append(value)
                 bar.update(task, advance=1, description=f"epoch {epoch + 1}/{config.train.epochs}"
                            f" loss {np.mean(losses[-20:]):.4f}")
             validate_now = (epoch + 1) % config.train.val_every == 0 or \
                 epoch + 1 == config.train.epochs
-            val = stage.validate(model, device) if main and validate_now else {}
+            # weights made non-finite by a finite loss (an overflowing update) are caught
+            # here, before a validation of a broken model and before any save
+            problem = _non_finite_weights(model) if main else None
+            val = (stage.validate(model, device) if main and validate_now and problem is None
+                   else {})
             if val and not best.get("reference"):
                 best["reference"] = {d: v["mre"] for d, v in val.items()}
             score = selection_score(val, best["reference"]) if val else None
@@ -180,30 +230,77 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
                      "lr": optimizer.param_groups[0]["lr"], "val": val, "score": score,
                      "best": bool(improved), "time_s": round(time.time() - t0, 3)}
             history.append(entry)
-            if main:
+            if main and problem is None:
                 common = {"kind": stage.kind, "model": model.state_dict(),
                           "config": config.model_dump(mode="json"), "epoch": epoch,
                           "best": best, **stage.checkpoint_fields(val)}
                 if improved:
                     save_checkpoint(folder.best, prediction_state(common))
+                extra = {"scaler": scaler.state_dict()} if scaler is not None else {}
                 save_checkpoint(folder.last, {**common, "history": history,
                                               "optimizer": optimizer.state_dict(),
-                                              "scheduler": scheduler.state_dict()})
+                                              "scheduler": scheduler.state_dict(), **extra})
                 folder.write_metrics(history)
                 if writer is not None:
                     writer.add_scalar("loss/train", entry["loss"] or 0.0, epoch + 1)
                     for name, v in val.items():
                         writer.add_scalar(f"val_mre/{name}", v["mre"], epoch + 1)
                 log(_epoch_line(entry, config.train.epochs))
-            if distributed:
-                dist.barrier()
+            if distributed:  # the other ranks wait here for rank 0 (module docstring)
+                shared = [val, score, improved, best, problem]
+                dist.broadcast_object_list(shared, src=0, group=wait_group)
+                val, score, improved, best, problem = shared
+                entry.update(val=val, score=score, best=bool(improved))
+            if problem is not None:
+                raise TrainingDiverged(
+                    f"training diverged: after epoch {epoch + 1} of {config.train.epochs} "
+                    f"the weights are not finite ({problem}); nothing was saved for this "
+                    f"epoch, so {folder.last.name} and {folder.best.name} hold finite "
+                    "weights of earlier epochs. Start a new run (--overwrite or another "
+                    "out_dir) with a lower learning rate (optim.lr, optim.max_lr)")
             if stop_after_epoch is not None and epoch + 1 >= stop_after_epoch:
                 break
     if writer is not None:
         writer.close()
     if distributed:
         dist.barrier()
+        dist.destroy_process_group(wait_group)
     return FitResult(folder.path, folder.best, folder.last, history)
+
+
+def _any_rank(flag: bool, distributed: bool, device: torch.device) -> bool:
+    """``flag`` of this process, or of any process under DDP (so all stop together)."""
+    if not distributed:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t)
+    return bool(t.item() > 0)
+
+
+def _diverged_message(value: float, epoch: int, epochs: int, step: int, steps: int,
+                      domain: str, folder: RunFolder, rank: int | None) -> str:
+    where = "" if rank is None else f" (this is rank {rank})"
+    what = (f"the loss is {value}" if not math.isfinite(value)
+            else "the loss of another process is not finite")
+    return (f"training diverged: {what} at epoch {epoch + 1} of {epochs}, step {step + 1} "
+            f"of {steps} (a batch of domain {domain}){where}. The run stopped before that "
+            f"step's update; {folder.last.name} and {folder.best.name} hold finite weights "
+            "of earlier epochs (if any). Start a new run (--overwrite or another out_dir) "
+            "with a lower learning rate (optim.lr, optim.max_lr) or in float32 "
+            "(train.amp=false): resuming with the same settings diverges again")
+
+
+def _non_finite_weights(model: torch.nn.Module) -> str | None:
+    """None when every floating-point weight and buffer is finite, else the names of
+    (up to three of) those that are not."""
+    tensors = [(n, t) for n, t in model.state_dict().items() if t.is_floating_point()]
+    if not tensors:
+        return None
+    finite = torch.stack([torch.isfinite(t).all() for _, t in tensors]).cpu()
+    if bool(finite.all()):
+        return None
+    bad = [n for (n, _), ok in zip(tensors, finite.tolist(), strict=True) if not ok]
+    return ", ".join(bad[:3]) + (f" and {len(bad) - 3} more" if len(bad) > 3 else "")
 
 
 def _epoch_line(entry: dict, epochs: int) -> str:

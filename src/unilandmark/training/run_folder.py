@@ -21,6 +21,7 @@ from pathlib import Path
 
 from ..checkpoints.checkpoint import load_checkpoint
 from ..core.atomic import atomic_write_text
+from ..core.errors import InputError
 from ..core.preflight import check_writable_dir
 from .config import RESUMABLE_CHANGES, ExperimentConfig, config_differences, dump_config
 
@@ -42,14 +43,14 @@ class RunFolder:
     def check(self, resume: bool, overwrite: bool) -> None:
         """Refuse what would lose or mix runs; check the folder can be written."""
         if resume and overwrite:
-            raise ValueError("--resume and --overwrite exclude each other: continue the run "
+            raise InputError("--resume and --overwrite exclude each other: continue the run "
                              "or replace it")
         if resume and not self.last.is_file():
-            raise ValueError(f"{self.path}: --resume, but there is no last.pt to resume "
+            raise InputError(f"{self.path}: --resume, but there is no last.pt to resume "
                              "from; start the run without --resume")
         existing = self.existing()
         if existing and not (resume or overwrite):
-            raise ValueError(f"{self.path} holds another run ({', '.join(existing)}); "
+            raise InputError(f"{self.path} holds another run ({', '.join(existing)}); "
                              "pass --resume to continue it or --overwrite to replace it")
         check_writable_dir(self.path, "out_dir")
 
@@ -60,7 +61,7 @@ class RunFolder:
                                                        config.model_dump(mode="json"))
                      if not key.startswith(RESUMABLE_CHANGES)]
         if differing:
-            raise ValueError(f"{self.last}: cannot resume: the config differs from the one "
+            raise InputError(f"{self.last}: cannot resume: the config differs from the one "
                              f"this run was trained with in {', '.join(differing)}; use the "
                              "same settings, or start a new run (--overwrite or another "
                              "out_dir)")

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ...checkpoints.checkpoint import load_checkpoint, stage_chain
+from ...core.errors import InputError
 from ...data.sizes import size_advice
 from ...models import build_model
 from ...models import surgery as adapt
@@ -53,10 +54,10 @@ def init_stage(config: ExperimentConfig) -> tuple[int, dict]:
     index = init.stage if init.stage is not None else (0 if kind == "image" else 1)
     kinds = [s["kind"] for s in chain]
     if index >= len(chain):
-        raise ValueError(f"init.stage {index}: {init.checkpoint} has {len(chain)} stage(s) "
+        raise InputError(f"init.stage {index}: {init.checkpoint} has {len(chain)} stage(s) "
                          f"({', '.join(kinds)})")
     if kinds[index] != kind:
-        raise ValueError(f"init.stage {index} of {init.checkpoint} is a {kinds[index]} stage, "
+        raise InputError(f"init.stage {index} of {init.checkpoint} is a {kinds[index]} stage, "
                          f"but this stage's kind is {kind}; its stages: {', '.join(kinds)}")
     return index, chain[index]
 
@@ -77,7 +78,7 @@ class AdaptedStage(Stage):
         self.new = [d for d in listed if d not in self.old_meta]
         self.old_listed = [d for d in listed if d in self.old_meta]
         if not self.new:
-            raise ValueError(f"init: every domain under domains ({sorted(listed)}) is already "
+            raise InputError(f"init: every domain under domains ({sorted(listed)}) is already "
                              f"in {init.checkpoint}; list the new domain's data")
         self._check_old_domains(config)
         if init.shared == "frozen" and init.replay and self.old_listed:
@@ -94,14 +95,14 @@ class AdaptedStage(Stage):
     def _check_model(self, config: ExperimentConfig) -> None:
         old = self.old_config.model
         if "model" in config.model_fields_set and config.model != old:
-            raise ValueError(f"init: model {config.model.model_dump()} differs from the "
+            raise InputError(f"init: model {config.model.model_dump()} differs from the "
                              f"checkpoint's {old.model_dump()}; an adapted model keeps the "
                              "checkpoint's architecture (leave model out)")
         if config.stage.kind == "patch":
             for name in PATCH_FIELDS:
                 mine, theirs = getattr(config.stage, name), getattr(self.old_config.stage, name)
                 if mine != theirs:
-                    raise ValueError(f"init: stage.{name} is {mine}, but the checkpoint's "
+                    raise InputError(f"init: stage.{name} is {mine}, but the checkpoint's "
                                      f"patch stage used {theirs}; its old domains' refinement "
                                      "needs the same patch settings")
 
@@ -111,14 +112,14 @@ class AdaptedStage(Stage):
             meta = self.old_meta[name]
             names = self._landmark_names(name)
             if list(names) != list(meta["landmark_names"]):
-                raise ValueError(f"domain {name}: its dataset's landmarks differ from the "
+                raise InputError(f"domain {name}: its dataset's landmarks differ from the "
                                  f"checkpoint's domain {name} ({len(names)} vs "
                                  f"{meta['num_landmarks']}); give a new domain another name")
             dc = by_name.get(name)
             if self.kind == "image" and dc is not None and (
                     list(dc.input_size) != list(meta["input_size"]) or
                     dc.resize != meta.get("resize", "stretch")):
-                raise ValueError(f"domain {name}: input_size {list(dc.input_size)} / resize "
+                raise InputError(f"domain {name}: input_size {list(dc.input_size)} / resize "
                                  f"{dc.resize} differ from the checkpoint's "
                                  f"{meta['input_size']} / {meta.get('resize', 'stretch')}; "
                                  "an old domain keeps its input")

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.errors import InputError
 from ...core.metrics import radial_errors, summarise
 from ...core.types import DatasetSpec, Record
 from ...data.adapters.catalog import build_dataset
@@ -118,11 +119,11 @@ def load_domain(dc: DomainConfig) -> DomainRecords:
     for key, split in splits.items():
         if split not in spec.splits:
             known = ", ".join(sorted(spec.splits))
-            raise ValueError(f"domain {dc.name}: {key} {split!r} is not a split of "
+            raise InputError(f"domain {dc.name}: {key} {split!r} is not a split of "
                              f"{spec.name}; known splits: {known}")
         records = spec.split_records(split)
         if not records:
-            raise ValueError(f"domain {dc.name}: {key} {split!r} of {spec.name} has no "
+            raise InputError(f"domain {dc.name}: {key} {split!r} of {spec.name} has no "
                              "records with an image")
         resolved[key] = records
     return DomainRecords(dc, spec, resolved["train_split"], resolved.get("val_split", []))

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ...core.errors import InputError
 from ...core.geometry import flip_permutation
 from ...inference.shape import build_shape_model
 from ...models import build_model, codec_for
@@ -53,7 +54,7 @@ class ImageStage(Stage):
                 log(f"warning: domain {dc.name} has no validation split: the best checkpoint "
                     "will be the last epoch")
             if dc.sigma_mm is not None and any(r.spacing is None for r in recs.train):
-                raise ValueError(f"domain {dc.name}: sigma_mm needs spacing for every image")
+                raise InputError(f"domain {dc.name}: sigma_mm needs spacing for every image")
             flip = (torch.as_tensor(flip_permutation(recs.spec.landmark_names, dc.flip_pairs))
                     if dc.flip_pairs else None)
             codec = codec_for(config.model.name, dc.sigma, config.optim.loss)

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from ...checkpoints.checkpoint import load_checkpoint, prediction_state
+from ...core.errors import InputError
 from ...inference.refine import crop, refine_points, to_patch
 from ...models import build_model, codec_for
 from ..augment import augment_intensity
@@ -62,7 +63,7 @@ class PatchStage(Stage):
             DomainConfig.model_validate(d) for d in self.previous["config"]["domains"]]
         unknown = [d.name for d in domain_configs if d.name not in previous_domains]
         if unknown:
-            raise ValueError(f"{sc.previous}: the previous stage has no domain(s) {unknown}; "
+            raise InputError(f"{sc.previous}: the previous stage has no domain(s) {unknown}; "
                              f"it knows {sorted(previous_domains)}")
         self.resolved_domains = domain_configs
         detector = Detector.from_checkpoint_state(self.previous, device)
