@@ -41,3 +41,21 @@ def test_sigma_per_sample_and_points_are_not_rounded():
     # a half-pixel position gives two equal peaks: nothing was rounded
     assert torch.isclose(heat[0, 0, 8, 8], heat[0, 0, 8, 9])
     assert heat[1, 0, 8, 2] > heat[0, 0, 8, 2]
+
+
+def test_pixel_class_loss_ignores_a_landmark_that_is_not_visible():
+    """The class of a landmark not visible in an image gets no gradient there (it used to be
+    pushed down everywhere, its true place included, as if it were background)."""
+    from unilandmark.codecs import PixelClassCodec
+
+    codec = PixelClassCodec(radius=2.0)
+    points = torch.tensor([[[5.0, 5.0], [12.0, 10.0]], [[6.0, 4.0], [11.0, 12.0]]])
+    visible = torch.tensor([[True, False], [True, True]])
+    targets = codec.encode(points, visible, (16, 16))
+    logits = torch.randn(2, 3, 16, 16, requires_grad=True)
+    loss = codec.loss({"classes": logits}, targets)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert logits.grad[0, 2].abs().max() == 0      # image 0, landmark 2: not visible
+    assert logits.grad[1, 2].abs().max() > 0       # image 1, landmark 2: visible
+    assert logits.grad[0, 1].abs().max() > 0

@@ -25,7 +25,7 @@ SOURCE = ROOT / "src" / "unilandmark"
 #: import name -> distribution name, where they differ
 DISTRIBUTION = {"yaml": "PyYAML", "SimpleITK": "SimpleITK", "PIL": "pillow"}
 #: modules imported only by the optional parts (extras) or only inside a guarded import
-OPTIONAL = {"onnx", "onnxruntime", "onnxscript", "fastapi", "uvicorn", "httpx",
+OPTIONAL = {"onnx", "onnxruntime", "onnxscript", "fastapi", "uvicorn", "PIL", "httpx",
             "selenium", "starlette", "filelock"}
 
 

@@ -1,4 +1,4 @@
-"""Train/predict parity of the resize: prediction (Pillow, no torch) prepares the network
+"""Train/predict parity of the resize: prediction (numpy, no torch) prepares the network
 input as training does (torch's anti-aliased bilinear, ``core.geometry.resize_to_input``),
 for shrinking, enlarging and a JPEG held at reduced resolution."""
 

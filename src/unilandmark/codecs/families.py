@@ -76,7 +76,14 @@ class PixelClassCodec:
         return _region_centroid(prob, 2 * self.radius)
 
     def loss(self, outputs, targets):
+        """Weighted softmax cross-entropy; a landmark not visible in an image is left out
+        of that image's softmax (its class logit gets no gradient there), so the model is
+        never taught that the landmark is background where it is merely unannotated."""
         logits = outputs["classes"].float()
+        visible = targets["weight"] > 0  # (B, K)
+        hidden = torch.cat([torch.zeros_like(visible[:, :1]), ~visible], dim=1)  # (B, K + 1)
+        if hidden.any():
+            logits = logits.masked_fill(hidden[..., None, None], float("-inf"))
         weights = torch.full((logits.shape[1],), self.fg_weight, device=logits.device)
         weights[0] = 1.0
         return F.cross_entropy(logits, targets["classes"], weight=weights)
@@ -222,11 +229,14 @@ class DSNTCodec:
 
 
 class LearnedSigmaHeatmapCodec:
-    """Heatmap regression with a learnable sigma per landmark (Payer et al.'s training).
+    """Heatmap regression with a learnable sigma per landmark, after Payer et al. (2019).
 
     Outputs: ``{"heatmap": (B, K, H, W) values, "sigma": (K,) px}``. Target
-    ``gamma * G_sigma(point)`` rendered with the model's current sigma; loss
-    ``mean((h - target)^2) + alpha * mean(sigma^2)`` (the penalty keeps sigma from growing).
+    ``gamma * G_sigma(point)`` rendered with the model's current sigma, where ``G_sigma``
+    peaks at 1 whatever sigma; loss ``mean((h - target)^2) + alpha * mean(sigma^2)`` (the
+    penalty keeps sigma from growing). This is not Payer et al.'s exact formulation: their
+    target is a normalised Gaussian, whose peak falls as sigma grows, so the data term itself
+    also pulls sigma down; here only the penalty does.
     Decode: argmax of the values with a parabola through their logarithm; confidence =
     peak / gamma clamped to [0, 1].
     """

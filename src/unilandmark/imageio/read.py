@@ -3,12 +3,12 @@
 ``array`` is 2-D ``(H, W)`` in the file's own dtype (16-bit stays 16-bit; float32 where a
 DICOM VOI LUT or window was applied); ``spacing`` is ``(sx, sy)`` in mm per pixel or None.
 
-The container is recognised by content where the extension disagrees (:mod:`.sniff`).
+The container is recognised by content where the extension disagrees (:mod:`.formats`).
 JPEG is decoded by libjpeg-turbo (simplejpeg) in strict mode, so a truncated or corrupt
 file is refused by the decoder itself; everything else goes through SimpleITK, DICOM with
 GDCM plus the header rules of :mod:`.dicom`. Before any pixel is decoded, the size read
 from the header is checked against the pixel-count limit and the minimum image size
-(:mod:`.limits`). A spacing outside the plausible range is dropped with a warning (or
+(:mod:`..core.limits`). A spacing outside the plausible range is dropped with a warning (or
 refused, with ``bad_spacing="raise"``): no millimetres rather than wrong ones.
 
 ``read_image_reduced(path, least_size)`` reads no more pixels than its user needs: a JPEG

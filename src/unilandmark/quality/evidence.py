@@ -1,6 +1,6 @@
 """Quality flags at prediction: a calibrated risk per landmark, a flag, a QC per image.
 
-The evidence (docs/quality.md), per landmark, from a :class:`~.predict.LandmarkResult`:
+The evidence (docs/quality.md), per landmark, from a :class:`~..inference.results.LandmarkResult`:
 
 - ``stage1``: how unsure stage 1 was, ``-log(peak probability)`` of its heatmap;
 - ``final``: the same for the last patch stage that refined the point;

@@ -8,7 +8,7 @@ settings) into one training config per stage, each with an ``init:`` block:
    patch stage of the checkpoint, each refining the stage before it and starting from the
    checkpoint's stage of the same rank (same patch settings and model).
 
-:func:`run_adaptation` trains them with ``train.fit`` (the same resume, progress and
+:func:`run_adaptation` trains them with ``training.fit`` (the same resume, progress and
 atomic checkpoints as ``unilandmark train``), writes ``OUT/model.pt`` (one checkpoint for
 the old and the new domains; without ``refine`` the checkpoint's patch stages are kept
 for its old domains, on top of the adapted stage 1) and reports forgetting:

@@ -3,7 +3,7 @@ into the file (docs/quality.md).
 
 The model (a checkpoint or cascade) predicts the domain's validation images as
 ``unilandmark predict`` would; each point's evidence and its error against the ground
-truth fit the risk model and the flag threshold (:mod:`.calibration`); the numbers go into
+truth fit the risk model and the flag threshold (:mod:`..quality.calibration`); the numbers go into
 the last stage's domain metadata (``domains[<domain>]["calibration"]``), which prediction
 reads. Everything else in the file is kept.
 """

@@ -1,7 +1,8 @@
-"""Training stages: what the one training loop (``train.fit``) learns.
+"""Training stages: what the one training loop (``training.fit``) learns.
 
-``STAGES`` maps ``config.stage.kind`` to its class: ``image`` (landmarks on the whole
-image) and ``patch`` (coarse-to-fine refinement of a previous stage).
+``build_stage`` picks the class of ``config.stage.kind``: ``image`` (landmarks on the
+whole image) or ``patch`` (coarse-to-fine refinement of a previous stage); with
+``config.init`` it wraps it for adaptation.
 """
 
 from __future__ import annotations
@@ -9,8 +10,6 @@ from __future__ import annotations
 from .base import Stage, selection_score
 from .image import ImageStage
 from .patch import PatchStage
-
-STAGES = {"image": ImageStage, "patch": PatchStage}
 
 
 def build_stage(config, device, log=print) -> Stage:
@@ -24,4 +23,4 @@ def build_stage(config, device, log=print) -> Stage:
     return stage
 
 
-__all__ = ["STAGES", "ImageStage", "PatchStage", "Stage", "build_stage", "selection_score"]
+__all__ = ["ImageStage", "PatchStage", "Stage", "build_stage", "selection_score"]

@@ -1,4 +1,4 @@
-"""What a training stage supplies to the one training loop (``train.fit``).
+"""What a training stage supplies to the one training loop (``training.fit``).
 
 A stage owns its data and targets; the loop owns the model's optimisation, devices, AMP,
 DDP, resume, checkpoints and logs. Every stage kind (whole image, patch refinement, ...)
