@@ -17,7 +17,7 @@ from torch import nn
 
 from ...core.errors import InputError
 from ...core.metrics import radial_errors, summarise
-from ...core.types import DatasetSpec, Record
+from ...core.types import DatasetSpec, Record, error_unit, truth_points
 from ...data.adapters.catalog import build_dataset
 from ..config import DomainConfig, ExperimentConfig
 
@@ -129,19 +129,12 @@ def load_domain(dc: DomainConfig) -> DomainRecords:
     return DomainRecords(dc, spec, resolved["train_split"], resolved.get("val_split", []))
 
 
-def truth_of(records: list[Record]) -> np.ndarray:
-    """(N, K, 2) ground truth in original pixels, NaN where not visible."""
-    return np.stack([np.where(r.visible[:, None], r.points, np.nan) for r in records])
-
-
 def score_domain(pred: np.ndarray, records: list[Record], thresholds) -> dict:
     """Validation errors of (N, K, 2) predictions in original pixels: mm where every
     record has a spacing, else pixels."""
-    truth = truth_of(records)
-    if all(r.spacing for r in records):
-        scale, unit = np.array([r.spacing for r in records])[:, None, :], "mm"
-    else:
-        scale, unit = None, "px"
+    truth = truth_points(records)
+    unit = error_unit(records)
+    scale = np.array([r.spacing for r in records])[:, None, :] if unit == "mm" else None
     errors = radial_errors(pred, truth, scale)
     s = summarise(errors, thresholds)
     per = np.nanmean(np.where(np.isfinite(errors), errors, np.nan), axis=0)

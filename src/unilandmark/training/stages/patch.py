@@ -24,12 +24,13 @@ from torch import nn
 
 from ...checkpoints.checkpoint import load_checkpoint, prediction_state
 from ...core.errors import InputError
+from ...core.types import truth_points
 from ...inference.refine import crop, refine_points, to_patch
 from ...models import build_model, codec_for
 from ..augment import augment_intensity
 from ..config import DomainConfig, ExperimentConfig, PatchStageConfig
 from ..dataset import ScaledImages
-from .base import DomainRecords, Stage, load_domain, score_domain, truth_of
+from .base import DomainRecords, Stage, load_domain, score_domain
 
 
 @dataclass
@@ -84,7 +85,7 @@ class PatchStage(Stage):
                 results = detector.predict_many([r.image_path for r in recs.val], dc.name,
                                                 orientation="original", reduced_decode=False)
                 previous_val = np.stack([r.points for r in results])
-                jitter = previous_val - truth_of(recs.val)
+                jitter = previous_val - truth_points(recs.val)
                 previous_score = score_domain(previous_val, recs.val, recs.spec.thresholds)
                 log(f"{dc.name}: previous stage on validation {previous_score['mre']:.3f} "
                     f"{previous_score['unit']}")
