@@ -68,9 +68,11 @@ def test_tables_do_not_wrap_when_output_is_not_a_terminal():
     result = CliRunner().invoke(app, ["models", "--domains", "head=19,hand=37,chest=6"])
     assert result.exit_code == 0, result.output
     rows = [ln for ln in result.output.splitlines() if ln.startswith("│")]
+    from unilandmark.checkpoints.builtin import BUILTIN_MODELS
     from unilandmark.models import MODELS
 
-    assert len(rows) == len(MODELS)  # one line per model: nothing wrapped
+    # one line per model and per shipped trained model: nothing wrapped
+    assert len(rows) == len(MODELS) + len(BUILTIN_MODELS)
     assert any("heatmap regression (plain U-Net, everything shared)" in r for r in rows)
 
 

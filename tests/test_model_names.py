@@ -27,3 +27,22 @@ def test_calibrate_names_a_config_root_that_is_not_there(tmp_path, monkeypatch):
     with pytest.raises(FileNotFoundError, match=r"relative to the current folder .*pass --root"):
         calibrate_checkpoint("head", tmp_path / "cal.safetensors")
     assert not (tmp_path / "cal.safetensors").exists()
+
+
+def test_models_lists_the_shipped_trained_models_and_predict_names_its_model(tmp_path):
+    import numpy as np
+    from typer.testing import CliRunner
+
+    from unilandmark.cli import app
+    from unilandmark.imageio.read import write_image
+
+    r = CliRunner().invoke(app, ["models", "--domains", "head=19"], terminal_width=250)
+    assert r.exit_code == 0, r.output
+    assert "trained models shipped" in r.output
+    assert "head (default)" in r.output and "head-mean" in r.output and "mm" in r.output
+    image = tmp_path / "a.png"
+    write_image(image, (np.random.default_rng(0).random((200, 160)) * 255).astype(np.uint8))
+    r = CliRunner().invoke(app, ["predict", str(image), "--checkpoint", "head-mean",
+                                 "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, r.output
+    assert "model: built-in 'head-mean'" in r.output

@@ -56,6 +56,35 @@ def models_cmd(
         table.add_row(name, entry.family, codec_for(name).name, f"{count_parameters(model):,}",
                       *[f"{count_parameters(model, [d]):,}" for d in doms])
     console.print(table)
+    console.print(trained_models_table())
+
+
+def trained_models_table():
+    """The trained models shipped with the package (``--checkpoint NAME``), what they
+    learned and their measured figures (from each model's provenance file)."""
+    from rich.table import Table
+
+    from ..checkpoints.builtin import (
+        BUILTIN_DESCRIPTIONS,
+        BUILTIN_MODELS,
+        DEFAULT_MODEL,
+        provenance,
+    )
+
+    table = Table(title="trained models shipped (predict --checkpoint NAME; docs/model_card.md)")
+    for col in ("name", "learned", "ISBI test1 MRE", "ISBI test2 MRE", "gu2net-head MRE"):
+        table.add_column(col, justify="left" if col in ("name", "learned") else "right")
+    for name in BUILTIN_MODELS:
+        figures = provenance(name).get("protocols", {})
+
+        def mre(protocol, figures=figures):
+            value = figures.get(protocol, {}).get("mre")
+            return "-" if value is None else f"{value:.3f} mm"
+
+        label = f"{name} (default)" if name == DEFAULT_MODEL else name
+        table.add_row(label, BUILTIN_DESCRIPTIONS.get(name, ""), mre("isbi2015-test1"),
+                      mre("isbi2015-test2"), mre("gu2net-head"))
+    return table
 
 
 @friendly

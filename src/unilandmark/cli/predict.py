@@ -16,6 +16,21 @@ from ..core.wording import plural
 from ..inference.predictor import Predictor
 from .common import EXIT_INPUT, console, err_console, friendly
 
+
+def model_words(onnx: Path | None, checkpoint) -> str:
+    """Which model answers, in words: a built-in one by name and what it learned, else
+    the file."""
+    from ..checkpoints.builtin import BUILTIN_DESCRIPTIONS, builtin_name, model_path
+
+    if onnx is not None:
+        return f"{onnx} (ONNX)"
+    path = model_path(checkpoint)
+    name = builtin_name(path)
+    if name is not None:
+        return f"built-in {name!r}: {BUILTIN_DESCRIPTIONS.get(name, '')} ({path.name})"
+    return str(path)
+
+
 CSV_HELP = ("Prediction CSV to write: image,landmark,x,y,name, x_mm,y_mm (only where a "
             "spacing is known), confidence, domain, risk (a calibrated model's), flag, qc, "
             "orientation, "
@@ -137,6 +152,7 @@ def predict_cmd(
         from ..inference.detector import Detector
 
         detector = Detector.from_checkpoint(checkpoint, device=device)
+    err_console.print(f"model: {model_words(model, checkpoint)}", highlight=False)
     with image_progress(len(paths), err_console) as advance:
         results = detector.predict_many(
             paths, domain, spacing=sp, batch_size=batch_size, readers=readers,

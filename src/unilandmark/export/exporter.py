@@ -62,8 +62,8 @@ def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
     require_onnx()
     import onnx
 
+    from ..checkpoints.builtin import model_path
     from ..checkpoints.checkpoint import load_checkpoint
-    from ..inference.detector import model_path
 
     path = model_path(checkpoint)
     state = load_checkpoint(path)

@@ -25,11 +25,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..checkpoints.builtin import (
+    BUILTIN_MODELS,
+    PRETRAINED_DIR,
+    PRETRAINED_NAME,
+    model_path,
+)
 from ..checkpoints.checkpoint import load_checkpoint, stage_chain, upgrade
 from ..checkpoints.contract import PatchGeometry, stage_contract
 from ..codecs import HeatmapCodec, decode_peaks
@@ -51,31 +56,6 @@ from .orientation import mirror_pass_needed, reads_mirrored
 from .refine import refine_points
 from .results import LandmarkResult, PredictionFailure, result_rows
 from .shape import ShapeModel, fit_shape
-
-PRETRAINED_DIR = Path(__file__).parents[1] / "checkpoints" / "pretrained"
-PRETRAINED_NAME = "gu2net_isbi2015_head.safetensors"
-#: the built-in models by name (``--checkpoint NAME``): ``head`` learned the senior ISBI 2015
-#: annotator (the challenge's ground truth; the default), ``head-mean`` the mean of the two
-BUILTIN_MODELS = {"head": PRETRAINED_NAME, "head-mean": "gu2net_isbi2015_head_mean.safetensors"}
-#: the built-in model used where none is named
-DEFAULT_MODEL = "head"
-
-
-def model_path(name: str | os.PathLike | None) -> Path:
-    """The file of a model given by path or by name: None or ``builtin`` is always the
-    default built-in model; a name of :data:`BUILTIN_MODELS` (``head``, ``head-mean``) is
-    that built-in model unless a file of that name is in the current folder; anything
-    else is a path, returned as it is."""
-    if name is None or str(name) == "builtin":
-        name = DEFAULT_MODEL
-    elif str(name) not in BUILTIN_MODELS or Path(name).is_file():
-        return Path(name)
-    path = PRETRAINED_DIR / BUILTIN_MODELS[str(name)]
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the built-in model {str(name)!r} is not installed "
-                                "in this build; give a model file instead")
-    return path
-
 
 ORIENTATIONS = ("auto", "original", "mirrored")
 #: a landmark whose shape-fit residual exceeds this many training spreads is searched again

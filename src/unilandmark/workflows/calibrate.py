@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checkpoints.builtin import model_path
 from ..checkpoints.checkpoint import (
     file_kind,
     load_checkpoint,
@@ -27,7 +28,7 @@ from ..core.metrics import radial_errors
 from ..core.types import truth_points
 from ..core.wording import relative_note
 from ..data.adapters.catalog import build_dataset
-from ..inference.detector import Detector, model_path
+from ..inference.detector import Detector
 from ..quality.calibration import MAX_FLAGGED, TARGET_RECALL, fit_calibration
 from ..quality.evidence import evidence
 

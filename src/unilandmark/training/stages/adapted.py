@@ -41,7 +41,7 @@ PATCH_FIELDS = ("patch_size", "scale", "scale_mm", "sigma")
 def resolve_checkpoint(name: str) -> Path:
     """``builtin`` (or a built-in model's name: ``head``, ``head-mean``) -> the installed
     model file; anything else is a path."""
-    from ...inference.detector import model_path
+    from ...checkpoints.builtin import model_path
 
     return model_path(name)
 
