@@ -74,3 +74,43 @@ def test_a_bug_while_reading_one_file_is_not_reported_as_an_unreadable_file(imag
     r = CliRunner().invoke(app, ["predict", str(good), "--out", str(tmp_path / "p.csv")])
     assert isinstance(r.exception, ValueError) and not isinstance(r.exception, InputError)
     assert "could not be predicted" not in r.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "100", "-1"])
+def test_measure_and_serve_check_the_spacing_as_predict_does(tmp_path, value):
+    from unilandmark.predictions.table import write_predictions
+
+    csv = tmp_path / "p.csv"
+    write_predictions(csv, [{"image": "a", "landmark": 1, "x": 1.0, "y": 2.0}])
+    for command in (["measure", str(csv)], ["serve", str(tmp_path)]):
+        r = CliRunner().invoke(app, [*command, "--spacing", value])
+        assert r.exit_code == 2, (command, r.output)
+        assert "--spacing" in r.output and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "0"])
+def test_serve_refuses_an_upload_limit_that_is_not_a_size(tmp_path, value):
+    r = CliRunner().invoke(app, ["serve", str(tmp_path), "--max-upload-mb", value])
+    assert r.exit_code == 2 and "--max-upload-mb" in r.output, r.output
+
+
+def test_measure_never_overwrites_its_input(tmp_path):
+    from unilandmark.predictions.table import write_predictions
+
+    csv = tmp_path / "p.csv"
+    write_predictions(csv, [{"image": "a", "landmark": 1, "x": 1.0, "y": 2.0}])
+    before = csv.read_bytes()
+    r = CliRunner().invoke(app, ["measure", str(csv), "--out", str(csv)])
+    assert r.exit_code == 2 and "would overwrite the input" in r.output, r.output
+    assert csv.read_bytes() == before
+
+
+def test_a_macos_resource_fork_beside_an_image_is_not_a_failed_image(images, tmp_path):
+    good, _ = images
+    folder = tmp_path / "scans"
+    folder.mkdir()
+    (folder / "scan.png").write_bytes(good.read_bytes())
+    (folder / "._scan.png").write_bytes(b"\x00\x05\x16\x07" + b"\x00" * 80)  # AppleDouble
+    r = CliRunner().invoke(app, ["predict", str(folder), "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 0, r.output
+    assert "._scan" not in r.output and "could not" not in r.output

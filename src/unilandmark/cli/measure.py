@@ -6,7 +6,8 @@ from pathlib import Path
 
 import typer
 
-from ..core.errors import InputError
+from ..core.limits import checked_spacing
+from ..core.preflight import check_not_an_input, check_writable_file
 from .common import console, friendly
 
 
@@ -32,12 +33,12 @@ def measure_cmd(
     from ..measure import default_output, load_spec, measure_file, write_measurements
     from ..measure.report import summary_lines
 
-    if spacing is not None and spacing <= 0:
-        raise InputError(f"--spacing must be positive, got {spacing}")
-    chosen = load_spec(spec) if spec else None
-    table = measure_file(predictions, chosen, domain,
-                         (spacing, spacing) if spacing else None, truncate)
+    pair = checked_spacing(spacing, "--spacing")
     out = out or default_output(predictions)
+    check_not_an_input(out, [predictions], "--out")
+    check_writable_file(out, "--out")
+    chosen = load_spec(spec) if spec else None
+    table = measure_file(predictions, chosen, domain, pair, truncate)
     write_measurements(out, table)
     for line in summary_lines(table, out):
         console.print(line, highlight=False)

@@ -60,7 +60,10 @@ def collect_inputs(inputs: list[Path], lists: list[Path] | None = None
     paths, missing, skipped = [], [], 0
     for item in items:
         if item.is_dir():
-            files = sorted(p for p in item.iterdir() if p.is_file())
+            # hidden files (a macOS "._scan.png" resource fork beside scan.png, ".DS_Store")
+            # are not the user's images: left out, as the review app does
+            files = sorted(p for p in item.iterdir() if p.is_file() and
+                           not p.name.startswith("."))
             found = [p for p in files if is_image_file(p)]
             skipped += len(files) - len(found)
             if not found:

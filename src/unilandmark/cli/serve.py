@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import typer
 
 from ..core.errors import InputError
+from ..core.limits import checked_spacing
 from .common import console, err_console, friendly
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+#: the largest upload the review app can be told to accept, in MB
+MAX_UPLOAD_LIMIT_MB = 4096
 
 
 @friendly
@@ -61,13 +67,13 @@ def serve_cmd(
                           "is fixed", highlight=False)
     if not 0 < port < 65536:
         raise InputError(f"--port must lie in 1..65535, got {port}")
-    if spacing is not None and spacing <= 0:
-        raise InputError(f"--spacing must be positive, got {spacing}")
-    if max_upload_mb <= 0:
-        raise InputError(f"--max-upload-mb must be positive, got {max_upload_mb}")
+    pair = checked_spacing(spacing, "--spacing")
+    if not (math.isfinite(max_upload_mb) and 0 < max_upload_mb <= MAX_UPLOAD_LIMIT_MB):
+        raise InputError(f"--max-upload-mb must be a number of megabytes in "
+                         f"(0, {MAX_UPLOAD_LIMIT_MB}], got {max_upload_mb}")
     detector = Detector.from_checkpoint(checkpoint, device=device)
     local = host in LOOPBACK
-    app = create_app(folder, detector, domain, spacing=(spacing, spacing) if spacing else None,
+    app = create_app(folder, detector, domain, spacing=pair,
                      save=save, csv_path=csv_path,
                      max_upload_bytes=int(max_upload_mb * 2**20),
                      allowed_hosts=(*LOOPBACK, "[::1]") if local else None)

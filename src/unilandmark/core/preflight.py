@@ -70,6 +70,18 @@ def check_writable_file(path: str | os.PathLike, option: str = "--out") -> Path:
     return path
 
 
+def check_not_an_input(path: str | os.PathLike, inputs, option: str = "--out") -> Path:
+    """``path`` is none of the files in ``inputs`` (an output never overwrites an input);
+    refused with a sentence naming the option and the file."""
+    path = Path(path)
+    for given in inputs:
+        if given is not None and Path(given).exists() and path.exists() and \
+                os.path.samefile(path, given):
+            raise PreflightError(f"{option} {path}: is the input file {given}; writing it "
+                                 "would overwrite the input: give another file name")
+    return path
+
+
 def check_writable_dir(path: str | os.PathLike, option: str = "--out") -> Path:
     """``path`` is (or can become) a folder in which files can be created."""
     path = Path(path)
