@@ -320,3 +320,18 @@ def test_onnx_matches_pytorch_on_isbi_test_images_with_the_builtin_model(isbi_ro
     assert [r.orientation for r in onnx_results] == ["mirrored", "mirrored"]
     _compare(onnx_results, Detector.from_checkpoint(None, relocate=False).predict_many(
         mirrored, "head"))
+
+
+def test_a_failed_export_check_leaves_no_file_and_is_one_sentence(cascade, tmp_path,
+                                                                  monkeypatch):
+    """A graph that disagrees with PyTorch (here: a tolerance no graph meets) is checked
+    before it takes its name: nothing is written, the CLI says why in one line."""
+    import unilandmark.export.exporter as exporter
+
+    monkeypatch.setattr(exporter, "CHECK_TOLERANCE_PX", -1.0)
+    out = tmp_path / "bad.onnx"
+    r = CliRunner().invoke(app, ["export", "--checkpoint", str(cascade), "--domain", "head",
+                                 "--out", str(out)])
+    assert r.exit_code == 2, r.output
+    assert "not written: the exported graph disagrees with PyTorch" in r.output
+    assert not out.exists() and not list(tmp_path.glob("*.onnx*"))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..core.atomic import atomic_path
+from ..core.errors import InputError
 from ..core.version import __version__
 from ..inference.detector import Detector
 from .contract import FORMAT, INPUTS, OPSET, OUTPUTS, SPACING_RULE, stage_input_names
@@ -87,9 +88,9 @@ def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
     proto.doc_string = (f"unilandmark {__version__}: landmarks of domain {domain!r} "
                         "(stage 1, orientation, patch stages, decoding, original pixels)")
     out = Path(out)
-    with atomic_path(out) as tmp:
+    with atomic_path(out) as tmp:  # checked before it takes the final name
         onnx.save(proto, str(tmp))
-    difference = _check(out, graph, example, names) if check else float("nan")
+        difference = _check(tmp, graph, example, names, out) if check else float("nan")
     return ExportSummary(out, domain, 1 + len(graph.stages), tuple(names), difference)
 
 
@@ -195,8 +196,13 @@ def quiet_export():
         logger.setLevel(level)
 
 
-def _check(path: Path, graph: PredictionGraph, example, names) -> float:
-    """Largest landmark difference (px) between onnxruntime and PyTorch on ``example``."""
+class ExportCheckError(InputError):
+    """The written graph does not reproduce PyTorch's landmarks: nothing is kept."""
+
+
+def _check(path: Path, graph: PredictionGraph, example, names, out: Path) -> float:
+    """Largest landmark difference (px) between onnxruntime and PyTorch on ``example``
+    (``path``: the graph just written; ``out``: its final name, for the message)."""
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -210,8 +216,9 @@ def _check(path: Path, graph: PredictionGraph, example, names) -> float:
     # float rounding in either runtime may pick the other one; a broken graph is off by
     # far more than a pixel, or on many points
     if not (difference < 1.0 and (gaps > CHECK_TOLERANCE_PX).mean() <= 0.05):
-        raise RuntimeError(f"{path}: the exported graph disagrees with PyTorch by up to "
-                           f"{difference:.3f} px ({(gaps > CHECK_TOLERANCE_PX).sum()} of "
-                           f"{gaps.size} points beyond {CHECK_TOLERANCE_PX} px) on the "
-                           "tracing inputs")
+        raise ExportCheckError(
+            f"{out}: not written: the exported graph disagrees with PyTorch by up to "
+            f"{difference:.3f} px ({(gaps > CHECK_TOLERANCE_PX).sum()} of {gaps.size} points "
+            f"beyond {CHECK_TOLERANCE_PX} px) on the tracing inputs; please report this "
+            "model (the export of its architecture is faulty)")
     return difference
