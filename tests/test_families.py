@@ -13,7 +13,7 @@ from unilandmark.codecs import (
     PatchClassCodec,
     PixelClassCodec,
 )
-from unilandmark.models import MODELS, build_model, codec_for
+from unilandmark.models import MODELS, build_model, codec_for, models_for
 
 DOMAINS = {"head": 4, "hand": 6}
 SIZE = (40, 36)  # W, H: not a power of two on purpose
@@ -26,7 +26,7 @@ def _kwargs(name):
     return kw
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", models_for(2))  # 3-D models: tests/test_models_3d.py
 def test_every_model_forward_backward_decode(name):
     torch.manual_seed(0)
     model = build_model(name, DOMAINS, **_kwargs(name))

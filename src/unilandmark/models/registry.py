@@ -4,9 +4,11 @@ A :class:`ModelEntry` holds the builder ``(domains, **kwargs) -> nn.Module`` (``
 is ``{domain name: number of landmarks}``; the module's forward is ``(x (B, C, H, W),
 domain) -> dict`` of logits whose keys match its codec), the codec factory ``(sigma in
 input px, heatmap loss name) -> codec`` (targets, decoding and loss), the survey family
-(Li et al. 2022), and the stage kinds the model can serve: ``image`` (landmarks on the
+(Li et al. 2022), the stage kinds the model can serve: ``image`` (landmarks on the
 whole image) and ``patch`` (a coarse-to-fine refinement stage, which needs one heatmap
-channel per landmark that its codec decodes alone).
+channel per landmark that its codec decodes alone), and the input dimensionalities it
+takes (``dims``: 2 for images ``(B, C, H, W)``, 3 for volumes ``(B, C, Z, H, W)``;
+:func:`models_for` lists the models of one).
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ from ..codecs import (
 from ..core.errors import UnknownNameError
 from .families import FamilyNet
 from .gu2net import GU2Net, UNet
+from .gu2net3d import GU2Net3d, UNet3d
 
 IMAGE = frozenset({"image"})
 IMAGE_OR_PATCH = frozenset({"image", "patch"})
+PLANAR = frozenset({2})
+VOLUMETRIC = frozenset({3})
 
 
 @dataclass(frozen=True)
 class ModelEntry:
-    """One model: how to build it, its codec, its family and the stages it can serve."""
+    """One model: how to build it, its codec, its family, the stages it can serve and the
+    input dimensionalities it takes."""
 
     build: Callable[..., nn.Module]
     codec: Callable[[float, str], Any]
@@ -45,6 +51,8 @@ class ModelEntry:
     stages: frozenset[str] = IMAGE
     #: it has GU2Net's global branch (takes ``global_width`` and ``dilations``)
     global_branch: bool = False
+    #: spatial dimensions of its input: {2} images (B, C, H, W), {3} volumes (B, C, Z, H, W)
+    dims: frozenset[int] = PLANAR
 
 
 def _heatmap(sigma: float, loss: str) -> HeatmapCodec:
@@ -89,6 +97,19 @@ MODELS: dict[str, ModelEntry] = {
     "scn": ModelEntry(partial(FamilyNet, head="scn"),
                       lambda sigma, loss: LearnedSigmaHeatmapCodec(),
                       "spatial configuration net"),
+    # volumes (B, C, Z, H, W); small default widths (16, depth 3, global 32): 3-D memory
+    "gu2net3d": ModelEntry(partial(GU2Net3d, variant="full"), _heatmap,
+                           "heatmap regression (3-D universal, local x global)",
+                           IMAGE_OR_PATCH, global_branch=True, dims=VOLUMETRIC),
+    "gu2net3d-local": ModelEntry(partial(GU2Net3d, variant="local"), _heatmap,
+                                 "heatmap regression (3-D GU2Net ablation: local only)",
+                                 IMAGE_OR_PATCH, global_branch=True, dims=VOLUMETRIC),
+    "gu2net3d-global": ModelEntry(partial(GU2Net3d, variant="global"), _heatmap,
+                                  "heatmap regression (3-D GU2Net ablation: global only)",
+                                  IMAGE_OR_PATCH, global_branch=True, dims=VOLUMETRIC),
+    "unet3d": ModelEntry(UNet3d, _heatmap,
+                         "heatmap regression (plain 3-D U-Net, everything shared)",
+                         IMAGE_OR_PATCH, dims=VOLUMETRIC),
 }
 
 
@@ -112,3 +133,8 @@ def codec_for(name: str, sigma: float = 3.0, loss: str = "bce"):
 def stage_models(kind: str) -> list[str]:
     """The model names that can serve a stage of ``kind`` (``image`` or ``patch``)."""
     return [name for name, entry in MODELS.items() if kind in entry.stages]
+
+
+def models_for(dims: int) -> list[str]:
+    """The model names that take inputs of ``dims`` spatial dimensions (2 or 3)."""
+    return [name for name, entry in MODELS.items() if dims in entry.dims]

@@ -39,7 +39,7 @@ from ..markups import Markups, ras_to_lps, read_markups
 from ..spreadsheet import read_table
 
 FRAMES = ("world-lps", "world-ras", "voxel")
-#: SDR radii for volumes in mm (docs: PROTOCOLS.md section 5)
+#: SDR radii for volumes in mm
 VOLUME_THRESHOLDS = (2.0, 3.0, 4.0)
 AFIDS_COUNT = 32
 
