@@ -479,3 +479,16 @@ def test_label_point_values_are_accepted_by_write(tmp_path):
     p = LabelPoint((1.0, 2.0, 3.0), tuple(frame.index_to_world([1.0, 2.0, 3.0])), 1)
     out = write_labelmap(tmp_path / "lp.nii.gz", vol, {9: p})
     assert points_from_labelmap(out)[9].index == (1.0, 2.0, 3.0)
+
+
+def test_datasets_check_reads_the_afids_volumes_without_faults():
+    """The volume adapters are in the catalog, and `datasets check` validates volume
+    records (3-D points inside the volume, a 3-value spacing)."""
+    from typer.testing import CliRunner
+
+    from unilandmark.cli import app
+
+    root = _require("afids_templates")
+    r = CliRunner().invoke(app, ["datasets", "check", "afids", "--root", str(root)])
+    assert r.exit_code == 0, r.output
+    assert "no faults" in r.output and "volume size (X x Y x Z): 91x109x91" in r.output

@@ -66,15 +66,19 @@ def datasets_check(
                   f"visible points: {summary['visible_points']}   unit: {summary['unit']}")
     console.print("  splits: " + ", ".join(f"{k} {v}" for k, v in summary["splits"].items()))
     sp = summary["spacing_mm"]
-    console.print("  spacing (mm/px): " + (f"x {sp['min'][0]:g}..{sp['max'][0]:g}, "
-                                            f"y {sp['min'][1]:g}..{sp['max'][1]:g}" if sp else
-                                            "none") + f"   without spacing: "
-                                                      f"{summary['without_spacing']}")
+    volumes = bool(sp and len(sp["min"]) == 3)
+    axes = "xyz" if volumes else "xy"
+    console.print(f"  spacing (mm/{'voxel' if volumes else 'px'}): " + (", ".join(
+        f"{a} {lo:g}..{hi:g}" for a, lo, hi in zip(axes, sp["min"], sp["max"], strict=False))
+        if sp else "none") + f"   without spacing: {summary['without_spacing']}")
     sz = summary["image_size"]
     if sz:
-        console.print(f"  image size (W x H): {sz['min'][0]:g}x{sz['min'][1]:g} .. "
-                      f"{sz['max'][0]:g}x{sz['max'][1]:g} ({summary['image_sizes_distinct']} "
-                      "distinct)")
+        def joined(values):
+            return "x".join(f"{v:g}" for v in values)
+
+        label = "volume size (X x Y x Z)" if len(sz["min"]) == 3 else "image size (W x H)"
+        console.print(f"  {label}: {joined(sz['min'])} .. {joined(sz['max'])} "
+                      f"({summary['image_sizes_distinct']} distinct)")
     for key, value in summary["info"].items():
         console.print(f"  {key.replace('_', ' ')}: {value}")
     if json_out:

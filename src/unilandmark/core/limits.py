@@ -23,21 +23,25 @@ DEFAULT_MAX_PIXELS = 200_000_000
 MAX_PIXELS_ENV = "UNILANDMARK_MAX_PIXELS"
 
 
-def spacing_fault(spacing) -> str | None:
-    """Why ``spacing`` ``(sx, sy)`` in mm per pixel is not usable, or None when it is.
+def spacing_fault(spacing, dims: int = 2) -> str | None:
+    """Why ``spacing`` ``(sx, sy)`` (``dims`` = 3: ``(sx, sy, sz)``) in mm per pixel (voxel)
+    is not usable, or None when it is.
 
-    Usable: two finite numbers within :data:`SANE_SPACING_MM`.
+    Usable: ``dims`` finite numbers within :data:`SANE_SPACING_MM`.
     """
+    unit = "pixel" if dims == 2 else "voxel"
     try:
-        sx, sy = (float(v) for v in spacing)
+        values = tuple(float(v) for v in spacing)
+        if len(values) != dims:
+            raise ValueError
     except (TypeError, ValueError):
-        return f"spacing must be two numbers (mm per pixel), got {spacing!r}"
+        return f"spacing must be {dims} numbers (mm per {unit}), got {spacing!r}"
+    shown = ", ".join(f"{v:g}" for v in values)
     lo, hi = SANE_SPACING_MM
-    if not all(math.isfinite(v) and v > 0 for v in (sx, sy)):
-        return f"spacing must be positive and finite, got ({sx:g}, {sy:g}) mm per pixel"
-    if not all(lo <= v <= hi for v in (sx, sy)):
-        return (f"implausible spacing ({sx:g}, {sy:g}) mm per pixel; expected "
-                f"{lo:g}..{hi:g}")
+    if not all(math.isfinite(v) and v > 0 for v in values):
+        return f"spacing must be positive and finite, got ({shown}) mm per {unit}"
+    if not all(lo <= v <= hi for v in values):
+        return f"implausible spacing ({shown}) mm per {unit}; expected {lo:g}..{hi:g}"
     return None
 
 

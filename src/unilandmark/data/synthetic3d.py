@@ -455,7 +455,7 @@ def make_synthetic_volumes(root: str | Path, count_train: int, count_val: int,
 
 
 def synthetic_volumes_dataset(root: str | Path, name: str = "synthetic-volumes"):
-    """The phantoms written by :func:`make_synthetic_volumes` as a DatasetSpec: the volume
+    """3-D head phantoms (docs/volumes.md) as a DatasetSpec: the volume
     CSV adapter's records (voxel points, world LPS in ``meta``), splits ``train``,
     ``val``, ``test`` (from the ``split`` column) and ``all``, and ``info["flip_pairs"]``."""
     from .adapters.volumes import volume_csv_dataset

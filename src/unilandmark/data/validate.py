@@ -10,41 +10,51 @@ import numpy as np
 from ..core.limits import SANE_SPACING_MM, spacing_fault
 from ..core.types import DatasetSpec, Record
 from ..imageio.read import ImageReadError, read_image, read_image_info
+from ..imageio.volume import read_volume_info
 from .faults import Fault
 
 __all__ = ["SANE_SPACING_MM", "check_dataset", "check_record"]
 
 
 def check_record(record: Record, num_landmarks: int, read_pixels: bool = True,
-                 ) -> tuple[tuple[int, int] | None, list[Fault]]:
-    """Validate one record; returns its image size (W, H) (or None) and its faults."""
+                 ) -> tuple[tuple[int, ...] | None, list[Fault]]:
+    """Validate one record; returns its image size ((W, H), or (X, Y, Z) for a volume
+    record, whose points have 3 coordinates) or None, and its faults."""
     faults: list[Fault] = []
 
     def fault(msg: str, file: str | None = None):
         faults.append(Fault(file or record.image_path, record.id, msg))
 
     size = None
+    dims = record.points.shape[1] if record.points.ndim == 2 else 2
     try:
-        if read_pixels:
+        if dims == 3:
+            size = read_volume_info(record.image_path).size
+        elif read_pixels:
             array, _ = read_image(record.image_path)
             size = (array.shape[1], array.shape[0])
         else:
             size, _ = read_image_info(record.image_path)
     except ImageReadError as err:
         fault(str(err).split(": ", 1)[-1])
-    if record.points.shape != (num_landmarks, 2):
-        fault(f"expected {num_landmarks} landmarks, found {record.points.shape[0]}")
+    if record.points.shape != (num_landmarks, dims) or dims not in (2, 3):
+        fault(f"expected {num_landmarks} landmarks of 2 or 3 coordinates, found points of "
+              f"shape {record.points.shape}")
         return size, faults
     if not record.visible.any():
         fault("no visible landmark")
+    kind = "volume" if dims == 3 else "image"
     for k in np.flatnonzero(record.visible):
-        x, y = record.points[k]
-        if not (math.isfinite(x) and math.isfinite(y)):
-            fault(f"landmark {k + 1}: coordinates are not finite ({x}, {y})")
-        elif size is not None and not (-0.5 <= x <= size[0] - 0.5 and -0.5 <= y <= size[1] - 0.5):
-            fault(f"landmark {k + 1}: point ({x:g}, {y:g}) outside the {size[0]}x{size[1]} image")
+        point = record.points[k]
+        shown = ", ".join(f"{v:g}" for v in point)
+        if not all(math.isfinite(v) for v in point):
+            fault(f"landmark {k + 1}: coordinates are not finite ({shown})")
+        elif size is not None and not all(-0.5 <= v <= n - 0.5 for v, n in zip(point, size,
+                                                                                 strict=True)):
+            fault(f"landmark {k + 1}: point ({shown}) outside the "
+                  f"{'x'.join(str(n) for n in size)} {kind}")
     if record.spacing is not None:
-        spacing_problem = spacing_fault(record.spacing)
+        spacing_problem = spacing_fault(record.spacing, dims)
         if spacing_problem:
             fault(spacing_problem)
     return size, faults

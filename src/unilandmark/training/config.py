@@ -30,7 +30,7 @@ from pydantic import (
 )
 
 from ..core.errors import InputError
-from ..models import model_entry, stage_models
+from ..models import model_entry, models_for, stage_models
 from ..models.config import ModelConfig, StrictModel
 from .augment import AugmentConfig
 
@@ -44,7 +44,9 @@ class DomainConfig(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)
     train_split: str = "train"
     val_split: str | None = Field("val", description="null: no validation (best = last)")
-    input_size: tuple[int, int] = (416, 512)
+    input_size: tuple[int, int] | tuple[int, int, int] = Field(
+        (416, 512), description="network input, (W, H) pixels for images or (X, Y, Z) voxels "
+                                "for volumes (stage kind volume)")
     resize: str = "stretch"
     sigma: float = Field(3.0, gt=0)
     sigma_mm: float | None = Field(None, gt=0)
@@ -58,10 +60,9 @@ class DomainConfig(StrictModel):
     @classmethod
     def _positive_size(cls, v):
         if min(v) < 8:
-            raise InputError(f"input_size must be at least 8 x 8 pixels, got {list(v)}")
+            raise InputError(f"input_size must be at least 8 pixels (voxels) per side, got "
+                             f"{list(v)}")
         return v
-
-
 
 
 class OptimConfig(StrictModel):
@@ -131,7 +132,21 @@ class PatchStageConfig(StrictModel):
     gate: bool = True
 
 
-StageConfig = Annotated[ImageStageConfig | PatchStageConfig, Field(discriminator="kind")]
+class VolumeStageConfig(StrictModel):
+    """Landmarks in whole volumes (CT, CBCT, MRI): each volume resampled to ``spacing`` mm
+    (isotropic, along its own axes) and centred in its domain's ``input_size`` (X, Y, Z
+    voxels); intensities by ``modality``: ``mr`` the 0.5th..99.5th percentile window, ``ct``
+    the Hounsfield window ``ct_window``. Points stay exact through the resampling
+    (``training.volumes``); errors are scored in mm in 3-D."""
+
+    kind: Literal["volume"] = "volume"
+    spacing: float = Field(4.0, gt=0, description="mm per network voxel (isotropic)")
+    modality: Literal["mr", "ct"] = "mr"
+    ct_window: tuple[float, float] = (-1000.0, 2000.0)
+
+
+StageConfig = Annotated[ImageStageConfig | PatchStageConfig | VolumeStageConfig,
+                        Field(discriminator="kind")]
 
 
 class InitConfig(StrictModel):
@@ -187,7 +202,13 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _model_serves_the_stage(self):
         entry = model_entry(self.model.name)
-        if self.stage.kind not in entry.stages:
+        dims = 3 if self.stage.kind == "volume" else 2
+        if dims not in entry.dims:
+            raise ValueError(
+                f"model.name {self.model.name!r} is a {min(entry.dims)}-D model and cannot "
+                f"serve a {self.stage.kind} stage ({dims}-D); models that can: "
+                f"{', '.join(models_for(dims))}")
+        if self.stage.kind != "volume" and self.stage.kind not in entry.stages:
             raise InputError(
                 f"model.name {self.model.name!r} cannot serve as a {self.stage.kind} stage "
                 "(a patch stage refines each landmark from its own heatmap channel, which "

@@ -21,7 +21,9 @@ from ...imageio.read import ImageReadError, read_image_info
 from ..annotations import parse_chest_txt, parse_isbi_txt, parse_labelme, parse_payer_hand_csv
 from ..faults import FaultLog
 from ..files import images_by_stem
+from ..synthetic3d import synthetic_volumes_dataset
 from .csv import csv_dataset
+from .volumes import afids_templates, volume_csv_dataset
 
 ISBI_LANDMARKS = (
     "sella", "nasion", "orbitale", "porion", "subspinale", "supramentale", "pogonion",
@@ -372,6 +374,10 @@ DATASETS = {
     "csv": csv_dataset,
     "labelme": labelme_dataset,
     "synthetic": synthetic_dataset,
+    # volumes (points (K, 3) in voxel indices; docs/volumes.md)
+    "afids": afids_templates,
+    "volume-csv": volume_csv_dataset,
+    "synthetic-volumes": synthetic_volumes_dataset,
 }
 
 

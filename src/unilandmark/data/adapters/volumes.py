@@ -75,7 +75,7 @@ def volume_csv_dataset(path: str | Path, images: str | Path | None = None,
                        frame: str | None = None, name: str = "volume-csv",
                        domain: str = "volume",
                        thresholds: tuple[float, ...] = VOLUME_THRESHOLDS) -> DatasetSpec:
-    """A DatasetSpec from a long volume CSV (module docstring); splits: ``all``.
+    """A long CSV of volume landmarks (image,landmark,x,y,z; docs/volume-landmark-files.md).
 
     ``frame`` (``world-lps``, ``world-ras`` or ``voxel``) applies to rows without a frame
     cell. Every fault of the table is reported together, each with its line.
