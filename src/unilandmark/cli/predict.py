@@ -31,6 +31,82 @@ def model_words(onnx: Path | None, checkpoint) -> str:
     return str(path)
 
 
+def _listed(lists) -> list[Path]:
+    """The paths of ``--list`` files (one per line, relative to the list's folder)."""
+    out = []
+    for listing in lists or []:
+        for line in Path(listing).read_text(encoding="utf-8-sig").splitlines():
+            line = line.strip()
+            if line and not line.startswith("#"):
+                p = Path(line)
+                out.append(p if p.is_absolute() else Path(listing).parent / p)
+    return out
+
+
+def volume_inputs(items: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Volumes to predict: files as given, a folder holding a DICOM series as one volume,
+    any other folder's NIfTI/NRRD/MetaImage files (sorted, not recursive)."""
+    from ..imageio.volume import dicom_series_ids
+
+    suffixes = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
+    paths, missing = [], []
+    for item in items:
+        if item.is_dir():
+            if dicom_series_ids(item):
+                paths.append(item)
+                continue
+            found = sorted(p for p in item.iterdir() if p.is_file() and
+                           p.name.lower().endswith(suffixes) and not p.name.startswith("."))
+            if not found:
+                missing.append((str(item), "no volume files (or DICOM series) in this folder"))
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            missing.append((str(item), "no such file or folder"))
+    return paths, missing
+
+
+def predict_volumes(state: dict, items: list[Path], domain: str | None, out: Path,
+                    markups: Path | None, device: str, words: str) -> None:
+    """The volume branch of ``predict``: one row per (volume, landmark) in voxels and world
+    mm (docs/volumes.md), optional Slicer markups; unreadable volumes listed at the end."""
+    from ..core.errors import InputError as Fault
+    from ..core.naming import unique_image_ids
+    from ..data.markups import write_markups
+    from ..inference.volume_detector import VolumeDetector
+    from ..predictions.volume_table import volume_rows, write_volume_predictions
+
+    detector = VolumeDetector.from_checkpoint_state(state, device)
+    err_console.print(f"model: {words} (volumes)", highlight=False)
+    paths, failures = volume_inputs(items)
+    total = len(paths) + len(failures)
+    if markups is not None:
+        markups.mkdir(parents=True, exist_ok=True)
+    rows, done = [], 0
+    for path, rid in zip(paths, unique_image_ids(paths), strict=True):
+        try:
+            result = detector.predict(path, domain)
+        except (Fault, OSError) as err:
+            failures.append((str(path), str(err)))
+            continue
+        rows += volume_rows(rid, result.names, result.voxels, result.world,
+                            result.confidence, result.domain)
+        if markups is not None:
+            write_markups(markups / f"{rid}.mrk.json", list(result.names), result.world)
+        done += 1
+    if rows:
+        write_volume_predictions(out, rows)
+        console.print(f"wrote {plural(done, 'volume')} to {out}", highlight=False)
+    if failures:
+        err_console.print(f"[red]{len(failures)} of {total} "
+                          f"input(s) could not be predicted[/red]" +
+                          ("" if rows else f"; nothing written to {out}"), highlight=False)
+        for item, reason in failures:
+            err_console.print(f"  {item}: {reason}", highlight=False, markup=False)
+        raise typer.Exit(EXIT_INPUT)
+
+
 CSV_HELP = ("Prediction CSV to write: image,landmark,x,y,name, x_mm,y_mm (only where a "
             "spacing is known), confidence, domain, risk (a calibrated model's), flag, qc, "
             "orientation, "
@@ -115,6 +191,9 @@ def predict_cmd(
     measurements: bool = typer.Option(False, "--measurements",
                                       help="Also write the clinical measurements and classes "
                                            "to <out stem>_measurements.csv (see `measure`)."),
+    markups: Path = typer.Option(None, "--markups",
+                                 help="Volumes: also write each volume's landmarks as a 3D "
+                                      "Slicer markups file <DIR>/<volume>.mrk.json (LPS)."),
 ) -> None:
     """Predict landmarks on new images (no ground truth needed).
 
@@ -144,6 +223,18 @@ def predict_cmd(
         check_writable_dir(overlay, "--overlay")
     if not inputs and not image_list:
         raise InputError("give image files, folders or --list FILE")
+    if model is None:
+        from ..checkpoints.builtin import model_path
+        from ..checkpoints.checkpoint import load_checkpoint
+        from ..inference.volume_detector import is_volume_model
+
+        state = load_checkpoint(model_path(checkpoint))
+        if is_volume_model(state):
+            predict_volumes(state, list(inputs or []) + _listed(image_list), domain, out,
+                            markups, device, model_words(None, checkpoint))
+            return
+    elif markups is not None:
+        raise InputError("--markups is for volume models")
     paths, failures, skipped = collect_inputs(inputs or [], image_list)
     total = len(paths) + len(failures)
     detector: Predictor

@@ -29,6 +29,9 @@ class Geometry:
     matrix : (3, 3) float64 affine from network-input pixels to original pixels,
         acting on homogeneous column vectors ``(x, y, 1)``.
     input_size : (width, height) of the network input.
+
+    A volume's Geometry has the same fields with three values each, ``(x, y, z)``, and a
+    (4, 4) matrix; ``to_original``/``to_network`` then map ``(..., 3)`` voxel points.
     """
 
     original_size: tuple[int, int]
@@ -37,11 +40,11 @@ class Geometry:
     input_size: tuple[int, int] = (0, 0)
 
     def to_original(self, points: np.ndarray) -> np.ndarray:
-        """Map ``(..., 2)`` network-input points to original pixels."""
+        """Map ``(..., D)`` network-input points to original pixels (or voxels)."""
         return apply_affine(self.matrix, points)
 
     def to_network(self, points: np.ndarray) -> np.ndarray:
-        """Map ``(..., 2)`` original-pixel points to network-input pixels."""
+        """Map ``(..., D)`` original-pixel (or voxel) points to network-input ones."""
         return apply_affine(np.linalg.inv(self.matrix), points)
 
     def to_mm(self, points: np.ndarray) -> np.ndarray | None:
@@ -57,9 +60,11 @@ def pixels_to_mm(points: np.ndarray, spacing: Spacing | None) -> np.ndarray | No
 
 
 def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Apply a (3, 3) affine to ``(..., 2)`` points; NaN stays NaN."""
+    """Apply a (D + 1, D + 1) affine to ``(..., D)`` points (D = 2 for images, 3 for
+    volumes); NaN stays NaN."""
     pts = np.asarray(points, dtype=np.float64)
-    return pts @ matrix[:2, :2].T + matrix[:2, 2]
+    d = matrix.shape[0] - 1
+    return pts @ matrix[:d, :d].T + matrix[:d, d]
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Training stages: what the one training loop (``training.fit``) learns.
 
 ``build_stage`` picks the class of ``config.stage.kind``: ``image`` (landmarks on the
-whole image) or ``patch`` (coarse-to-fine refinement of a previous stage); with
+whole image), ``patch`` (coarse-to-fine refinement of a previous stage) or ``volume``
+(landmarks in whole volumes, 3-D models); with
 ``config.init`` it wraps it for adaptation.
 """
 
@@ -14,8 +15,14 @@ from .patch import PatchStage
 
 def build_stage(config, device, log=print) -> Stage:
     """The stage of ``config`` with its data loaded (errors name the faulty part)."""
-    stage = PatchStage(config, device, log) if config.stage.kind == "patch" else \
-        ImageStage(config, log)
+    if config.stage.kind == "volume":
+        from .volume import VolumeStage
+
+        stage = VolumeStage(config, log)
+    elif config.stage.kind == "patch":
+        stage = PatchStage(config, device, log)
+    else:
+        stage = ImageStage(config, log)
     if config.init is not None:  # adaptation of a trained checkpoint (stages.adapted)
         from .adapted import AdaptedStage
 

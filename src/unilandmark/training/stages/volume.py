@@ -1,0 +1,144 @@
+"""The whole-volume stage: every domain's volumes resampled to one isotropic spacing and
+centred in its network input (``training.volumes``), for 3-D models of the registry.
+
+Each step takes one batch of one domain, varies its intensities (contrast, brightness and
+noise drawn from the loop's generator: these change no coordinate), renders the codec's
+targets in network voxels and returns them to the loop. Validation predicts the
+validation split and scores it in original voxels times the volume's spacing: mm in 3-D.
+Geometric 3-D augmentation is not built yet (docs/volumes.md).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from ...models import build_model, codec_for
+from ..config import DomainConfig, ExperimentConfig
+from ..volumes import VolumeDataset
+from .base import DomainRecords, Stage, load_domain, score_domain
+
+
+@dataclass
+class VolumeDomain:
+    name: str
+    records: DomainRecords
+    train: VolumeDataset
+    val: VolumeDataset | None
+    codec: object
+
+    @property
+    def config(self) -> DomainConfig:
+        return self.records.config
+
+
+class VolumeStage(Stage):
+    kind = "volume"
+
+    def __init__(self, config: ExperimentConfig, log=print):
+        self.config = config
+        sc = config.stage
+        self.domain_data: dict[str, VolumeDomain] = {}
+        cache = config.train.cache_dir
+        for dc in config.domains:
+            recs = load_domain(dc)
+
+            def dataset(split: str, recs=recs, dc=dc) -> VolumeDataset:
+                return VolumeDataset(recs.spec, split, sc.spacing, dc.input_size, sc.modality,
+                                     cache, sc.ct_window)
+
+            train = dataset(dc.train_split)
+            val = dataset(dc.val_split) if recs.val else None
+            if val is None:
+                log(f"warning: domain {dc.name} has no validation split: the best checkpoint "
+                    "will be the last epoch")
+            codec = codec_for(config.model.name, dc.sigma, config.optim.loss)
+            self.domain_data[dc.name] = VolumeDomain(dc.name, recs, train, val, codec)
+        self.domains = {n: d.records.spec.num_landmarks for n, d in self.domain_data.items()}
+
+    def build_model(self, config: ExperimentConfig) -> nn.Module:
+        return build_model(config.model.name, self.domains, **config.model.kwargs())
+
+    def sizes(self) -> dict[str, int]:
+        return {n: len(d.train) for n, d in self.domain_data.items()}
+
+    def batch(self, domain, indices, generator, device):
+        d = self.domain_data[domain]
+        batch = d.train.batch(indices, device)
+        image = _vary_intensity(batch["image"], self.config.train.augment, generator)
+        sigma = None
+        if d.config.sigma_mm is not None:
+            sigma = (d.config.sigma_mm / d.train.mm_per_voxel(indices)).to(device)[:, None]
+        targets = d.codec.encode(batch["points"], batch["visible"], d.train.input_size, sigma)
+        return image, targets
+
+    def loss(self, domain, outputs, targets):
+        d = self.domain_data[domain]
+        return d.codec.loss(outputs, targets) * d.config.loss_weight
+
+    def validate(self, model, device):
+        out = {}
+        for name, d in self.domain_data.items():
+            if d.val is None:
+                continue
+            pred, _ = predict_volumes(model, d.val, d.codec, name, device)
+            out[name] = score_domain(pred, d.val.records, d.records.spec.thresholds)
+        return out
+
+    def checkpoint_fields(self, validation):
+        return {"domains": {n: volume_domain_meta(d, self.config) for n, d in
+                            self.domain_data.items()}}
+
+
+def _vary_intensity(image: torch.Tensor, augment, generator: torch.Generator) -> torch.Tensor:
+    """(B, 1, Z, Y, X) in [0, 1] with a random contrast, brightness and Gaussian noise per
+    sample (the config's ``train.augment`` intensity terms); drawn from ``generator`` on
+    the CPU, so a resumed run draws the same."""
+    b = image.shape[0]
+
+    def uniform(half_width: float) -> torch.Tensor:
+        r = torch.rand(b, generator=generator) * 2 - 1
+        return (r * half_width).view(b, 1, 1, 1, 1).to(image.device)
+
+    contrast = 1 + uniform(float(getattr(augment, "contrast", 0.0)))
+    brightness = uniform(float(getattr(augment, "brightness", 0.0)))
+    noise_sd = float(getattr(augment, "noise", 0.0))
+    out = (image - 0.5) * contrast + 0.5 + brightness
+    if noise_sd > 0:
+        noise = torch.randn(image.shape, generator=generator).to(image.device)
+        out = out + noise * noise_sd
+    return out.clamp(0, 1)
+
+
+def volume_domain_meta(d: VolumeDomain, config: ExperimentConfig) -> dict:
+    """What a checkpoint keeps of a volume domain to predict without its dataset."""
+    spec, dc, sc = d.records.spec, d.config, config.stage
+    return {"dataset": dc.dataset, "landmark_names": list(spec.landmark_names),
+            "num_landmarks": spec.num_landmarks, "input_size": list(d.train.input_size),
+            "dims": 3, "target_spacing": [float(v) for v in d.train.target_spacing],
+            "modality": sc.modality, "ct_window": [float(v) for v in sc.ct_window],
+            "sigma": dc.sigma, "unit": spec.unit, "thresholds": list(spec.thresholds),
+            "spec_name": spec.name, "flip_pairs": [list(p) for p in dc.flip_pairs]}
+
+
+@torch.no_grad()
+def predict_volumes(model, dataset: VolumeDataset, codec, domain: str, device,
+                    batch_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """Predict every volume; returns (points (N, K, 3) in original voxel indices (x, y, z),
+    confidence (N, K))."""
+    was_training = model.training
+    model.eval()
+    pts, conf = [], []
+    for start in range(0, len(dataset), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(dataset)))
+        batch = dataset.batch(idx, device)
+        pred = codec.decode(model(batch["image"], domain))
+        p = pred.points.double().cpu().numpy()
+        for j, i in enumerate(idx):
+            pts.append(dataset.geometries[i].to_original(p[j]))
+        conf.append(pred.confidence.float().cpu().numpy())
+    model.train(was_training)
+    return np.stack(pts), np.concatenate(conf)
