@@ -144,8 +144,10 @@ def test_predicted_only_scores_the_images_in_the_file(tmp_path, isbi_root, isbi_
     few = tmp_path / "few.csv"
     few.write_text("\n".join(kept) + "\n")
     with pytest.raises(PredictionError, match="148 of the split's 150 images have no "
-                                              "prediction.*--predicted-only"):
+                                              "prediction.*--predicted-only") as info:
         _score(isbi_spec, "test1", few)
+    lines = str(info.value).splitlines()
+    assert "--predicted-only" in lines[1]  # the hint first, not after 148 fault lines
     report, errors, records, _ = evaluate(read_predictions(few), isbi_spec, "test1",
                                           get_protocol(None, isbi_spec), predicted_only=True)
     assert [r.id for r in records] == ["151", "152"]

@@ -239,6 +239,7 @@ def test_cli_export_then_predict_with_the_model_writes_the_same_csv(cascade, exp
                             "--out", str(tmp_path / "m.onnx")])
     assert r.exit_code == 0, r.output
     assert "onnxruntime agrees with PyTorch" in r.output
+    assert "m.onnx:" in r.output and "the weights in float32" in r.output  # why its size
     rows = {}
     for name, option in (("onnx", ["--model", str(tmp_path / "m.onnx")]),
                          ("torch", ["--checkpoint", str(cascade)])):

@@ -6,7 +6,29 @@ from pathlib import Path
 
 import typer
 
-from .common import console, friendly
+from .common import console, err_console, friendly
+
+
+def size_note(checkpoint, onnx_path: Path) -> str:
+    """Why the graph is larger than the model file, measured on the written graph: the
+    weights in float32 (a slim model file keeps them in float16) and the mirror pass, a
+    conditional branch that carries its own copy of stage 1's weights."""
+    import onnx
+
+    from ..checkpoints.builtin import model_path
+
+    source = model_path(checkpoint)
+    graph = onnx.load(str(onnx_path)).graph
+    weights = sum(t.ByteSize() for t in graph.initializer)
+    branches = sum(n.ByteSize() for n in graph.node if n.op_type in ("If", "Loop"))
+    total = onnx_path.stat().st_size
+    mb = 1024 * 1024
+    return (f"{onnx_path.name}: {total / mb:.1f} MB ({source.name}: "
+            f"{source.stat().st_size / mb:.1f} MB): the weights in float32, as onnxruntime "
+            f"computes ({weights / mb:.1f} MB), the mirror pass, a branch run only when an "
+            f"image may be mirrored, with its own copy of stage 1's weights "
+            f"({branches / mb:.1f} MB), and the rest of the graph "
+            f"({max(0, total - weights - branches) / mb:.1f} MB)")
 
 
 @friendly
@@ -25,9 +47,13 @@ def export_cmd(
     from ..export.exporter import export_onnx
 
     check_writable_file(out, "--out")
-    done = export_onnx(checkpoint, domain, out, check=check)
+    with err_console.status("exporting: tracing every stage to ONNX"
+                            + (" and checking the graph with onnxruntime" if check else "")
+                            + " (about a minute for the built-in model on a 2-core CPU)"):
+        done = export_onnx(checkpoint, domain, out, check=check)
     console.print(f"wrote {done.path}: domain {done.domain}, {done.stages} stage(s), inputs "
                   f"{', '.join(done.inputs)}", highlight=False)
+    console.print(size_note(checkpoint, done.path), highlight=False)
     if check:
         console.print(f"onnxruntime agrees with PyTorch to {done.max_difference_px:.2g} px on "
                       "the tracing inputs", highlight=False)

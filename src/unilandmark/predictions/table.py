@@ -55,8 +55,9 @@ class PredictionError(DatasetError):
     def __init__(self, name: str, faults: list[Fault], hint: str = ""):
         super().__init__(name, faults)
         self.hint = hint
-        if hint:
-            self.args = (f"{self.args[0]}\n{hint}",)
+        if hint:  # what to do first: a long list of faults would bury it
+            first, _, rest = self.args[0].partition("\n")
+            self.args = (f"{first}\n{hint}\n{rest}",)
 
 
 @dataclass(frozen=True)
