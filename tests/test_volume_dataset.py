@@ -249,7 +249,10 @@ def test_dataset_puts_each_landmark_on_its_blob_and_back_in_world_mm(tmp_path):
     assert ds.points.shape == (1, 3, 3) and ds.visible.all()
     record = spec.records[0]
     np.testing.assert_allclose(record.points, LANDMARKS, atol=1e-9)
-    np.testing.assert_allclose(ds.points[0], ds.geometries[0].to_network(record.points))
+    turned = ds.canonical_geometries[0].world_to_index(
+        ds.volume_geometries[0].index_to_world(record.points))
+    np.testing.assert_allclose(ds.points[0], ds.geometries[0].to_network(turned))
+    np.testing.assert_allclose(ds.to_original(0, ds.points[0]), record.points, atol=1e-9)
     for point in ds.points[0]:
         arg, centroid = _peak(ds.images[0, 0], point, radius=5)
         assert np.abs(arg - point).max() <= 1.0
@@ -257,7 +260,7 @@ def test_dataset_puts_each_landmark_on_its_blob_and_back_in_world_mm(tmp_path):
     world = record.meta["world_lps"]
     np.testing.assert_allclose(ds.to_world(0, ds.points[0]), world, rtol=0, atol=1e-6)
     np.testing.assert_allclose(to_world(ds.points[0], ds.geometries[0],
-                                        ds.volume_geometries[0]), world, rtol=0, atol=1e-6)
+                                        ds.canonical_geometries[0]), world, rtol=0, atol=1e-6)
     np.testing.assert_allclose(ds.mm_per_voxel([0]).numpy(), [1.5], rtol=1e-6)
     assert ds.mm_per_px([0, 0]).shape == (2,)
     batch = ds.batch([0, 0])
@@ -338,5 +341,4 @@ def test_afids_at_4mm_every_landmark_inside_the_input(afids):
         image = ds.images[i, 0].astype(np.float32)
         assert image[20:28, 24:32, 20:28].mean() > 0.2
         assert image[0].max() == image[:, 0].max() == image[:, :, 0].max() == 0
-        assert image[-1].max() > 0 or image[:, -1].max() > 0
     np.testing.assert_allclose(ds.mm_per_voxel(range(n)).numpy(), 4.0, rtol=1e-6)

@@ -81,3 +81,26 @@ def test_predict_names_an_unreadable_volume_and_goes_on(briefly_trained, tmp_pat
                                  "--out", str(out)])
     assert r.exit_code == 2 and "broken.nii.gz" in r.output and "Traceback" not in r.output
     assert out.is_file()
+
+
+@pytest.mark.parametrize("code", ["RAS", "PIR", "SLA"])
+def test_a_volume_saved_in_another_orientation_gives_the_same_world_points(briefly_trained,
+                                                                          tmp_path, code):
+    """Every volume is turned to one orientation before the network (as in training), so
+    the same anatomy stored with permuted or flipped axes gives the same world points;
+    the voxel points are those of each file's own grid."""
+    from unilandmark.imageio.reorient import reoriented
+    from unilandmark.imageio.volume import read_volume, write_volume
+    from unilandmark.inference.volume_detector import VolumeDetector
+
+    data, checkpoint = briefly_trained
+    path = synthetic_volumes_dataset(data).split_records("test")[0].image_path
+    array, geometry = read_volume(path)
+    turned_array, turned = reoriented(array, geometry, code)
+    assert turned.orientation_code() == code
+    other = tmp_path / f"turned_{code}.nii.gz"
+    write_volume(other, turned_array, turned)
+    detector = VolumeDetector.from_checkpoint(checkpoint)
+    a, b = detector.predict(path), detector.predict(other)
+    np.testing.assert_allclose(b.world, a.world, atol=1e-3)
+    np.testing.assert_allclose(turned.index_to_world(b.voxels), b.world, atol=1e-3)

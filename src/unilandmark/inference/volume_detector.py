@@ -4,10 +4,12 @@ indices of the volume as stored and in world millimetres (LPS).
 Each volume is read with its geometry (:func:`..imageio.volume.read_volume`), normalised
 by the model's modality, resampled to the model's spacing and centred in its input
 (:mod:`.volume_inputs`, the same map training used), passed through the network once,
-decoded, and mapped back exactly: network voxels -> original voxels -> world mm. A volume
-saved in another axis order or orientation gives the same world points (up to the
-resampling). Coarse-to-fine patches at full resolution and a sliding window for volumes
-larger than the input are not built yet (docs/volumes.md).
+decoded, and mapped back exactly: network voxels -> voxels of the volume turned to one
+orientation (``volume_inputs.canonical``, as in training) -> world mm -> voxels of the
+volume as stored. A volume saved in another axis order or orientation reaches the network
+as the same picture and gives the same world points. Coarse-to-fine patches at full
+resolution and a sliding window for volumes larger than the input are not built yet
+(docs/volumes.md).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from ..core.naming import file_stem
 from ..core.world import VolumeGeometry
 from ..imageio.volume import read_volume
 from ..models import build_model, codec_for
-from .volume_inputs import normalise_volume, resample_into, volume_geometry
+from .volume_inputs import canonical, normalise_volume, resample_into, volume_geometry
 
 
 @dataclass(frozen=True)
@@ -107,16 +109,17 @@ class VolumeDetector:
         else:
             array, vg = volume
             rid, path = "volume", None
-        geometry = volume_geometry(vg, meta["target_spacing"], meta["input_size"])
-        normalised = normalise_volume(array, meta.get("modality", "mr"),
+        turned_array, turned = canonical(array, vg)  # the orientation training used
+        geometry = volume_geometry(turned, meta["target_spacing"], meta["input_size"])
+        normalised = normalise_volume(turned_array, meta.get("modality", "mr"),
                                       tuple(meta.get("ct_window", (-1000.0, 2000.0))))
         network = resample_into(normalised, geometry)
         x = torch.from_numpy(np.ascontiguousarray(network, dtype=np.float32))[None, None]
         pred = self.codecs[domain].decode(self.model(x.to(self.device), domain))
         points = pred.points[0].double().cpu().numpy()
-        voxels = geometry.to_original(points)
-        return VolumeResult(rid, path, domain, tuple(meta["landmark_names"]), voxels,
-                            vg.index_to_world(voxels),
+        world = turned.index_to_world(geometry.to_original(points))
+        voxels = vg.world_to_index(world)
+        return VolumeResult(rid, path, domain, tuple(meta["landmark_names"]), voxels, world,
                             pred.confidence[0].float().cpu().numpy(), vg)
 
     def predict_many(self, volumes, domain: str | None = None) -> list[VolumeResult]:

@@ -252,3 +252,63 @@ def normalise_volume(array: np.ndarray, modality: str = "mr",
         * np.float32(1.0 / (high - low))
     out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(out, 0.0, 1.0, out=out)
+
+
+# -- one orientation for the network ------------------------------------------------------
+
+#: the orientation every volume is turned to before the network: index axes x, y, z
+#: pointing to L, P, S (ITK's LPS, the identity direction for an axis-aligned volume)
+CANONICAL = "LPS"
+
+
+def canonical_axes(volume: VolumeGeometry) -> tuple[tuple[int, int, int], tuple[bool, ...]]:
+    """For each canonical index axis j (x, y, z = the world L, P, S axes), the volume's own
+    index axis that points closest to it and whether it points the other way: ``(axes,
+    flips)``. An oblique volume is turned by the nearest whole permutation and flips (no
+    interpolation); its small remaining obliquity stays in the direction."""
+    direction = np.asarray(volume.direction_matrix, dtype=np.float64)  # columns: index axes
+    dominant = np.argmax(np.abs(direction), axis=0)  # world axis of each index axis
+    if sorted(dominant.tolist()) != [0, 1, 2]:  # two axes nearest the same world axis
+        order = np.argsort(-np.abs(direction), axis=None)
+        used_world, used_index, pairs = set(), set(), {}
+        for flat in order:
+            w, i = divmod(int(flat), 3)
+            if w not in used_world and i not in used_index:
+                pairs[i] = w
+                used_world.add(w)
+                used_index.add(i)
+        dominant = np.array([pairs[i] for i in range(3)])
+    axes = tuple(int(np.flatnonzero(dominant == j)[0]) for j in range(3))
+    flips = tuple(bool(direction[j, axes[j]] < 0) for j in range(3))
+    return axes, flips
+
+
+def canonical_geometry(volume: VolumeGeometry) -> VolumeGeometry:
+    """The geometry of ``volume`` turned to :data:`CANONICAL` (same voxels, same world)."""
+    axes, flips = canonical_axes(volume)
+    direction = np.asarray(volume.direction_matrix, dtype=np.float64)
+    size = [volume.size[a] for a in axes]
+    spacing = [volume.spacing[a] for a in axes]
+    columns = np.stack([direction[:, a] * (-1.0 if f else 1.0)
+                        for a, f in zip(axes, flips, strict=True)], axis=1)
+    corner = np.zeros(3)
+    for a, f in zip(axes, flips, strict=True):
+        corner[a] = volume.size[a] - 1 if f else 0
+    origin = volume.index_to_world(corner[None])[0]
+    return VolumeGeometry(tuple(size), tuple(spacing), tuple(origin), columns)
+
+
+def canonical(array: np.ndarray, volume: VolumeGeometry
+              ) -> tuple[np.ndarray, VolumeGeometry]:
+    """``array`` (Z, Y, X) and its geometry turned to :data:`CANONICAL` by a permutation
+    and flips of the axes (exact: no interpolation). World points are unchanged; voxel
+    points map through the two geometries (``canonical.world_to_index(volume.
+    index_to_world(p))``). A volume stored in another axis order or orientation thus
+    reaches the network as the same picture."""
+    axes, flips = canonical_axes(volume)
+    # numpy axes are (z, y, x): index axis a is numpy axis 2 - a
+    out = np.transpose(array, [2 - axes[2], 2 - axes[1], 2 - axes[0]])
+    for j, f in enumerate(flips):
+        if f:
+            out = np.flip(out, axis=2 - j)
+    return np.ascontiguousarray(out), canonical_geometry(volume)

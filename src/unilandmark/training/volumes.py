@@ -21,6 +21,8 @@ from ..imageio.volume import read_volume
 from ..inference.volume_inputs import (
     CT_WINDOW,
     MODALITIES,
+    canonical,
+    canonical_geometry,
     normalise_volume,
     patch_geometry,
     record_volume_geometry,
@@ -38,7 +40,7 @@ __all__ = ["MODALITIES", "CT_WINDOW", "VOLUME_CACHE_VERSION", "VolumeDataset",
 log = logging.getLogger(__name__)
 
 #: bump when the preprocessing of volumes changes, so old cache entries are not reused
-VOLUME_CACHE_VERSION = "volume-1"
+VOLUME_CACHE_VERSION = "volume-2-canonical"
 
 
 # -- geometry ---------------------------------------------------------------------------
@@ -90,8 +92,9 @@ def _same_grid(a: VolumeGeometry, b: VolumeGeometry) -> bool:
 def load_volume(record: Record, volume: VolumeGeometry, geometry: Geometry,
                 modality: str = "mr", window=CT_WINDOW, cache_dir: Path | None = None,
                 dataset_name: str = "volumes") -> np.ndarray:
-    """A record's volume normalised (:func:`normalise_volume`) and sampled into
-    ``geometry`` (:func:`resample_into`): ``(1, Z, Y, X)`` float16. With ``cache_dir``
+    """A record's volume turned to one orientation (``canonical``), normalised
+    (:func:`normalise_volume`) and sampled into ``geometry`` (network voxels -> the turned
+    volume's voxels; :func:`resample_into`): ``(1, Z, Y, X)`` float16. With ``cache_dir``
     the result is kept as ``.npz`` keyed, as the 2-D cache is, by the file's path, size
     and modification time, the input size and matrix, the modality (and CT window) and
     :data:`VOLUME_CACHE_VERSION`; written atomically, a damaged entry is rebuilt."""
@@ -117,6 +120,7 @@ def load_volume(record: Record, volume: VolumeGeometry, geometry: Geometry,
         raise InputError(f"{record.image_path}: record {record.id}: the volume's geometry "
                          f"{read_geometry.to_dict()} differs from the record's "
                          f"{volume.to_dict()}")
+    array, _ = canonical(array, read_geometry)
     image = resample_into(normalise_volume(array, modality, window), geometry)
     image = image[None].astype(np.float16)
     if cached is not None:
@@ -162,20 +166,26 @@ class VolumeDataset(torch.utils.data.Dataset):
         self.visible = np.zeros((n, k), dtype=bool)
         self.geometries: list[Geometry] = []
         self.volume_geometries: list[VolumeGeometry] = []
+        #: each volume turned to one orientation (``inference.volume_inputs.canonical``):
+        #: ``geometries`` map network voxels to THESE voxel indices
+        self.canonical_geometries: list[VolumeGeometry] = []
         for i, record in enumerate(self.records):
             points = np.asarray(record.points, dtype=np.float64)
             if points.shape != (k, 3):
                 raise InputError(f"{spec.name}: record {record.id}: points of shape "
                                  f"{points.shape}, expected ({k}, 3) voxel points")
             volume = record_volume_geometry(record)
-            geometry = volume_geometry(volume, self.target_spacing, self.input_size)
+            turned = canonical_geometry(volume)  # the network sees every volume in LPS
+            geometry = volume_geometry(turned, self.target_spacing, self.input_size)
             self.images[i] = load_volume(record, volume, geometry, modality, self.window,
                                          self.cache_dir, spec.name)
             self.geometries.append(geometry)
             self.volume_geometries.append(volume)
+            self.canonical_geometries.append(turned)
             self.visible[i] = record.visible
-            self.points[i] = np.where(record.visible[:, None], geometry.to_network(points),
-                                      np.nan)
+            turned_points = turned.world_to_index(volume.index_to_world(points))
+            self.points[i] = np.where(record.visible[:, None],
+                                      geometry.to_network(turned_points), np.nan)
 
     def mm_per_voxel(self, indices) -> torch.Tensor:
         """(B,) millimetres per network voxel (geometric mean of the three axes: the
@@ -192,7 +202,14 @@ class VolumeDataset(torch.utils.data.Dataset):
 
     def to_world(self, index: int, points_network) -> np.ndarray:
         """Network voxel points ``(..., 3)`` of record ``index`` -> world LPS mm."""
-        return to_world(points_network, self.geometries[index], self.volume_geometries[index])
+        return to_world(points_network, self.geometries[index],
+                        self.canonical_geometries[index])
+
+    def to_original(self, index: int, points_network) -> np.ndarray:
+        """Network voxel points ``(..., 3)`` of record ``index`` -> voxel indices of the
+        volume as stored (the frame of ``record.points``)."""
+        return self.volume_geometries[index].world_to_index(self.to_world(index,
+                                                                          points_network))
 
     def __len__(self) -> int:
         return len(self.records)

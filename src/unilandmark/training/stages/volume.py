@@ -138,7 +138,7 @@ def predict_volumes(model, dataset: VolumeDataset, codec, domain: str, device,
         pred = codec.decode(model(batch["image"], domain))
         p = pred.points.double().cpu().numpy()
         for j, i in enumerate(idx):
-            pts.append(dataset.geometries[i].to_original(p[j]))
+            pts.append(dataset.to_original(int(i), p[j]))
         conf.append(pred.confidence.float().cpu().numpy())
     model.train(was_training)
     return np.stack(pts), np.concatenate(conf)
