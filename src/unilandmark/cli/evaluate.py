@@ -64,6 +64,18 @@ def evaluate_cmd(
     if not split:
         raise InputError("give --split (the protocol does not fix one)")
     spec = build_spec(name, root, annotator, opt)
+    if spec.records and spec.records[0].points.shape[-1] == 3:  # a volume dataset
+        from ..evaluation.volumes import evaluate_volumes
+
+        if measurements or measurement_spec or figures:
+            raise InputError("--measurements and --figures are for 2-D images; volumes are "
+                             "scored in mm in 3-D (docs/volumes.md)")
+        report, *_ = evaluate_volumes(predictions, spec, split, predicted_only)
+        print_report(report, console)
+        if json_out:
+            write_json(json_out, report)
+            console.print(f"report: {json_out}")
+        return
     table = read_predictions(predictions)
     report, errors, records, pred = evaluate(table, spec, split, get_protocol(protocol, spec),
                                              predicted_only)
