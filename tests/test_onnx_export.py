@@ -336,3 +336,21 @@ def test_a_failed_export_check_leaves_no_file_and_is_one_sentence(cascade, tmp_p
     assert r.exit_code == 2, r.output
     assert "not written: the exported graph disagrees with PyTorch" in r.output
     assert not out.exists() and not list(tmp_path.glob("*.onnx*"))
+
+
+def test_metadata_naming_fewer_landmarks_than_the_graph_is_refused(exported, tmp_path):
+    """A graph whose metadata lists 3 names while it outputs K landmarks used to run and
+    silently drop the others; it is now refused at load, naming the file."""
+    import json
+
+    import onnx
+
+    model = onnx.load(str(exported))
+    for prop in model.metadata_props:
+        if prop.key == "landmark_names":
+            prop.value = json.dumps(json.loads(prop.value)[:3])
+    edited = tmp_path / "edited.onnx"
+    onnx.save(model, str(edited))
+    with pytest.raises(ValueError, match=r"edited\.onnx: the metadata names 3 landmarks but "
+                                         r"the graph outputs \d+"):
+        OnnxDetector(edited)

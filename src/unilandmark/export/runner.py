@@ -75,6 +75,11 @@ class OnnxDetector:
             else "cpu"
         self.domain = self.meta["domain"]
         self.names = tuple(self.meta["landmark_names"])
+        graph_k = _graph_landmarks(self.session)
+        if graph_k is not None and graph_k != len(self.names):
+            raise InputError(f"{path}: the metadata names {len(self.names)} landmarks but the "
+                             f"graph outputs {graph_k}: the file is inconsistent (edited "
+                             "metadata?); export the model again")
         self.domains = {self.domain: {**self.meta["domain_meta"],
                                       "shape": self.meta.get("shape")}}
         self._shape = ShapeModel.from_dict(self.meta["shape"]) if self.meta.get("shape") \
@@ -170,6 +175,15 @@ class OnnxDetector:
         scale = np.asarray(sp, dtype=np.float64) if sp else np.ones(2)
         residual = fit_shape(self._shape, points * scale, conf).residual
         return residual[self._flip] if mirrored else residual
+
+
+def _graph_landmarks(session) -> int | None:
+    """K of the graph's ``landmarks`` output (batch, K, 2), or None when not fixed."""
+    for output in session.get_outputs():
+        if output.name == "landmarks" and len(output.shape) == 3 and \
+                isinstance(output.shape[1], int):
+            return int(output.shape[1])
+    return None
 
 
 def _providers(ort, device: str) -> list:
