@@ -114,3 +114,19 @@ def test_a_macos_resource_fork_beside_an_image_is_not_a_failed_image(images, tmp
     r = CliRunner().invoke(app, ["predict", str(folder), "--out", str(tmp_path / "p.csv")])
     assert r.exit_code == 0, r.output
     assert "._scan" not in r.output and "could not" not in r.output
+
+
+@pytest.mark.parametrize("command", [["convert", "SRC", "OUT"], ["slim", "SRC", "OUT"],
+                                     ["calibrate", "SRC", "--out", "OUT"]])
+def test_model_writers_refuse_a_suffix_of_another_format(command, tmp_path):
+    """convert, slim and calibrate write a safetensors model file or a torch checkpoint:
+    a name ending in .onnx is refused before any work, and nothing is written."""
+    from unilandmark.checkpoints.builtin import model_path
+
+    out = tmp_path / "model.onnx"
+    args = [str(model_path(None)) if a == "SRC" else str(out) if a == "OUT" else a
+            for a in command]
+    r = CliRunner().invoke(app, args)
+    assert r.exit_code == 2, r.output
+    assert "model.onnx" in r.output and ".safetensors" in r.output
+    assert not out.exists()

@@ -37,9 +37,10 @@ def calibrate_cmd(
 ) -> None:
     """Fit the quality flags (risk per landmark, flag threshold, QC) on validation images
     and store them in the model file; see docs/quality.md."""
-    from ..core.preflight import check_device, check_writable_file
+    from ..core.preflight import check_device, check_model_suffix, check_writable_file
     from ..workflows.calibrate import calibrate_checkpoint
 
+    check_model_suffix(out, "--out")
     check_writable_file(out, "--out")
     device = check_device(device)
     options = parse_options(opt)

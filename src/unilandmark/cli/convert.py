@@ -22,8 +22,9 @@ def convert_cmd(
 ) -> None:
     """Convert a checkpoint into a file that loads without running code from it."""
     from ..checkpoints.convert import convert_checkpoint
-    from ..core.preflight import check_writable_file
+    from ..core.preflight import check_model_suffix, check_writable_file
 
+    check_model_suffix(dst, "DST")
     check_writable_file(dst, "DST")
     done = convert_checkpoint(src, dst, trust)
     if done.trusted:

@@ -22,8 +22,9 @@ def slim_cmd(
     """Write a model file (safetensors) with what prediction needs of every stage, for
     shipping a model (see docs/deployment.md)."""
     from ..checkpoints.checkpoint import slim_checkpoint
-    from ..core.preflight import check_writable_file
+    from ..core.preflight import check_model_suffix, check_writable_file
 
+    check_model_suffix(dst, "DST")
     check_writable_file(dst, "DST")
     prov = json.loads(provenance.read_text()) if provenance else None
     size = slim_checkpoint(src, dst, fp16, prov)

@@ -70,6 +70,22 @@ def check_writable_file(path: str | os.PathLike, option: str = "--out") -> Path:
     return path
 
 
+#: the suffixes of the files model-writing commands write (``convert``, ``calibrate``,
+#: ``slim``): a safetensors model file or a torch checkpoint
+MODEL_SUFFIXES = (".safetensors", ".pt", ".pth")
+
+
+def check_model_suffix(path: str | os.PathLike, option: str = "--out") -> Path:
+    """``path`` ends in a suffix of the format it will hold (:data:`MODEL_SUFFIXES`), so a
+    file named ``.onnx`` never holds a safetensors model file."""
+    path = Path(path)
+    if path.suffix.lower() not in MODEL_SUFFIXES:
+        raise PreflightError(f"{option} {path}: this command writes a safetensors model file or "
+                             f"a torch checkpoint: name it {' or '.join(MODEL_SUFFIXES)} (an "
+                             "ONNX graph comes from `unilandmark export`)")
+    return path
+
+
 def check_not_an_input(path: str | os.PathLike, inputs, option: str = "--out") -> Path:
     """``path`` is none of the files in ``inputs`` (an output never overwrites an input);
     refused with a sentence naming the option and the file."""
