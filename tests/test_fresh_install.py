@@ -30,10 +30,16 @@ OPTIONAL = {"onnx", "onnxruntime", "onnxscript", "fastapi", "uvicorn", "PIL", "h
 
 
 def _top_level_imports(path: Path) -> set[str]:
-    """Modules imported at module level (not inside functions, not under ``try``)."""
+    """Modules imported anywhere in the file (at module level or inside a function: a lazy
+    import fails just the same on a fresh install), except under ``try`` (a guarded,
+    optional import)."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
+    guarded = {id(n) for t in ast.walk(tree) if isinstance(t, ast.Try)
+               for body in t.body for n in ast.walk(body)}
     names: set[str] = set()
-    for node in tree.body:
+    for node in ast.walk(tree):
+        if id(node) in guarded:
+            continue
         if isinstance(node, ast.Import):
             names |= {a.name.split(".")[0] for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:

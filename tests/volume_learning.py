@@ -26,7 +26,7 @@ from unilandmark.data.synthetic3d import make_synthetic_volumes, synthetic_volum
 from unilandmark.models import build_model, codec_for
 from unilandmark.training.config import load_config
 from unilandmark.training.fit import fit
-from unilandmark.training.stages.volume import predict_volumes
+from unilandmark.training.stages.image import predict_dataset
 from unilandmark.training.volumes import VolumeDataset
 
 PHANTOM_SEED = 7
@@ -76,7 +76,7 @@ def errors_on_test_split(checkpoint: Path, data: Path) -> tuple[np.ndarray, np.n
     test = VolumeDataset(spec, "test", meta["target_spacing"], meta["input_size"],
                          meta["modality"])
     codec = codec_for(contract.model.name, meta["sigma"])
-    pred, _ = predict_volumes(model, test, codec, "head3d", torch.device("cpu"))
+    pred, _ = predict_dataset(model, test, codec, "head3d", torch.device("cpu"), batch_size=2)
     scale = np.array([r.spacing for r in test.records])[:, None, :]
     errors = radial_errors(pred, truth_points(test.records), scale)
     train_world = np.stack([r.meta["world_lps"] for r in spec.split_records("train")])

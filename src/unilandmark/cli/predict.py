@@ -125,14 +125,7 @@ def collect_inputs(inputs: list[Path], lists: list[Path] | None = None
     """
     from ..imageio.read import is_image_file
 
-    items: list[Path] = list(inputs)
-    for listing in lists or []:
-        text = Path(listing).read_text(encoding="utf-8-sig")
-        for line in text.splitlines():
-            line = line.strip()
-            if line and not line.startswith("#"):
-                p = Path(line)
-                items.append(p if p.is_absolute() else Path(listing).parent / p)
+    items: list[Path] = list(inputs) + _listed(lists)
     paths, missing, skipped = [], [], 0
     for item in items:
         if item.is_dir():

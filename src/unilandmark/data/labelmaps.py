@@ -32,6 +32,8 @@ import SimpleITK as sitk
 
 from ..core.atomic import atomic_path
 from ..core.errors import InputError
+from ..imageio.formats import image_suffix as file_suffix
+from ..imageio.read import itk_message
 from .faults import FaultLog
 from .markups import raise_faults
 
@@ -91,7 +93,7 @@ def volume_frame(source) -> VolumeFrame:
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise InputError(f"{path}: cannot read the volume header "
-                         f"({_first_line(err)})") from err
+                         f"({itk_message(err)})") from err
     return _frame_of(reader, str(path))
 
 
@@ -102,11 +104,6 @@ def _frame_of(obj, path: str) -> VolumeFrame:
                        origin=np.asarray(obj.GetOrigin(), dtype=np.float64),
                        direction=np.asarray(obj.GetDirection(), dtype=np.float64).reshape(dim, dim),
                        path=path)
-
-
-def _first_line(err: Exception) -> str:
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    return lines[-1] if lines else type(err).__name__
 
 
 @dataclass(frozen=True)
@@ -183,7 +180,7 @@ def _labelmap_source(source):
         try:
             image = sitk.ReadImage(name)
         except RuntimeError as err:
-            raise InputError(f"{name}: cannot read the label map ({_first_line(err)})") from err
+            raise InputError(f"{name}: cannot read the label map ({itk_message(err)})") from err
     if image.GetNumberOfComponentsPerPixel() != 1:
         raise InputError(f"{name}: {image.GetNumberOfComponentsPerPixel()} components per "
                          "voxel: a label map has one")
@@ -255,14 +252,8 @@ def write_labelmap(path: str | os.PathLike, reference_volume, points: Mapping,
 def _write_image_atomic(image: sitk.Image, path: Path) -> None:
     """Write ``image`` to ``path`` through a temporary file in the same folder that keeps
     the suffix (SimpleITK picks the format, and compression, from the file name)."""
-    name = path.name
-    suffix = ".nii.gz" if name.lower().endswith(".nii.gz") else path.suffix
-    with atomic_path(path) as tmp:
-        staged = tmp.with_name(tmp.name + suffix)
+    with atomic_path(path, suffix=file_suffix(path)) as tmp:
         try:
-            sitk.WriteImage(image, str(staged))
+            sitk.WriteImage(image, str(tmp))
         except RuntimeError as err:
-            raise InputError(f"{path}: cannot write the label map ({_first_line(err)})") from err
-        finally:
-            if staged.exists():
-                os.replace(staged, tmp)
+            raise InputError(f"{path}: cannot write the label map ({itk_message(err)})") from err

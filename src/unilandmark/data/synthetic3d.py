@@ -66,15 +66,16 @@ import dataclasses
 import io
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 import SimpleITK as sitk
 
-from ..core.atomic import atomic_write_text
+from ..core.atomic import atomic_path, atomic_write_text
 from ..core.errors import InputError
+from ..imageio.formats import image_suffix
+from ..imageio.read import itk_message
 
 LANDMARKS = ("ventricle_left", "ventricle_right", "eye_left", "eye_right", "brainstem_top",
              "pineal", "vertex", "occiput")
@@ -373,24 +374,11 @@ def write_volume_atomic(path: str | os.PathLike, array: np.ndarray, spacing, ori
     image.SetSpacing(tuple(float(v) for v in spacing))
     image.SetOrigin(tuple(float(v) for v in origin))
     image.SetDirection(tuple(float(v) for v in np.asarray(direction).ravel()))
-    suffix = ".nii.gz" if path.name.lower().endswith(".nii.gz") else path.suffix
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=image_suffix(path)) as tmp:
         try:
-            sitk.WriteImage(image, tmp, True)
+            sitk.WriteImage(image, str(tmp), True)
         except RuntimeError as err:
-            lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-            raise InputError(f"{path}: cannot write the volume "
-                             f"({lines[-1] if lines else type(err).__name__})") from err
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            raise InputError(f"{path}: cannot write the volume ({itk_message(err)})") from err
     return path
 
 

@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
@@ -30,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..core.limits import size_fault, spacing_fault
 from ..core.types import Spacing
@@ -95,7 +95,7 @@ def read_image(path: str | os.PathLike, max_pixels: int | None = None,
     try:
         image = reader.Execute()
     except RuntimeError as err:
-        raise ImageReadError(f"{path}: corrupt or truncated image ({_first_line(err)})") from err
+        raise ImageReadError(f"{path}: corrupt or truncated image ({itk_message(err)})") from err
     array = sitk.GetArrayFromImage(image)
     if image.GetDimension() == 3:
         if array.shape[0] != 1:
@@ -177,15 +177,8 @@ def write_image(path: str | os.PathLike, array: np.ndarray,
     image = sitk.GetImageFromArray(np.asarray(array))
     if spacing is not None:
         image.SetSpacing(tuple(float(s) for s in spacing))
-    suffix = image_suffix(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=image_suffix(path)) as tmp:
+        sitk.WriteImage(image, str(tmp))
 
 
 #: intensity percentiles mapped to 0 and 1 by :func:`normalise_intensity`
@@ -285,7 +278,7 @@ def _header_size(path: Path, reader: sitk.ImageFileReader,
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise ImageReadError(f"{path}: corrupt or truncated image: unreadable header "
-                             f"({_first_line(err)})") from err
+                             f"({itk_message(err)})") from err
     size = reader.GetSize()
     if len(size) == 3 and size[2] != 1:
         raise ImageReadError(f"{path}: a 3-D image with {size[2]} slices; expected a 2-D image")
@@ -381,7 +374,8 @@ def _to_grey(array: np.ndarray) -> np.ndarray:
     return np.round(grey).astype(array.dtype)
 
 
-def _first_line(err: Exception) -> str:
+def itk_message(err: Exception) -> str:
+    """The telling line of an ITK error message (they run to several lines)."""
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     for line in lines:
         if "ERROR" in line.upper() or "cannot" in line.lower() or "fail" in line.lower():

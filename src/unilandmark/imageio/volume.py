@@ -30,7 +30,6 @@ import gzip
 import locale
 import logging
 import os
-import tempfile
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,11 +37,12 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..core.limits import SANE_SPACING_MM, size_fault
 from ..core.world import VolumeGeometry
 from .formats import KINDS, UnsupportedFormat, container_kind, image_suffix
-from .read import ImageReadError, finite_pixels
+from .read import ImageReadError, finite_pixels, itk_message
 
 __all__ = ["VOLUME_KINDS", "WRITE_SUFFIXES", "read_volume", "read_volume_info",
            "write_volume", "geometry_of", "image_from_array", "dicom_series_ids"]
@@ -109,7 +109,7 @@ def image_from_array(array: np.ndarray, geometry: VolumeGeometry) -> sitk.Image:
         image = sitk.GetImageFromArray(array, isVector=False)
     except (TypeError, RuntimeError) as err:
         raise InputError(f"volume array of dtype {array.dtype} cannot be stored "
-                         f"({_reason(err)})") from err
+                         f"({itk_message(err)})") from err
     image.SetSpacing(geometry.spacing)
     image.SetOrigin(geometry.origin)
     image.SetDirection(tuple(geometry.direction_matrix.ravel()))
@@ -150,7 +150,7 @@ def read_volume(path: str | os.PathLike, series: str | None = None,
     try:
         image = reader.Execute()
     except RuntimeError as err:
-        raise ImageReadError(f"{path}: corrupt or truncated volume ({_reason(err)})") from err
+        raise ImageReadError(f"{path}: corrupt or truncated volume ({itk_message(err)})") from err
     geometry = _geometry(path, image)
     array = sitk.GetArrayFromImage(image)
     if array.shape != geometry.shape:
@@ -226,7 +226,7 @@ def _check_header(path: Path, reader: sitk.ImageFileReader,
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise ImageReadError(f"{path}: corrupt or truncated volume: unreadable header "
-                             f"({_reason(err)})") from err
+                             f"({itk_message(err)})") from err
     size = tuple(int(v) for v in reader.GetSize())
     dim = reader.GetDimension()
     shown = " x ".join(str(v) for v in size)
@@ -356,7 +356,7 @@ def _header_reader(folder: Path, name: str) -> sitk.ImageFileReader:
         reader.ReadImageInformation()
     except RuntimeError as err:
         raise ImageReadError(f"{folder}: DICOM file {Path(name).name}: unreadable header "
-                             f"({_reason(err)})") from err
+                             f"({itk_message(err)})") from err
     return reader
 
 
@@ -455,7 +455,7 @@ def _read_series(folder: Path, series: str | None,
         image = reader.Execute()
     except RuntimeError as err:
         raise ImageReadError(f"{folder}: DICOM series {uid} could not be read: slices that "
-                             f"differ in size or type, or a corrupt file ({_reason(err)})") \
+                             f"differ in size or type, or a corrupt file ({itk_message(err)})") \
             from err
     if image.GetDimension() != 3 or image.GetSize()[2] != len(files):
         raise ImageReadError(f"{folder}: DICOM series {uid}: read {image.GetSize()} voxels "
@@ -493,31 +493,12 @@ def write_volume(path: str | os.PathLike, array: np.ndarray, geometry: VolumeGeo
             raise InputError(f"{path}: NIfTI holds only an orthonormal direction; this "
                              "geometry is sheared: write .nrrd or .mha")
     image = image_from_array(array, geometry)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
+    with atomic_path(path, suffix=suffix) as tmp:
         writer = sitk.ImageFileWriter()
-        writer.SetFileName(tmp)
+        writer.SetFileName(str(tmp))
         writer.SetUseCompression(bool(compress))
         try:
             writer.Execute(image)
         except RuntimeError as err:
-            raise InputError(f"{path}: the volume could not be written ({_reason(err)})") \
+            raise InputError(f"{path}: the volume could not be written ({itk_message(err)})") \
                 from err
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
-def _reason(err: Exception) -> str:
-    """The telling line of an ITK error message (they run to several lines)."""
-    lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
-    for line in lines:
-        if "ERROR" in line.upper() or "cannot" in line.lower() or "fail" in line.lower():
-            return line[-200:]
-    return lines[-1][-200:] if lines else type(err).__name__

@@ -128,6 +128,10 @@ class LandmarkDataset(torch.utils.data.Dataset):
                                          g.spacing[1] * g.matrix[1, 1])))
         return torch.tensor(out, dtype=torch.float32)
 
+    def to_original(self, index: int, points_network) -> np.ndarray:
+        """Network-input points ``(..., 2)`` of record ``index`` -> its original pixels."""
+        return self.geometries[index].to_original(points_network)
+
     def __len__(self) -> int:
         return len(self.records)
 

@@ -118,9 +118,10 @@ def domain_meta(d: ImageDomain) -> dict:
 
 
 @torch.no_grad()
-def predict_dataset(model, dataset: LandmarkDataset, codec, domain: str, device,
+def predict_dataset(model, dataset, codec, domain: str, device,
                     batch_size: int = 8) -> tuple[np.ndarray, np.ndarray]:
-    """Predict every sample; returns (points (N, K, 2) in original px, confidence (N, K))."""
+    """Predict every sample of a :class:`LandmarkDataset` or a ``VolumeDataset``; returns
+    (points (N, K, D) in original pixels or voxels, confidence (N, K))."""
     was_training = model.training
     model.eval()
     pts, conf = [], []
@@ -130,7 +131,7 @@ def predict_dataset(model, dataset: LandmarkDataset, codec, domain: str, device,
         pred = codec.decode(model(batch["image"], domain))
         p = pred.points.double().cpu().numpy()
         for j, i in enumerate(idx):
-            pts.append(dataset.geometries[i].to_original(p[j]))
+            pts.append(dataset.to_original(int(i), p[j]))
         conf.append(pred.confidence.float().cpu().numpy())
     model.train(was_training)
     return np.stack(pts), np.concatenate(conf)

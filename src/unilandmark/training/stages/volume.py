@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -20,6 +19,7 @@ from ...models import build_model, codec_for
 from ..config import DomainConfig, ExperimentConfig
 from ..volumes import VolumeDataset
 from .base import DomainRecords, Stage, load_domain, score_domain
+from .image import predict_dataset
 
 
 @dataclass
@@ -84,7 +84,7 @@ class VolumeStage(Stage):
         for name, d in self.domain_data.items():
             if d.val is None:
                 continue
-            pred, _ = predict_volumes(model, d.val, d.codec, name, device)
+            pred, _ = predict_dataset(model, d.val, d.codec, name, device, batch_size=2)
             out[name] = score_domain(pred, d.val.records, d.records.spec.thresholds)
         return out
 
@@ -122,23 +122,3 @@ def volume_domain_meta(d: VolumeDomain, config: ExperimentConfig) -> dict:
             "modality": sc.modality, "ct_window": [float(v) for v in sc.ct_window],
             "sigma": dc.sigma, "unit": spec.unit, "thresholds": list(spec.thresholds),
             "spec_name": spec.name, "flip_pairs": [list(p) for p in dc.flip_pairs]}
-
-
-@torch.no_grad()
-def predict_volumes(model, dataset: VolumeDataset, codec, domain: str, device,
-                    batch_size: int = 2) -> tuple[np.ndarray, np.ndarray]:
-    """Predict every volume; returns (points (N, K, 3) in original voxel indices (x, y, z),
-    confidence (N, K))."""
-    was_training = model.training
-    model.eval()
-    pts, conf = [], []
-    for start in range(0, len(dataset), batch_size):
-        idx = np.arange(start, min(start + batch_size, len(dataset)))
-        batch = dataset.batch(idx, device)
-        pred = codec.decode(model(batch["image"], domain))
-        p = pred.points.double().cpu().numpy()
-        for j, i in enumerate(idx):
-            pts.append(dataset.to_original(int(i), p[j]))
-        conf.append(pred.confidence.float().cpu().numpy())
-    model.train(was_training)
-    return np.stack(pts), np.concatenate(conf)
