@@ -10,6 +10,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: the convolution and the BatchNorm of each number of spatial dimensions: every block
+#: and trunk here serves images (``dims=2``, (B, C, H, W)) and volumes (``dims=3``,
+#: (B, C, Z, H, W)) with the same structure and parameter names
+CONV = {2: nn.Conv2d, 3: nn.Conv3d}
+NORM = {2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
 
 class DomainModule(nn.Module):
     """Base for blocks whose forward is ``(x, domain)``."""
@@ -25,12 +31,13 @@ class SeparableConvBlock(DomainModule):
     are domain-specific, the channel-mixing pointwise weights are shared by all domains.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, domains: list[str]):
+    def __init__(self, in_ch: int, out_ch: int, domains: list[str], dims: int = 2):
         super().__init__()
+        conv, norm = CONV[dims], NORM[dims]
         self.depthwise = nn.ModuleDict(
-            {d: nn.Conv2d(in_ch, in_ch, 3, padding=1, groups=in_ch) for d in domains})
-        self.pointwise = nn.Conv2d(in_ch, out_ch, 1)
-        self.norm = nn.ModuleDict({d: nn.BatchNorm2d(out_ch) for d in domains})
+            {d: conv(in_ch, in_ch, 3, padding=1, groups=in_ch) for d in domains})
+        self.pointwise = conv(in_ch, out_ch, 1)
+        self.norm = nn.ModuleDict({d: norm(out_ch) for d in domains})
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
@@ -40,10 +47,10 @@ class SeparableConvBlock(DomainModule):
 class PlainConvBlock(DomainModule):
     """A shared 3x3 conv -> BatchNorm -> LeakyReLU (the plain U-Net's block)."""
 
-    def __init__(self, in_ch: int, out_ch: int, domains: list[str]):
+    def __init__(self, in_ch: int, out_ch: int, domains: list[str], dims: int = 2):
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
-        self.norm = nn.BatchNorm2d(out_ch)
+        self.conv = CONV[dims](in_ch, out_ch, 3, padding=1, bias=False)
+        self.norm = NORM[dims](out_ch)
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
@@ -58,10 +65,10 @@ class DomainNormConvBlock(DomainModule):
     normalisation (as in GU2Net) avoids it at a cost of 2 x channels per domain.
     """
 
-    def __init__(self, in_ch: int, out_ch: int, domains: list[str]):
+    def __init__(self, in_ch: int, out_ch: int, domains: list[str], dims: int = 2):
         super().__init__()
-        self.conv = nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=False)
-        self.norm = nn.ModuleDict({d: nn.BatchNorm2d(out_ch) for d in domains})
+        self.conv = CONV[dims](in_ch, out_ch, 3, padding=1, bias=False)
+        self.norm = nn.ModuleDict({d: NORM[dims](out_ch) for d in domains})
         self.act = nn.LeakyReLU(0.01, inplace=True)
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
@@ -73,10 +80,10 @@ BLOCKS = {"separable": SeparableConvBlock, "plain": PlainConvBlock,
 
 
 class DoubleBlock(DomainModule):
-    def __init__(self, in_ch, out_ch, domains, block, mid_ch=None):
+    def __init__(self, in_ch, out_ch, domains, block, mid_ch=None, dims: int = 2):
         super().__init__()
-        self.first = block(in_ch, mid_ch or out_ch, domains)
-        self.second = block(mid_ch or out_ch, out_ch, domains)
+        self.first = block(in_ch, mid_ch or out_ch, domains, dims=dims)
+        self.second = block(mid_ch or out_ch, out_ch, domains, dims=dims)
 
     def forward(self, x, domain):
         return self.second(self.first(x, domain), domain)
@@ -93,22 +100,25 @@ class UNetTrunk(DomainModule):
     and the upsampled features drift up to 6.5 input pixels from their skips). The result
     on an H x W input equals the result on that input padded with zeros, cropped.
 
-    x: (B, width, H, W) -> (B, width, H, W)
+    x: (B, width, H, W) -> (B, width, H, W); with ``dims=3`` the same trunk for volumes,
+    (B, width, Z, H, W), isotropic 2 x 2 x 2 pooling and trilinear upsampling.
     """
 
-    def __init__(self, width: int, depth: int, domains: list[str], block: str = "separable"):
+    def __init__(self, width: int, depth: int, domains: list[str], block: str = "separable",
+                 dims: int = 2):
         super().__init__()
+        self.dims = dims
         blk = BLOCKS[block]
         chans = [width * 2 ** min(i, 3) for i in range(depth + 1)]
         chans[-1] = chans[-2]  # bilinear U-Net: the bottom keeps the previous width
-        self.stem = DoubleBlock(width, width, domains, blk)
-        self.down = nn.ModuleList(DoubleBlock(chans[i], chans[i + 1], domains, blk)
+        self.stem = DoubleBlock(width, width, domains, blk, dims=dims)
+        self.down = nn.ModuleList(DoubleBlock(chans[i], chans[i + 1], domains, blk, dims=dims)
                                   for i in range(depth))
         ups, x_ch = [], chans[depth]
         for i in reversed(range(depth)):
             in_ch = chans[i] + x_ch
             out = chans[i - 1] if i > 0 else width
-            ups.append(DoubleBlock(in_ch, out, domains, blk, mid_ch=in_ch // 2))
+            ups.append(DoubleBlock(in_ch, out, domains, blk, mid_ch=in_ch // 2, dims=dims))
             x_ch = out
         self.up = nn.ModuleList(ups)
 
@@ -118,35 +128,44 @@ class UNetTrunk(DomainModule):
         return 2 ** len(self.down)
 
     def forward(self, x: torch.Tensor, domain: str) -> torch.Tensor:
-        h, w = x.shape[-2:]
-        x = pad_to_multiple(x, self.multiple)
+        dims = self.dims
+        size = tuple(x.shape[-dims:])
+        x = pad_to_multiple(x, self.multiple, dims)
+        pool = F.max_pool2d if dims == 2 else F.max_pool3d
+        mode = "bilinear" if dims == 2 else "trilinear"
         skips = [self.stem(x, domain)]
         for block in self.down:
-            skips.append(block(F.max_pool2d(skips[-1], 2), domain))
+            skips.append(block(pool(skips[-1], 2), domain))
         x = skips.pop()
         for block in self.up:
             skip = skips.pop()
-            x = F.interpolate(x, size=skip.shape[-2:], mode="bilinear", align_corners=False)
+            x = F.interpolate(x, size=skip.shape[-dims:], mode=mode, align_corners=False)
             x = block(torch.cat([skip, x], dim=1), domain)
-        return x[..., :h, :w]
+        return x[(..., *(slice(0, n) for n in size))]
 
 
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """(..., H, W) zero-padded on the right and bottom to multiples of ``multiple``
-    (unchanged when they are); crop with ``[..., :H, :W]`` to undo."""
-    h, w = x.shape[-2:]
-    ph, pw = (-h) % multiple, (-w) % multiple
-    return F.pad(x, (0, pw, 0, ph)) if ph or pw else x
+def pad_to_multiple(x: torch.Tensor, multiple: int, dims: int = 2) -> torch.Tensor:
+    """(..., H, W) (``dims=3``: (..., Z, H, W)) zero-padded at the far end of each spatial
+    axis to multiples of ``multiple`` (unchanged when they are); crop with ``[..., :H,
+    :W]`` to undo."""
+    pads = [(-n) % multiple for n in x.shape[-dims:]]
+    if not any(pads):
+        return x
+    flat: list[int] = []
+    for p in reversed(pads):  # F.pad lists the last axis first
+        flat += [0, p]
+    return F.pad(x, flat)
 
 
 class DilatedStack(nn.Module):
-    """3x3 convs with the given dilations, each followed by BatchNorm and ReLU."""
+    """3x3 (``dims=3``: 3x3x3) convs with the given dilations, each followed by BatchNorm
+    and ReLU."""
 
-    def __init__(self, channels: int, dilations=(1, 2, 5, 2, 1)):
+    def __init__(self, channels: int, dilations=(1, 2, 5, 2, 1), dims: int = 2):
         super().__init__()
         self.layers = nn.Sequential(*[
-            nn.Sequential(nn.Conv2d(channels, channels, 3, padding=d, dilation=d),
-                          nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
+            nn.Sequential(CONV[dims](channels, channels, 3, padding=d, dilation=d),
+                          NORM[dims](channels), nn.ReLU(inplace=True))
             for d in dilations])
 
     def forward(self, x):
