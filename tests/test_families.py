@@ -91,7 +91,12 @@ def ideal_outputs(codec, targets, pts, size):
 TOLERANCE = {"pixel-class": 0.5}
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+#: the 2-D codec contract; the 2.5-D codec takes 3-D points in cubic patches
+#: (tests/test_triplanar.py)
+PLANAR_CODECS = [n for n in MODELS if "volume-patch" not in MODELS[n].stages]
+
+
+@pytest.mark.parametrize("name", PLANAR_CODECS)
 def test_encode_then_decode_recovers_the_points(name):
     codec = codec_for(name, sigma=2.0)
     rng = np.random.default_rng(0)

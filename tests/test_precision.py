@@ -93,6 +93,8 @@ def test_every_codec_decodes_low_precision_outputs_in_float32():
     visible = torch.ones(1, 5, dtype=torch.bool)
     checked = set()
     for name in MODELS:
+        if "volume-patch" in MODELS[name].stages:  # 3-D points only (test_triplanar.py)
+            continue
         codec = codec_for(name, sigma=2.0)
         ideal = ideal_outputs(codec, codec.encode(pts, visible, SIZE), pts, SIZE)
         for dtype in LOW:

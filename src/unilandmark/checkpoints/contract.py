@@ -37,6 +37,19 @@ class PatchGeometry(BaseModel):
     test_offsets: float = Field(0.0, ge=0)
 
 
+class VolumePatchGeometry(BaseModel):
+    """A volume refinement stage's patch grid (docs/volumes.md, "Coarse to fine"): cubes
+    of ``patch_size`` voxels a side at ``spacing`` mm per patch voxel (None: the volume's
+    own spacing), the heatmap ``sigma`` in patch voxels."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    kind: Literal["volume-patch"] = "volume-patch"
+    patch_size: int = Field(24, ge=8, le=512)
+    spacing: float | None = Field(None, gt=0)
+    sigma: float = Field(1.5, gt=0)
+
+
 class StageContract(BaseModel):
     """What prediction reads from one stage's stored config."""
 
@@ -44,6 +57,7 @@ class StageContract(BaseModel):
 
     model: ModelConfig = Field(default_factory=ModelConfig)
     patch: PatchGeometry | None = None
+    volume_patch: VolumePatchGeometry | None = None
 
 
 class ContractError(InputError):
@@ -61,6 +75,8 @@ def stage_contract(stage: dict, source: str = "model file") -> StageContract:
     data: dict = {"model": config.get("model", {})}
     if stage.get("kind") == "patch":
         data["patch"] = config.get("stage", {})
+    elif stage.get("kind") == "volume-patch":
+        data["volume_patch"] = config.get("stage", {})
     try:
         return StageContract.model_validate(data)
     except ValidationError as err:

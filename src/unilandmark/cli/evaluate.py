@@ -72,6 +72,16 @@ def evaluate_cmd(
                              "scored in mm in 3-D (docs/volumes.md)")
         report, *_ = evaluate_volumes(predictions, spec, split, predicted_only)
         print_report(report, console)
+        presence = report["presence"]
+        if presence["truth_absent"] or presence["predicted_absent"]:
+            def share(v):
+                return "n/a" if v is None else f"{v:.3f}"
+
+            console.print(
+                f"absent landmarks: {presence['truth_absent']} annotated absent, "
+                f"{presence['predicted_absent']} predicted absent, "
+                f"{presence['correctly_absent']} both: precision {share(presence['precision'])}"
+                f", recall {share(presence['recall'])}", highlight=False)
         if json_out:
             write_json(json_out, report)
             console.print(f"report: {json_out}")

@@ -60,6 +60,18 @@ def models_cmd(
     console.print(trained_models_table())
 
 
+def headline(prov: dict) -> str:
+    """A built-in model's figures in one line: its ``headline`` (volume models), or the
+    MRE under the ISBI protocols its provenance holds."""
+    if prov.get("headline"):
+        return str(prov["headline"])
+    figures = prov.get("protocols", {})
+    parts = [f"{label} {figures[p]['mre']:.3f} mm" for p, label in
+             (("isbi2015-test1", "ISBI test1"), ("isbi2015-test2", "test2"),
+              ("gu2net-head", "gu2net-head")) if figures.get(p, {}).get("mre") is not None]
+    return ", ".join(parts) or "-"
+
+
 def trained_models_table():
     """The trained models shipped with the package (``--checkpoint NAME``), what they
     learned and their measured figures (from each model's provenance file)."""
@@ -73,18 +85,11 @@ def trained_models_table():
     )
 
     table = Table(title="trained models shipped (predict --checkpoint NAME; docs/model_card.md)")
-    for col in ("name", "learned", "ISBI test1 MRE", "ISBI test2 MRE", "gu2net-head MRE"):
-        table.add_column(col, justify="left" if col in ("name", "learned") else "right")
+    for col in ("name", "learned", "measured (provenance)"):
+        table.add_column(col, justify="left")
     for name in BUILTIN_MODELS:
-        figures = provenance(name).get("protocols", {})
-
-        def mre(protocol, figures=figures):
-            value = figures.get(protocol, {}).get("mre")
-            return "-" if value is None else f"{value:.3f} mm"
-
         label = f"{name} (default)" if name == DEFAULT_MODEL else name
-        table.add_row(label, BUILTIN_DESCRIPTIONS.get(name, ""), mre("isbi2015-test1"),
-                      mre("isbi2015-test2"), mre("gu2net-head"))
+        table.add_row(label, BUILTIN_DESCRIPTIONS.get(name, ""), headline(provenance(name)))
     return table
 
 

@@ -68,9 +68,12 @@ def volume_inputs(items: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]
 
 
 def predict_volumes(state: dict, items: list[Path], domain: str | None, out: Path,
-                    markups: Path | None, device: str, words: str) -> None:
+                    markups: Path | None, device: str, words: str,
+                    presence_threshold: float | None = None) -> None:
     """The volume branch of ``predict``: one row per (volume, landmark) in voxels and world
     mm (docs/volumes.md), optional Slicer markups; unreadable volumes listed at the end."""
+    import numpy as np
+
     from ..core.errors import InputError as Fault
     from ..core.naming import unique_image_ids
     from ..data.markups import write_markups
@@ -78,6 +81,7 @@ def predict_volumes(state: dict, items: list[Path], domain: str | None, out: Pat
     from ..predictions.volume_table import volume_rows, write_volume_predictions
 
     detector = VolumeDetector.from_checkpoint_state(state, device)
+    detector.presence_threshold = presence_threshold
     err_console.print(f"model: {words} (volumes)", highlight=False)
     paths, failures = volume_inputs(items)
     total = len(paths) + len(failures)
@@ -91,9 +95,11 @@ def predict_volumes(state: dict, items: list[Path], domain: str | None, out: Pat
             failures.append((str(path), str(err)))
             continue
         rows += volume_rows(rid, result.names, result.voxels, result.world,
-                            result.confidence, result.domain)
-        if markups is not None:
-            write_markups(markups / f"{rid}.mrk.json", list(result.names), result.world)
+                            result.confidence, result.domain, result.present)
+        if markups is not None:  # an absent landmark is an undefined control point
+            shown = result.world if result.present is None else \
+                np.where(result.present[:, None], result.world, np.nan)
+            write_markups(markups / f"{rid}.mrk.json", list(result.names), shown)
         done += 1
     if rows:
         write_volume_predictions(out, rows)
@@ -187,6 +193,10 @@ def predict_cmd(
     markups: Path = typer.Option(None, "--markups",
                                  help="Volumes: also write each volume's landmarks as a 3D "
                                       "Slicer markups file <DIR>/<volume>.mrk.json (LPS)."),
+    presence_threshold: float = typer.Option(
+        None, "--presence-threshold", min=0.0, max=1.0,
+        help="Volumes: report a landmark absent when its heatmap peak is below this "
+             "(default: the model's own, chosen on its validation split; 0: never absent)."),
 ) -> None:
     """Predict landmarks on new images (no ground truth needed).
 
@@ -224,10 +234,11 @@ def predict_cmd(
         state = load_checkpoint(model_path(checkpoint))
         if is_volume_model(state):
             predict_volumes(state, list(inputs or []) + _listed(image_list), domain, out,
-                            markups, device, model_words(None, checkpoint))
+                            markups, device, model_words(None, checkpoint),
+                            presence_threshold)
             return
-    elif markups is not None:
-        raise InputError("--markups is for volume models")
+    if markups is not None or presence_threshold is not None:
+        raise InputError("--markups and --presence-threshold are for volume models")
     paths, failures, skipped = collect_inputs(inputs or [], image_list)
     total = len(paths) + len(failures)
     detector: Predictor

@@ -33,6 +33,6 @@ def train_cmd(
     cfg = load_config(config, set_)
     result = fit(cfg, resume=resume, overwrite=overwrite, progress=progress,
                  log=console.print)
-    what = "cascade" if cfg.stage.kind == "patch" else "model"
+    what = "cascade" if cfg.stage.kind in ("patch", "volume-patch") else "model"
     console.print(f"best {what}: {result.best_path}\nlast checkpoint: {result.last_path}"
                   f"\nmetrics: {result.out_dir / 'metrics.jsonl'}")

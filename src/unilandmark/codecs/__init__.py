@@ -14,7 +14,8 @@ from .families import (
     PixelClassCodec,
 )
 from .heatmap import HeatmapCodec, decode_heatmap, decode_peaks, render_gaussians
+from .triplanar import TriPlanarCodec
 
 __all__ = ["DSNTCodec", "DirectRegressionCodec", "DisplacementCodec", "HeatmapCodec",
-           "LearnedSigmaHeatmapCodec", "PatchClassCodec", "PixelClassCodec", "decode_heatmap",
-           "decode_peaks", "render_gaussians"]
+           "LearnedSigmaHeatmapCodec", "PatchClassCodec", "PixelClassCodec", "TriPlanarCodec",
+           "decode_heatmap", "decode_peaks", "render_gaussians"]

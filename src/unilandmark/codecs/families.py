@@ -6,6 +6,8 @@ Each codec has ``encode(points (B, K, 2), visible (B, K), size (W, H)) -> target
 Outputs are the raw model outputs (logits or regressed values) named by the keys below.
 Every ``decode`` computes in float32 and returns float32 points and confidence whatever
 the outputs' dtype (bf16 under autocast, float16 from a half-precision model).
+:class:`DisplacementCodec` also takes volumes: points (B, K, 3), size (W, H, Z), maps
+(B, K, Z, H, W), as :mod:`.heatmap` does.
 """
 
 from __future__ import annotations
@@ -15,8 +17,9 @@ import math
 import torch
 import torch.nn.functional as F
 
+from ..core.errors import InputError
 from ..core.types import Prediction
-from .heatmap import decode_peaks, render_gaussians
+from .heatmap import DIMENSIONS, decode_peaks, render_gaussians
 
 
 def _grid(h: int, w: int, device, dtype=torch.float32):
@@ -265,14 +268,21 @@ class LearnedSigmaHeatmapCodec:
 
 
 class DisplacementCodec:
-    """Displacement-map regression: per-pixel offsets to each landmark plus a mask of
-    where the offsets are trusted (pixels within ``radius``).
+    """Displacement-map regression: per-pixel (per-voxel) offsets to each landmark plus a
+    mask of where the offsets are trusted (pixels or voxels within ``radius``); images and
+    volumes on one contract, D = 2 or 3 read from the points' last axis (encoding) or the
+    mask's rank (decoding), as in :mod:`.heatmap`.
 
-    Outputs: ``{"mask": (B, K, H, W) logits, "offset": (B, 2K, H, W)}`` with offsets in
-    units of ``radius``. Loss: BCE on the mask + L1 on the offsets inside it. Decode by
-    weighted voting: every pixel votes for pixel + offset with weight sigmoid(mask) into a
-    Hough accumulator; the point is the weighted mean of the votes within 2.5 px of the
-    accumulator's (3x3-smoothed) peak; confidence = the mask's peak probability.
+    Outputs: ``{"mask": (B, K, H, W) logits, "offset": (B, 2K, H, W)}`` for images,
+    ``{"mask": (B, K, Z, H, W) logits, "offset": (B, 3K, Z, H, W)}`` for volumes, offsets
+    in units of ``radius`` in (x, y[, z]) order per landmark (channels ``D k .. D k + D -
+    1``). Targets: the mask is the disc (ball) of ``radius`` around each visible landmark,
+    the offsets (point - pixel) / radius everywhere. Loss: BCE on the mask (its foreground
+    weighted 10x) + L1 on the offsets inside it, averaged over visible landmarks. Decode by
+    weighted voting: every pixel (voxel) votes for itself + its offset with weight
+    sigmoid(mask) into a Hough accumulator; the point is the weighted mean of the votes
+    within 2.5 px (voxels) of the peak of the accumulator smoothed by a 3x3 (3x3x3) mean;
+    confidence = the mask's peak probability.
     """
 
     name = "displacement"
@@ -281,45 +291,93 @@ class DisplacementCodec:
         self.radius = float(radius)
 
     def encode(self, points, visible, size, sigma=None):
-        w, h = size
-        xs, ys = _grid(h, w, points.device)
+        """(B, K, D) points, (B, K) visibility, size (W, H) or (W, H, Z) ->
+        ``{"mask": (B, K, [Z,] H, W), "offset": (B, D K, [Z,] H, W), "weight": (B, K)}``;
+        ``sigma`` is not used (the radius is the codec's)."""
+        d = points.shape[-1]
+        if d not in DIMENSIONS or len(size) != d:
+            raise InputError(f"points (B, K, D) with D = 2 or 3 and a size of D values "
+                             f"((W, H) or (W, H, Z)) expected, got points of shape "
+                             f"{tuple(points.shape)} and size {tuple(size)}")
+        spatial = tuple(size)[::-1]  # ([Z,] H, W)
+        grids = _coordinates(spatial, points.device)
         pts = torch.nan_to_num(points.float(), nan=-1e6)
-        dx = (pts[..., 0, None, None] - xs) / self.radius
-        dy = (pts[..., 1, None, None] - ys) / self.radius
-        mask = ((dx ** 2 + dy ** 2) <= 1.0) & visible[..., None, None]
+        at = _unit_axes(d)
+        deltas = [(pts[..., a][at] - grids[a]) / self.radius for a in range(d)]
+        d2 = deltas[0] ** 2
+        for delta in deltas[1:]:
+            d2 = d2 + delta ** 2
+        mask = (d2 <= 1.0) & visible[at]
         b, k = points.shape[:2]
-        offset = torch.stack([dx, dy], 2).reshape(b, 2 * k, h, w)
+        offset = torch.stack(deltas, 2).reshape(b, d * k, *spatial)
         return {"mask": mask.float(), "offset": offset, "weight": visible.float()}
 
     def decode(self, outputs):
+        """Mask logits (B, K, [Z,] H, W) and offsets (B, D K, [Z,] H, W) -> points
+        (B, K, D) in (x, y[, z]) order, confidence (B, K), both float32."""
         logits = outputs["mask"].float()
-        b, k, h, w = logits.shape
+        d = logits.dim() - 2
+        if d not in DIMENSIONS:
+            raise InputError(f"a (B, K, H, W) or (B, K, Z, H, W) mask expected, got shape "
+                             f"{tuple(logits.shape)}")
+        b, k = logits.shape[:2]
+        spatial = logits.shape[2:]
+        extents = spatial[::-1]  # (W, H[, Z]): the (x, y[, z]) order
+        dims = tuple(range(-d, 0))
         prob = torch.sigmoid(logits)
-        off = outputs["offset"].float().reshape(b, k, 2, h, w) * self.radius
-        xs, ys = _grid(h, w, logits.device)
-        vx, vy = xs + off[:, :, 0], ys + off[:, :, 1]  # every pixel's vote
-        # Hough accumulator: votes splatted to their nearest pixel, weighted by trust
-        ix = vx.round().clamp(0, w - 1).long()
-        iy = vy.round().clamp(0, h - 1).long()
-        acc = torch.zeros(b, k, h * w, device=logits.device)
-        acc.scatter_add_(2, (iy * w + ix).reshape(b, k, -1), prob.reshape(b, k, -1))
-        smooth = F.avg_pool2d(acc.reshape(b * k, 1, h, w), 3, 1, 1).reshape(b, k, h * w)
+        off = outputs["offset"].float().reshape(b, k, d, *spatial) * self.radius
+        grids = _coordinates(spatial, logits.device)
+        votes = [grids[a] + off[:, :, a] for a in range(d)]  # every pixel's (voxel's) vote
+        # Hough accumulator: votes splatted to their nearest cell, weighted by trust
+        index = [votes[a].round().clamp(0, extents[a] - 1).long() for a in range(d)]
+        flat = index[d - 1]
+        for a in range(d - 2, -1, -1):
+            flat = flat * extents[a] + index[a]
+        acc = torch.zeros(b, k, math.prod(spatial), device=logits.device)
+        acc.scatter_add_(2, flat.reshape(b, k, -1), prob.reshape(b, k, -1))
+        pool = F.avg_pool2d if d == 2 else F.avg_pool3d
+        smooth = pool(acc.reshape(b * k, 1, *spatial), 3, 1, 1).reshape(b, k, -1)
         best = (smooth + 1e-3 * acc).argmax(-1)  # the raw count breaks ties
-        by = torch.div(best, w, rounding_mode="floor").float()
-        bx = best.float() - by * w
-        near = (vx - bx[..., None, None]) ** 2 + (vy - by[..., None, None]) ** 2 <= 2.5 ** 2
-        wgt = prob * near
-        total = wgt.sum((-2, -1)).clamp(min=1e-12)
-        pts = torch.stack([(vx * wgt).sum((-2, -1)) / total, (vy * wgt).sum((-2, -1)) / total], -1)
+        peak = []  # unravelled, (x, y[, z]) order
+        for n in extents[:-1]:
+            rest = torch.div(best, n, rounding_mode="floor")
+            peak.append((best - rest * n).float())
+            best = rest
+        peak.append(best.float())
+        at = _unit_axes(d)
+        near = (votes[0] - peak[0][at]) ** 2
+        for a in range(1, d):
+            near = near + (votes[a] - peak[a][at]) ** 2
+        wgt = prob * (near <= 2.5 ** 2)
+        total = wgt.sum(dims).clamp(min=1e-12)
+        pts = torch.stack([(votes[a] * wgt).sum(dims) / total for a in range(d)], -1)
         return Prediction(points=pts, confidence=prob.reshape(b, k, -1).max(-1).values)
 
     def loss(self, outputs, targets):
+        """BCE on the mask + L1 on the offsets inside it, per landmark, averaged over the
+        visible ones (``targets["weight"]``); a volume's maps averaged over all voxels."""
         logits = outputs["mask"].float()
-        b, k, h, w = logits.shape
+        b, k = logits.shape[:2]
+        spatial = logits.shape[2:]
+        d = len(spatial)
+        dims = tuple(range(-d, 0))
         bce = F.binary_cross_entropy_with_logits(logits, targets["mask"], reduction="none")
         pos = targets["mask"]
-        bce = (bce * (1 + 9 * pos)).mean((-2, -1))
-        off = outputs["offset"].float().reshape(b, k, 2, h, w)
-        tgt = targets["offset"].reshape(b, k, 2, h, w)
-        l1 = ((off - tgt).abs().sum(2) * pos).sum((-2, -1)) / pos.sum((-2, -1)).clamp(min=1)
+        bce = (bce * (1 + 9 * pos)).mean(dims)
+        off = outputs["offset"].float().reshape(b, k, d, *spatial)
+        tgt = targets["offset"].reshape(b, k, d, *spatial)
+        l1 = ((off - tgt).abs().sum(2) * pos).sum(dims) / pos.sum(dims).clamp(min=1)
         return _masked_mean(bce + l1, targets["weight"])
+
+
+def _unit_axes(d: int) -> tuple:
+    """The index that appends ``d`` unit axes: (B, K) -> (B, K, 1, ..., 1)."""
+    return (...,) + (None,) * d
+
+
+def _coordinates(spatial, device) -> list[torch.Tensor]:
+    """The (x, y[, z]) coordinate of every cell of a ([Z,] H, W) grid, each ([Z,] H, W)
+    float32 (the centre of the first cell at 0)."""
+    axes = torch.meshgrid(*[torch.arange(n, device=device, dtype=torch.float32)
+                            for n in spatial], indexing="ij")
+    return list(axes[::-1])

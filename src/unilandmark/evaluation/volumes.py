@@ -16,6 +16,7 @@ from ..core.types import DatasetSpec, Record
 from ..data.faults import Fault, FaultLog
 from ..data.spreadsheet import read_table
 from ..predictions.table import PredictionError
+from ..quality.presence import presence_counts
 from .protocols import get_protocol
 
 
@@ -38,10 +39,12 @@ def read_volume_predictions(path: str | Path, spec: DatasetSpec, records: list[R
     k = spec.num_landmarks
     pred = np.full((len(records), k, 3), np.nan)
     faults: list[Fault] = []
+    seen: set[str] = set()
     for row, line in zip(table.rows, table.lines, strict=True):
         rid = row.get("image", "")
         if rid not in index:
             continue  # another split's volume
+        seen.add(rid)
         try:
             landmark = int(row["landmark"])
             if not 1 <= landmark <= k:
@@ -66,7 +69,7 @@ def read_volume_predictions(path: str | Path, spec: DatasetSpec, records: list[R
         if not use_voxels:
             point = _world_to_voxels(record, point)
         pred[index[rid], landmark - 1] = point
-    missing = [r.id for r in records if not np.isfinite(pred[index[r.id]]).any()]
+    missing = [r.id for r in records if r.id not in seen]
     for rid in missing:
         faults.append(Fault(str(path), rid, "no prediction for this volume"))
     if faults:
@@ -116,5 +119,8 @@ def evaluate_volumes(path: str | Path, spec: DatasetSpec, split: str,
                        "note": "only the volumes with predictions"}} if predicted_only else {}),
         "per_image": [{"image": r.id, "mre": float(np.nanmean(e))}
                       for r, e in zip(records, errors, strict=True)],
+        # absent landmarks: annotated absent vs predicted absent (empty coordinates)
+        "presence": presence_counts(np.stack([r.visible for r in records]),
+                                    np.isfinite(pred).all(-1)),
     }
     return report, errors, records, pred

@@ -7,9 +7,11 @@ by the model's modality, resampled to the model's spacing and centred in its inp
 decoded, and mapped back exactly: network voxels -> voxels of the volume turned to one
 orientation (``volume_inputs.canonical``, as in training) -> world mm -> voxels of the
 volume as stored. A volume saved in another axis order or orientation reaches the network
-as the same picture and gives the same world points. Coarse-to-fine patches at full
-resolution and a sliding window for volumes larger than the input are not built yet
-(docs/volumes.md).
+as the same picture and gives the same world points. A cascade (a ``volume`` stage then
+``volume-patch`` stages) refines each landmark on a patch around the previous estimate,
+at full resolution or the stage's spacing (:mod:`.volume_refine`), where its validation
+gate (``apply``) says the stage helps; memory stays bounded by the coarse input and ``K``
+patches, whatever the volume's size.
 """
 
 from __future__ import annotations
@@ -27,13 +29,19 @@ from ..core.naming import file_stem
 from ..core.world import VolumeGeometry
 from ..imageio.volume import read_volume
 from ..models import build_model, codec_for
+from ..quality.presence import thresholds_of
 from .volume_inputs import canonical, normalise_volume, resample_into, volume_geometry
+from .volume_refine import refine_volume_points
 
 
 @dataclass(frozen=True)
 class VolumeResult:
     """Landmarks of one volume: ``voxels`` and ``world`` (K, 3) (x, y, z; world in LPS
-    mm), ``confidence`` (K,) the heatmap peak (0..1), the volume's ``geometry``."""
+    mm), ``confidence`` (K,) the heatmap peak (0..1) of the last stage that placed each
+    landmark, ``present`` (K,) whether it reaches that stage's presence threshold
+    (``quality.presence``; an absent
+    landmark keeps its best guess here but is written with empty coordinates), the
+    volume's ``geometry``."""
 
     id: str
     image_path: str | None
@@ -43,6 +51,7 @@ class VolumeResult:
     world: np.ndarray
     confidence: np.ndarray
     geometry: VolumeGeometry
+    present: np.ndarray | None = None
 
 
 def is_volume_model(state: dict) -> bool:
@@ -51,16 +60,45 @@ def is_volume_model(state: dict) -> bool:
     return any(m.get("dims") == 3 for m in chain[0].get("domains", {}).values())
 
 
+@dataclass
+class RefineStage:
+    """One ``volume-patch`` stage of a cascade, ready to refine."""
+
+    model: torch.nn.Module
+    codec: object
+    patch_size: int
+    spacing: float | None
+    apply: dict[str, np.ndarray]  # domain -> (K,) bool: the validation gate
+    presence: dict[str, np.ndarray]  # domain -> (K,) this stage's presence thresholds
+
+
+def _load(stage: dict, source: str) -> tuple[torch.nn.Module, object]:
+    contract = stage_contract(stage, source)
+    domains = stage["domains"]
+    model = build_model(contract.model.name,
+                        {n: int(m["num_landmarks"]) for n, m in domains.items()},
+                        **contract.model.kwargs())
+    model.load_state_dict({k: v.float() if v.is_floating_point() else v
+                           for k, v in stage["model"].items()})
+    return model, contract
+
+
 class VolumeDetector:
-    """A volume model ready to predict; one instance serves every domain it learned."""
+    """A volume model (one stage or a cascade) ready to predict; one instance serves
+    every domain it learned."""
 
     def __init__(self, model: torch.nn.Module, domains: dict[str, dict], model_name: str,
-                 device="cpu"):
+                 device="cpu", refiners: list[RefineStage] | None = None):
         self.device = torch.device(device)
         self.model = model.to(self.device).eval()
         self.domains = domains
         self.codecs = {n: codec_for(model_name, m.get("sigma", 2.0))
                        for n, m in domains.items()}
+        self.refiners = refiners or []
+        #: overrides every domain's stored presence threshold (None: use the stored one)
+        self.presence_threshold: float | None = None
+        for r in self.refiners:
+            r.model.to(self.device).eval()
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device="cpu") -> VolumeDetector:
@@ -70,21 +108,27 @@ class VolumeDetector:
     def from_checkpoint_state(cls, state: dict, device="cpu",
                               source: str = "model file") -> VolumeDetector:
         chain = stage_chain(upgrade(state))
-        if len(chain) != 1:
-            raise InputError(f"{source}: a volume model of {len(chain)} stages; patch stages "
-                             "for volumes are not built yet")
         first = chain[0]
-        contract = stage_contract(first, source)
         domains = first["domains"]
         if not all(m.get("dims") == 3 for m in domains.values()):
             raise InputError(f"{source}: not a volume model (its domains hold 2-D inputs); "
                              "use Detector")
-        model = build_model(contract.model.name,
-                            {n: int(m["num_landmarks"]) for n, m in domains.items()},
-                            **contract.model.kwargs())
-        model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                               for k, v in first["model"].items()})
-        return cls(model, domains, contract.model.name, device)
+        model, contract = _load(first, source)
+        refiners = []
+        for stage in chain[1:]:
+            if stage.get("kind") != "volume-patch":
+                raise InputError(f"{source}: a volume cascade holds volume-patch stages, "
+                                 f"found a {stage.get('kind')!r} stage")
+            refine_model, refine_contract = _load(stage, source)
+            geometry = refine_contract.volume_patch
+            apply = {n: np.asarray(m.get("apply", [True] * int(m["num_landmarks"])),
+                                   dtype=bool) for n, m in stage["domains"].items()}
+            presence = {n: thresholds_of(m.get("presence_threshold"), int(m["num_landmarks"]))
+                        for n, m in stage["domains"].items()}
+            refiners.append(RefineStage(
+                refine_model, codec_for(refine_contract.model.name, geometry.sigma),
+                geometry.patch_size, geometry.spacing, apply, presence))
+        return cls(model, domains, contract.model.name, device, refiners)
 
     def _domain(self, domain: str | None) -> str:
         if domain is None:
@@ -97,7 +141,6 @@ class VolumeDetector:
                              f"{sorted(self.domains)}")
         return domain
 
-    @torch.no_grad()
     def predict(self, volume, domain: str | None = None) -> VolumeResult:
         """One volume: a path (NIfTI, NRRD, MetaImage, a DICOM series folder) or an
         ``(array (Z, Y, X), VolumeGeometry)`` pair."""
@@ -110,17 +153,47 @@ class VolumeDetector:
             array, vg = volume
             rid, path = "volume", None
         turned_array, turned = canonical(array, vg)  # the orientation training used
-        geometry = volume_geometry(turned, meta["target_spacing"], meta["input_size"])
+        del array
         normalised = normalise_volume(turned_array, meta.get("modality", "mr"),
                                       tuple(meta.get("ct_window", (-1000.0, 2000.0))))
+        del turned_array
+        return self.predict_turned(normalised, turned, vg, domain, rid, path)
+
+    @torch.no_grad()
+    def predict_turned(self, normalised: np.ndarray, turned: VolumeGeometry,
+                       stored: VolumeGeometry, domain: str | None = None,
+                       rid: str = "volume", path: str | None = None) -> VolumeResult:
+        """A volume already turned to the network's orientation (``canonical``) and
+        normalised (``normalise_volume``, the model's modality): ``normalised`` (Z, Y, X)
+        with its geometry ``turned``; ``stored``: the geometry of the volume as stored
+        (the frame of the returned voxel indices)."""
+        domain = self._domain(domain)
+        meta = self.domains[domain]
+        geometry = volume_geometry(turned, meta["target_spacing"], meta["input_size"])
         network = resample_into(normalised, geometry)
         x = torch.from_numpy(np.ascontiguousarray(network, dtype=np.float32))[None, None]
         pred = self.codecs[domain].decode(self.model(x.to(self.device), domain))
-        points = pred.points[0].double().cpu().numpy()
-        world = turned.index_to_world(geometry.to_original(points))
-        voxels = vg.world_to_index(world)
+        points = geometry.to_original(pred.points[0].double().cpu().numpy())  # turned voxels
+        confidence = pred.confidence[0].float().cpu().numpy()
+        # presence: the peak of the last stage that placed each landmark, its threshold
+        threshold = thresholds_of(meta.get("presence_threshold"), len(points))
+        for r in self.refiners:
+            apply = r.apply.get(domain)
+            if apply is None or not apply.any():
+                continue
+            refined, refined_confidence = refine_volume_points(
+                r.model, r.codec, domain, normalised, turned,
+                np.where(apply[:, None], points, np.nan), r.patch_size, r.spacing, self.device)
+            points = np.where(apply[:, None], refined, points)
+            confidence = np.where(apply, refined_confidence, confidence)
+            threshold = np.where(apply, r.presence.get(domain, np.zeros(len(points))),
+                                 threshold)
+        world = turned.index_to_world(points)
+        voxels = stored.world_to_index(world)
+        if self.presence_threshold is not None:
+            threshold = np.full(len(points), self.presence_threshold)
         return VolumeResult(rid, path, domain, tuple(meta["landmark_names"]), voxels, world,
-                            pred.confidence[0].float().cpu().numpy(), vg)
+                            confidence.astype(np.float32), stored, confidence >= threshold)
 
     def predict_many(self, volumes, domain: str | None = None) -> list[VolumeResult]:
         return [self.predict(v, domain) for v in volumes]

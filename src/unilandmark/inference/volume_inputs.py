@@ -210,7 +210,9 @@ def resample_into(array: np.ndarray, geometry: Geometry, fill: float = 0.0) -> n
         out[np.ix_(*(np.flatnonzero(m) for m in inside[::-1]))] = \
             arr[np.ix_(idx[2], idx[1], idx[0])]
         return out
-    box = arr[starts[2]:stops[2], starts[1]:stops[1], starts[0]:stops[0]].astype(np.float32)
+    # a view where the volume is float32 already (no copy of a large volume's box)
+    box = arr[starts[2]:stops[2], starts[1]:stops[1], starts[0]:stops[0]].astype(
+        np.float32, copy=False)
     if (sigma > 0).any():
         box = gaussian_filter(box, sigma=tuple(sigma[::-1]), mode="nearest",
                               truncate=_TRUNCATE).astype(np.float32, copy=False)
@@ -248,9 +250,10 @@ def normalise_volume(array: np.ndarray, modality: str = "mr",
                          f"{window!r}") from None
     if not (math.isfinite(low) and math.isfinite(high) and high > low):
         raise InputError(f"CT window must be finite with high > low, got {window!r}")
-    out = (np.asarray(array, dtype=np.float32) - np.float32(low)) \
-        * np.float32(1.0 / (high - low))
-    out = np.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
+    out = np.array(array, dtype=np.float32)  # one float32 copy, then in place
+    out -= np.float32(low)
+    out *= np.float32(1.0 / (high - low))
+    out = np.nan_to_num(out, copy=False, nan=0.0, posinf=1.0, neginf=0.0)
     return np.clip(out, 0.0, 1.0, out=out)
 
 

@@ -5,10 +5,11 @@ is ``{domain name: number of landmarks}``; the module's forward is ``(x (B, C, H
 domain) -> dict`` of logits whose keys match its codec), the codec factory ``(sigma in
 input px, heatmap loss name) -> codec`` (targets, decoding and loss), the survey family
 (Li et al. 2022), the stage kinds the model can serve: ``image`` (landmarks on the
-whole image) and ``patch`` (a coarse-to-fine refinement stage, which needs one heatmap
-channel per landmark that its codec decodes alone), and the input dimensionalities it
-takes (``dims``: 2 for images ``(B, C, H, W)``, 3 for volumes ``(B, C, Z, H, W)``;
-:func:`models_for` lists the models of one).
+whole image), ``patch`` (a coarse-to-fine refinement stage, which needs one heatmap
+channel per landmark that its codec decodes alone) and ``volume-patch`` (refinement from a
+cubic volume patch; ``triplanar``, the 2.5-D refiner, serves only this), and the input
+dimensionalities it takes (``dims``: 2 for images ``(B, C, H, W)``, 3 for volumes
+``(B, C, Z, H, W)``; :func:`models_for` lists the models of one).
 """
 
 from __future__ import annotations
@@ -28,14 +29,19 @@ from ..codecs import (
     LearnedSigmaHeatmapCodec,
     PatchClassCodec,
     PixelClassCodec,
+    TriPlanarCodec,
 )
 from ..core.errors import UnknownNameError
+from .displacement3d import Displacement3d
 from .families import FamilyNet
 from .gu2net import GU2Net, UNet
 from .gu2net3d import GU2Net3d, UNet3d
+from .triplanar import TriPlanarNet
 
 IMAGE = frozenset({"image"})
 IMAGE_OR_PATCH = frozenset({"image", "patch"})
+#: refines a coarse 3-D estimate from a cubic volume patch around it, nothing else
+VOLUME_PATCH = frozenset({"volume-patch"})
 PLANAR = frozenset({2})
 VOLUMETRIC = frozenset({3})
 
@@ -110,6 +116,15 @@ MODELS: dict[str, ModelEntry] = {
     "unet3d": ModelEntry(UNet3d, _heatmap,
                          "heatmap regression (plain 3-D U-Net, everything shared)",
                          IMAGE_OR_PATCH, dims=VOLUMETRIC),
+    # 3 offset maps per landmark + a mask, decoded by 3-D voting: no heatmap to refine
+    "displacement3d": ModelEntry(Displacement3d,
+                                 lambda sigma, loss: DisplacementCodec(radius=max(3.0, 3 * sigma)),
+                                 "displacement-map regression (3-D U-Net, voting)",
+                                 IMAGE, dims=VOLUMETRIC),
+    # 2.5-D: takes a cubic volume patch, slices it itself, a 2-D U-Net refines the centre
+    "triplanar": ModelEntry(TriPlanarNet, lambda sigma, loss: TriPlanarCodec(sigma, loss=loss),
+                            "heatmap regression (2.5-D tri-planar patch refiner)",
+                            VOLUME_PATCH, dims=VOLUMETRIC),
 }
 
 

@@ -124,7 +124,7 @@ def mirror_batch(images, points, visible, probability: float, generator,
                  permutation: torch.Tensor | None):
     """Mirror each sample left-right with ``probability``: x -> W - 1 - x, flip pairs
     swapped. Returns (images, points, visible)."""
-    b, _, _, w = images.shape
+    b, w = images.shape[0], images.shape[-1]
     chosen = (torch.rand(b, generator=generator) < probability).to(images.device)
     if not bool(chosen.any()):
         return images, points, visible
@@ -134,7 +134,7 @@ def mirror_batch(images, points, visible, probability: float, generator,
     if permutation is not None:
         perm = permutation.to(points.device)
         flipped_pts, flipped_vis = flipped_pts[:, perm], visible[:, perm]
-    sel = chosen.view(b, 1, 1, 1)
+    sel = chosen.view(b, *([1] * (images.dim() - 1)))
     images = torch.where(sel, images.flip(-1), images)
     points = torch.where(chosen.view(b, 1, 1), flipped_pts, points)
     visible = torch.where(chosen.view(b, 1), flipped_vis, visible)
@@ -143,21 +143,23 @@ def mirror_batch(images, points, visible, probability: float, generator,
 
 def augment_intensity(images: torch.Tensor, cfg: AugmentConfig,
                       generator: torch.Generator) -> torch.Tensor:
-    """Gamma, contrast, brightness, blur and noise on (B, C, H, W) images in [0, 1]."""
+    """Gamma, contrast, brightness, blur and noise on (B, C, H, W) images (or (B, C, Z,
+    Y, X) volumes, without blur) in [0, 1]."""
     b = images.shape[0]
+    per_sample = (b, *([1] * (images.dim() - 1)))
     r = torch.rand((b, 5), generator=generator).to(images.device)
     lo, hi = cfg.gamma
-    gamma = (lo + (hi - lo) * r[:, 0]).view(b, 1, 1, 1)
+    gamma = (lo + (hi - lo) * r[:, 0]).view(per_sample)
     images = images.clamp(0, 1) ** gamma
-    mean = images.mean(dim=(1, 2, 3), keepdim=True)
-    contrast = (1 + (2 * r[:, 1] - 1) * cfg.contrast).view(b, 1, 1, 1)
-    brightness = ((2 * r[:, 2] - 1) * cfg.brightness).view(b, 1, 1, 1)
+    mean = images.mean(dim=tuple(range(1, images.dim())), keepdim=True)
+    contrast = (1 + (2 * r[:, 1] - 1) * cfg.contrast).view(per_sample)
+    brightness = ((2 * r[:, 2] - 1) * cfg.brightness).view(per_sample)
     images = (images - mean) * contrast + mean + brightness
-    if cfg.blur > 0:
+    if cfg.blur > 0 and images.dim() == 4:
         images = gaussian_blur(images, cfg.blur * r[:, 4])
     if cfg.noise > 0:
         noise = torch.randn(images.shape, generator=generator).to(images.device)
-        images = images + noise * (cfg.noise * r[:, 3]).view(b, 1, 1, 1)
+        images = images + noise * (cfg.noise * r[:, 3]).view(per_sample)
     return images.clamp(0, 1)
 
 

@@ -4,6 +4,9 @@ One schema for every training stage. ``stage.kind`` says what the stage learns:
 
 - ``image`` (the default): landmarks on the whole image resized into each domain's
   network input (GU2Net or any family), from the domains listed under ``domains``.
+- ``volume``: landmarks in whole volumes resampled into each domain's input (3-D models).
+- ``volume-patch``: coarse to fine in volumes: cubes around a trained volume stage's
+  estimates, at full resolution by default (3-D models or the 2.5-D ``triplanar``).
 - ``patch``: a coarse-to-fine refinement stage on top of a trained checkpoint
   (``stage.previous``, itself any stage or cascade): patches cropped around the previous
   stage's estimates, at ``stage.scale`` original pixels (or ``stage.scale_mm`` mm) per
@@ -143,10 +146,46 @@ class VolumeStageConfig(StrictModel):
     spacing: float = Field(4.0, gt=0, description="mm per network voxel (isotropic)")
     modality: Literal["mr", "ct"] = "mr"
     ct_window: tuple[float, float] = (-1000.0, 2000.0)
+    presence_threshold: float | None = Field(
+        None, ge=0, le=1, description="heatmap peak below which a landmark is reported "
+        "absent; null: chosen on the validation split (quality.presence)")
 
 
-StageConfig = Annotated[ImageStageConfig | PatchStageConfig | VolumeStageConfig,
-                        Field(discriminator="kind")]
+class VolumePatchStageConfig(StrictModel):
+    """Coarse-to-fine for volumes: a 3-D model (or the 2.5-D ``triplanar`` model) on
+    cubes of ``patch_size`` voxels a side around the previous volume stage's estimates,
+    at ``spacing`` mm per patch voxel (null: each volume's own spacing, full resolution,
+    so patch voxels ARE the volume's voxels). It trains on patches centred on the ground
+    truth plus a previous-stage validation error vector of that landmark (times
+    ``jitter_factor``) plus a uniform shift of up to ``jitter_mm`` per axis, rotated and
+    scaled by ``train.augment`` (its translation is the jitter); every landmark inside a
+    patch is a target. Intensities and orientation are the previous stage's. With
+    ``gate`` the stage applies only to the landmarks whose validation error it improves.
+    Its domains are the previous stage's."""
+
+    kind: Literal["volume-patch"]
+    previous: str = Field(description="checkpoint of the volume stage (or cascade) to refine")
+    patch_size: int = Field(24, ge=8, description="voxels per side of the cubic patch")
+    spacing: float | None = Field(None, gt=0, description="mm per patch voxel; null: the "
+                                  "volume's own spacing (full resolution)")
+    sigma: float = Field(1.5, gt=0, description="Gaussian sigma in patch voxels")
+    jitter_factor: float = Field(1.0, ge=0)
+    jitter_mm: float = Field(6.0, ge=0, description="mm, +- per axis")
+    gate: bool = True
+    absent_examples: bool = Field(
+        True, description="an empty row means the landmark is absent from the volume: "
+        "train its channel to zero there (and on patches where the previous stage looks "
+        "for it); false for partly annotated sets, where it only means 'not annotated'")
+    presence_threshold: float | None = Field(
+        None, ge=0, le=1, description="this stage's peak below which a landmark it refines "
+        "is reported absent; null: chosen on the validation split (quality.presence)")
+
+
+#: stage kinds whose inputs are volumes (3-D models)
+VOLUME_STAGES = ("volume", "volume-patch")
+
+StageConfig = Annotated[ImageStageConfig | PatchStageConfig | VolumeStageConfig |
+                        VolumePatchStageConfig, Field(discriminator="kind")]
 
 
 class InitConfig(StrictModel):
@@ -202,18 +241,25 @@ class ExperimentConfig(StrictModel):
     @model_validator(mode="after")
     def _model_serves_the_stage(self):
         entry = model_entry(self.model.name)
-        dims = 3 if self.stage.kind == "volume" else 2
+        dims = 3 if self.stage.kind in VOLUME_STAGES else 2
         if dims not in entry.dims:
             raise ValueError(
                 f"model.name {self.model.name!r} is a {min(entry.dims)}-D model and cannot "
                 f"serve a {self.stage.kind} stage ({dims}-D); models that can: "
                 f"{', '.join(models_for(dims))}")
-        if self.stage.kind != "volume" and self.stage.kind not in entry.stages:
+        # a volume stage takes whole-input models ("image"); a volume patch stage a
+        # refining 3-D model ("patch") or one made for it only ("volume-patch")
+        kinds = {"volume": ("image",), "volume-patch": ("patch", "volume-patch")}.get(
+            self.stage.kind, (self.stage.kind,))
+        if not set(kinds) & set(entry.stages):
+            able = [m for k in kinds for m in stage_models(k) if dims in model_entry(m).dims]
+            why = ("a patch stage refines each landmark from its own heatmap channel, which "
+                   f"this model's {entry.family} output does not have"
+                   if "patch" in kinds else "this model only refines patches")
             raise InputError(
                 f"model.name {self.model.name!r} cannot serve as a {self.stage.kind} stage "
-                "(a patch stage refines each landmark from its own heatmap channel, which "
-                f"this model's {entry.family} output does not have); models that can: "
-                f"{', '.join(stage_models(self.stage.kind))}")
+                f"({why}); models that can: "
+                f"{', '.join(able)}")
         return self
 
 

@@ -1,8 +1,8 @@
 """Training stages: what the one training loop (``training.fit``) learns.
 
 ``build_stage`` picks the class of ``config.stage.kind``: ``image`` (landmarks on the
-whole image), ``patch`` (coarse-to-fine refinement of a previous stage) or ``volume``
-(landmarks in whole volumes, 3-D models); with
+whole image), ``patch`` (coarse-to-fine refinement of a previous stage), ``volume``
+(landmarks in whole volumes, 3-D models) or ``volume-patch`` (their refinement); with
 ``config.init`` it wraps it for adaptation.
 """
 
@@ -19,6 +19,10 @@ def build_stage(config, device, log=print) -> Stage:
         from .volume import VolumeStage
 
         stage = VolumeStage(config, log)
+    elif config.stage.kind == "volume-patch":
+        from .volume_patch import VolumePatchStage
+
+        stage = VolumePatchStage(config, device, log)
     elif config.stage.kind == "patch":
         stage = PatchStage(config, device, log)
     else:

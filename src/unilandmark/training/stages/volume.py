@@ -1,11 +1,12 @@
 """The whole-volume stage: every domain's volumes resampled to one isotropic spacing and
 centred in its network input (``training.volumes``), for 3-D models of the registry.
 
-Each step takes one batch of one domain, varies its intensities (contrast, brightness and
-noise drawn from the loop's generator: these change no coordinate), renders the codec's
-targets in network voxels and returns them to the loop. Validation predicts the
-validation split and scores it in original voxels times the volume's spacing: mm in 3-D.
-Geometric 3-D augmentation is not built yet (docs/volumes.md).
+Each step takes one batch of one domain, augments it in network space with the points
+moved exactly (:mod:`..augment3d`: an x mirror with the flip pairs swapped, rotation about
+three axes, scale, translation, intensity; drawn from the loop's generator, so a resumed
+run draws the same), renders the codec's targets in network voxels and returns them to the
+loop. Validation predicts the validation split and scores it in original voxels times the
+volume's spacing: mm in 3-D.
 """
 
 from __future__ import annotations
@@ -15,7 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ...core.geometry import flip_permutation
 from ...models import build_model, codec_for
+from ...quality.presence import landmark_presence_thresholds, thresholds_of
+from ..augment3d import augment_volume_batch
 from ..config import DomainConfig, ExperimentConfig
 from ..volumes import VolumeDataset
 from .base import DomainRecords, Stage, load_domain, score_domain
@@ -29,6 +33,7 @@ class VolumeDomain:
     train: VolumeDataset
     val: VolumeDataset | None
     codec: object
+    flip: torch.Tensor | None = None
 
     @property
     def config(self) -> DomainConfig:
@@ -56,7 +61,9 @@ class VolumeStage(Stage):
                 log(f"warning: domain {dc.name} has no validation split: the best checkpoint "
                     "will be the last epoch")
             codec = codec_for(config.model.name, dc.sigma, config.optim.loss)
-            self.domain_data[dc.name] = VolumeDomain(dc.name, recs, train, val, codec)
+            flip = (torch.as_tensor(flip_permutation(recs.spec.landmark_names, dc.flip_pairs))
+                    if dc.flip_pairs else None)
+            self.domain_data[dc.name] = VolumeDomain(dc.name, recs, train, val, codec, flip)
         self.domains = {n: d.records.spec.num_landmarks for n, d in self.domain_data.items()}
 
     def build_model(self, config: ExperimentConfig) -> nn.Module:
@@ -67,8 +74,10 @@ class VolumeStage(Stage):
 
     def batch(self, domain, indices, generator, device):
         d = self.domain_data[domain]
-        batch = d.train.batch(indices, device)
-        image = _vary_intensity(batch["image"], self.config.train.augment, generator)
+        batch = augment_volume_batch(d.train.batch(indices, device),
+                                     self.config.train.augment, generator,
+                                     d.train.target_spacing, d.flip)
+        image = batch["image"]
         sigma = None
         if d.config.sigma_mm is not None:
             sigma = (d.config.sigma_mm / d.train.mm_per_voxel(indices)).to(device)[:, None]
@@ -84,33 +93,21 @@ class VolumeStage(Stage):
         for name, d in self.domain_data.items():
             if d.val is None:
                 continue
-            pred, _ = predict_dataset(model, d.val, d.codec, name, device, batch_size=2)
+            pred, confidence = predict_dataset(model, d.val, d.codec, name, device,
+                                               batch_size=2)
             out[name] = score_domain(pred, d.val.records, d.records.spec.thresholds)
+            out[name]["presence_threshold"] = landmark_presence_thresholds(
+                confidence, d.val.visible, self.config.stage.presence_threshold)
         return out
 
     def checkpoint_fields(self, validation):
-        return {"domains": {n: volume_domain_meta(d, self.config) for n, d in
-                            self.domain_data.items()}}
-
-
-def _vary_intensity(image: torch.Tensor, augment, generator: torch.Generator) -> torch.Tensor:
-    """(B, 1, Z, Y, X) in [0, 1] with a random contrast, brightness and Gaussian noise per
-    sample (the config's ``train.augment`` intensity terms); drawn from ``generator`` on
-    the CPU, so a resumed run draws the same."""
-    b = image.shape[0]
-
-    def uniform(half_width: float) -> torch.Tensor:
-        r = torch.rand(b, generator=generator) * 2 - 1
-        return (r * half_width).view(b, 1, 1, 1, 1).to(image.device)
-
-    contrast = 1 + uniform(float(getattr(augment, "contrast", 0.0)))
-    brightness = uniform(float(getattr(augment, "brightness", 0.0)))
-    noise_sd = float(getattr(augment, "noise", 0.0))
-    out = (image - 0.5) * contrast + 0.5 + brightness
-    if noise_sd > 0:
-        noise = torch.randn(image.shape, generator=generator).to(image.device)
-        out = out + noise * noise_sd
-    return out.clamp(0, 1)
+        domains = {}
+        for n, d in self.domain_data.items():
+            threshold = validation.get(n, {}).get("presence_threshold",
+                                                  self.config.stage.presence_threshold)
+            domains[n] = volume_domain_meta(d, self.config) | {"presence_threshold": [
+                float(v) for v in thresholds_of(threshold, d.records.spec.num_landmarks)]}
+        return {"domains": domains}
 
 
 def volume_domain_meta(d: VolumeDomain, config: ExperimentConfig) -> dict:
