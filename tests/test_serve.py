@@ -347,10 +347,15 @@ def test_cli_binds_loopback_by_default(folder, monkeypatch):
 
     monkeypatch.setattr(server, "run_server", fake_run)
     monkeypatch.setattr("unilandmark.serve.run_server", fake_run)
+    import socket
+
+    with socket.socket() as probe:  # a port free now (the CLI checks it before serving)
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
     runner = CliRunner()
-    result = runner.invoke(app, ["serve", str(folder), "--port", "8123"])
+    result = runner.invoke(app, ["serve", str(folder), "--port", str(port)])
     assert result.exit_code == 0, result.output
-    assert seen["host"] == "127.0.0.1" and seen["port"] == 8123
+    assert seen["host"] == "127.0.0.1" and seen["port"] == port
     assert "3 images" in result.output
     missing = runner.invoke(app, ["serve", str(folder / "nope")])
     assert missing.exit_code == 2 and "no such folder" in missing.output

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import math
+import os
+import socket
 from pathlib import Path
 
 import typer
@@ -12,6 +15,8 @@ from ..core.limits import checked_spacing
 from .common import console, err_console, friendly
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+#: addresses that listen on every interface: no name of their own to allow
+ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 
 #: the largest upload the review app can be told to accept, in MB
@@ -36,6 +41,11 @@ def serve_cmd(
                                                       "(default FOLDER/landmarks_reviewed.csv)."),
     spacing: float = typer.Option(None, "--spacing", help="mm per pixel for images whose file "
                                                           "has no spacing, e.g. 0.1 for ISBI."),
+    allow_host: list[str] = typer.Option(
+        None, "--allow-host", metavar="NAME",
+        help="A host name (or address) the app also answers to, besides localhost; "
+             "NAME for any port, NAME:PORT for one. Repeatable. Needed with --host 0.0.0.0: "
+             "requests addressed to any other name are refused (DNS rebinding)."),
     max_upload_mb: float = typer.Option(64.0, "--max-upload-mb", help="Largest upload, MiB."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
 ) -> None:
@@ -52,6 +62,7 @@ def serve_cmd(
         check_writable_file,
     )
     from ..inference.detector import Detector
+    from ..serve.app import LOOPBACK_HOSTS, split_host
     from ..serve.saving import formats_of
 
     formats_of(save)
@@ -71,19 +82,72 @@ def serve_cmd(
     if not (math.isfinite(max_upload_mb) and 0 < max_upload_mb <= MAX_UPLOAD_LIMIT_MB):
         raise InputError(f"--max-upload-mb must be a number of megabytes in "
                          f"(0, {MAX_UPLOAD_LIMIT_MB}], got {max_upload_mb}")
-    detector = Detector.from_checkpoint(checkpoint, device=device)
+    extra = []
+    for name in allow_host or ():
+        if split_host(name) is None:
+            raise InputError(f"--allow-host {name!r}: not a host name; give a name or an "
+                             "address such as lab-pc.local or 192.168.1.20, optionally with "
+                             ":PORT (an IPv6 address in brackets)")
+        extra.append(name.strip())
     local = host in LOOPBACK
+    if not local and host not in ANY_ADDRESS:
+        extra.append(host)  # the address it listens on is a name of its own
+    check_port_free(host, port)  # before the model loads and the address is printed
+    detector = Detector.from_checkpoint(checkpoint, device=device)
     app = create_app(folder, detector, domain, spacing=pair,
                      save=save, csv_path=csv_path,
                      max_upload_bytes=int(max_upload_mb * 2**20),
-                     allowed_hosts=(*LOOPBACK, "[::1]") if local else None)
+                     allowed_hosts=(*LOOPBACK_HOSTS, *extra))
     count = len(app.state.store.folder.names())
     shown = f"[{host}]" if ":" in host else host
     console.print(f"reviewing {count} images in {folder.resolve()} "
                   f"(domain {app.state.store.domain}) at http://{shown}:{port}/  "
                   "(Ctrl+C stops)", highlight=False)
     if not local:
+        names = ", ".join(extra) or "none yet: add them with --allow-host"
         err_console.print(f"[yellow]warning:[/yellow] listening on {host}: anyone who can "
-                          "reach this address can see and change the images' landmarks",
-                          highlight=False)
+                          "reach this address can see and change the images' landmarks; "
+                          "it answers requests addressed to localhost or an allowed name "
+                          f"({names})", highlight=False)
     run_server(app, host, port)
+
+
+def check_port_free(host: str, port: int) -> None:
+    """Refuse (InputError) when the server could not listen on ``host:port``: the port
+    is taken, needs privileges, or ``host`` is no address of this computer. Binds as
+    uvicorn (asyncio) will, every address ``host`` resolves to, and releases at once."""
+    try:
+        infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM,
+                                   0, socket.AI_PASSIVE)
+    except socket.gaierror as err:
+        raise InputError(f"--host {host}: cannot listen there ({err.strerror}); give an "
+                         "address of this computer, e.g. 127.0.0.1 or 0.0.0.0") from None
+    for family, kind, proto, address in dict.fromkeys(
+            (i[0], i[1], i[2], i[4]) for i in infos):
+        try:
+            sock = socket.socket(family, kind, proto)
+        except OSError:  # a family this system lacks (asyncio skips it too)
+            continue
+        try:
+            if os.name != "nt":  # as uvicorn: a port in TIME_WAIT is free to listen on
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6 and hasattr(socket, "IPPROTO_IPV6"):
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+        except OSError as err:
+            raise InputError(_bind_problem(host, port, err)) from None
+        finally:
+            sock.close()
+
+
+def _bind_problem(host: str, port: int, err: OSError) -> str:
+    if err.errno in (errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", None)):
+        return (f"--port {port}: port {port} on {host} is already in use (another server, "
+                "perhaps another unilandmark serve?); stop it or choose another --port")
+    if err.errno in (errno.EACCES, errno.EPERM):
+        return (f"--port {port}: no permission to listen on port {port} of {host} "
+                "(ports below 1024 need administrator rights); choose another --port")
+    if err.errno == errno.EADDRNOTAVAIL:
+        return (f"--host {host}: not an address of this computer, so it cannot listen "
+                "there; give one of its addresses, e.g. 127.0.0.1 or 0.0.0.0")
+    return f"cannot listen on {host} port {port}: {err.strerror or err}"

@@ -19,10 +19,14 @@ Points are ``[x, y]`` in original pixels or ``null`` (not visible). Requests tha
 anything must carry the header ``X-Unilandmark: 1``, which a page from another site
 cannot send without the browser asking first (and this app answers no such question);
 ``allowed_hosts`` refuses requests addressed to any other host name (DNS rebinding).
+Every request body has a size limit, checked before it is read whole (the declared
+``Content-Length`` and the bytes as they stream in): the upload limit for
+``/api/upload``, a small JSON limit for everything else; over it is answered 413.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -44,6 +48,12 @@ from .state import ImageState, ReviewStore
 STATIC_DIR = Path(__file__).parent / "static"
 #: largest accepted upload, bytes
 MAX_UPLOAD_BYTES = 64 * 1024 * 1024
+#: the JSON body limit (every request but an upload): this many bytes, or
+#: ``JSON_BYTES_PER_LANDMARK`` per landmark of the model where that is more. A body of
+#: points for K landmarks needs well under 100 bytes a landmark, even pretty-printed.
+MIN_JSON_BYTES = 64 * 1024
+JSON_BYTES_PER_LANDMARK = 2 * 1024
+UPLOAD_PATH = "/api/upload"
 #: confidence at or above ``high`` is drawn as confident, below ``low`` as doubtful
 CONFIDENCE_LEVELS = {"high": 0.5, "low": 0.2}
 #: header every state-changing request must carry (a cross-site form cannot set it)
@@ -93,21 +103,31 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
                spacing: Spacing | None = None, save: str = "both",
                csv_path: str | Path | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                display_max_side: int = DISPLAY_MAX_SIDE,
-               allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS) -> FastAPI:
+               allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
+               max_json_bytes: int | None = None) -> FastAPI:
     """The review app for the images directly in ``folder``, predicted by ``detector``.
 
     ``domain``: the model's domain (None: its only one). ``spacing``: mm per pixel (x, y)
     for images whose file carries none. ``save``: default format, ``csv``, ``labelme`` or
     ``both``; ``csv_path``: the review table (default ``FOLDER/landmarks_reviewed.csv``).
-    ``allowed_hosts``: host names the app answers to (None: any, e.g. behind ``--host``).
+    ``allowed_hosts``: the ``Host`` header values the app answers to, each a name (any
+    port) or ``name:port`` (that port only); an IPv6 address in brackets. None switches
+    the check off: only for an app behind a proxy that checks the host itself.
+    ``max_upload_bytes``: the largest upload; ``max_json_bytes``: the largest body of any
+    other request (None: :data:`MIN_JSON_BYTES`, or :data:`JSON_BYTES_PER_LANDMARK` per
+    landmark where that is more).
     """
     images = ImageFolder(folder)
     store = ReviewStore(images, detector, domain, spacing=spacing, save=save,
                         csv_path=csv_path)
+    if max_json_bytes is None:
+        max_json_bytes = max(MIN_JSON_BYTES, JSON_BYTES_PER_LANDMARK * len(store.names))
     cache = _DisplayCache()
     app = FastAPI(title="unilandmark review", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.store = store
+    # inside the guard (added after it is outermost): the host and header checks come first
+    app.add_middleware(BodyLimit, upload_bytes=max_upload_bytes, json_bytes=max_json_bytes)
     _add_guards(app, allowed_hosts)
     _add_error_handlers(app)
 
@@ -124,6 +144,7 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
                 "names": list(store.names), "save_format": store.save_format,
                 "formats": list(FORMATS), "csv": str(store.csv_path),
                 "confidence_levels": CONFIDENCE_LEVELS, "max_upload_bytes": max_upload_bytes,
+                "max_json_bytes": max_json_bytes,
                 "model": getattr(detector, "model_name", None)}
 
     @app.get("/api/images")
@@ -176,8 +197,10 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
         points = parse_points(body.points, len(store.names), state.size)
         return {"measurements": _measure(store.names, points, state.spacing, state.mirrored)}
 
-    @app.post("/api/upload")
+    @app.post(UPLOAD_PATH)
     async def upload(request: Request, filename: str) -> dict:
+        # BodyLimit refuses an upload over the limit already; checked here again so that
+        # the route is safe on its own
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes:
             raise HTTPException(413, _too_big(filename, max_upload_bytes))
@@ -194,7 +217,93 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
 
 
 def _too_big(filename: str, limit: int) -> str:
-    return f"{filename}: larger than the upload limit of {limit / 2**20:.0f} MiB"
+    return f"{filename}: larger than the upload limit of {_size(limit)}"
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for a message: ``64 MiB``, ``64 KiB``, ``0.5 MiB``, ``100 bytes``."""
+    if n >= 2**20:
+        return f"{n / 2**20:.4g} MiB"
+    if n >= 1024:
+        return f"{n / 1024:.4g} KiB"
+    return f"{n} bytes"
+
+
+class BodyTooLarge(HTTPException):
+    """A request body over its limit (413), raised while the body streams in."""
+
+    def __init__(self, detail: str):
+        super().__init__(413, detail)
+
+
+class BodyLimit:
+    """Refuses (413) a request whose body is larger than its limit, before it is read
+    whole: at once when ``Content-Length`` declares too much, else as soon as the bytes
+    received pass the limit (a chunked body declares no length). The limit is
+    ``upload_bytes`` for ``/api/upload``, ``json_bytes`` for every other path.
+
+    Pure ASGI (not ``BaseHTTPMiddleware``), so that it sees the body as it streams. Past
+    the limit the route's ``receive`` raises :class:`BodyTooLarge`, an ``HTTPException``:
+    FastAPI passes that on from its body parsing (any other error there becomes a 400),
+    and its exception handler answers 413 before the route runs.
+    """
+
+    def __init__(self, app, upload_bytes: int, json_bytes: int):
+        self.app = app
+        self.upload_bytes = upload_bytes
+        self.json_bytes = json_bytes
+
+    def _limit(self, scope) -> tuple[int, str]:
+        if scope.get("path") == UPLOAD_PATH:
+            from urllib.parse import parse_qs
+
+            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            name = (query.get("filename") or ["the upload"])[0]
+            return self.upload_bytes, _too_big(name, self.upload_bytes)
+        return self.json_bytes, (f"the request body is larger than the limit of "
+                                 f"{_size(self.json_bytes)} for this request")
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit, message = self._limit(scope)
+        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limit:
+            await JSONResponse({"detail": message}, 413)(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def limited_receive():
+            nonlocal received
+            message_in = await receive()
+            if message_in["type"] == "http.request":
+                received += len(message_in.get("body", b""))
+                if received > limit:
+                    raise BodyTooLarge(message)
+            return message_in
+
+        async def tracking_send(message_out):
+            nonlocal started
+            if message_out["type"] == "http.response.start":
+                started = True
+            await send(message_out)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except Exception as err:  # noqa: BLE001 - only our own refusal is answered here
+            if started or not _is_too_large(err):
+                raise
+            await JSONResponse({"detail": message}, 413)(scope, receive, send)
+
+
+def _is_too_large(err: BaseException) -> bool:
+    """``err`` is a :class:`BodyTooLarge` (alone, or all of an exception group)."""
+    if isinstance(err, BodyTooLarge):
+        return True
+    leaves = getattr(err, "exceptions", None)
+    return bool(leaves) and all(_is_too_large(e) for e in leaves)
 
 
 def _measure(names, points, spacing, mirrored) -> list[dict] | None:
@@ -212,16 +321,53 @@ def _state_json(state: ImageState) -> dict:
     return out
 
 
+#: a host name (or IPv4 address), or an IPv6 address in brackets; then an optional port
+_HOST = re.compile(r"(?P<name>[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?"
+                   r"|\[[0-9a-f:.]+(?:%[a-z0-9_.-]+)?\])"
+                   r"(?::(?P<port>[0-9]{1,5}))?")
+
+
+def split_host(value: str) -> tuple[str, int | None] | None:
+    """A ``Host`` header value (or an allowed entry) as ``(name, port or None)``, the name
+    lower-case and an IPv6 address in brackets; None when it is not of that form (a name
+    is letters, digits, ``.``, ``-`` and ``_``; no wildcards)."""
+    value = value.strip().lower()
+    if value.count(":") > 1 and not value.startswith("["):
+        value = f"[{value}]"  # a bare IPv6 address (in an allowed list)
+    match = _HOST.fullmatch(value)
+    if match is None:
+        return None
+    name, port = match.group("name"), match.group("port")
+    if port is None:
+        return name, None
+    return (name, int(port)) if 0 < int(port) < 65536 else None
+
+
+def host_allowed(host: str, allowed: list[tuple[str, int | None]]) -> bool:
+    """Whether a request's ``Host`` header matches one entry of ``allowed`` (an entry
+    without a port matches any port; a request without one is on port 80)."""
+    got = split_host(host)
+    if got is None:
+        return False
+    name, port = got
+    return any(name == a_name and (a_port is None or a_port == (port or 80))
+               for a_name, a_port in allowed)
+
+
 def _add_guards(app: FastAPI, allowed_hosts: tuple[str, ...] | None) -> None:
-    allowed = None if allowed_hosts is None else {h.lower() for h in allowed_hosts}
+    allowed = None
+    if allowed_hosts is not None:
+        allowed = [entry for h in allowed_hosts if (entry := split_host(h)) is not None]
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
         if allowed is not None:
-            host = request.headers.get("host", "").lower()
-            hostname = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if hostname not in allowed:
-                return JSONResponse({"detail": f"host {host!r} is not served here"}, 400)
+            host = request.headers.get("host", "")
+            if not host_allowed(host, allowed):
+                # the allowed names are not listed: the page that sent this may be hostile
+                return JSONResponse({"detail": (
+                    f"requests addressed to host {host!r} are not served here (this server "
+                    "answers to localhost and to the names given with --allow-host)")}, 400)
         if (request.method not in ("GET", "HEAD", "OPTIONS")
                 and request.headers.get(WRITE_HEADER) != "1"):
             return JSONResponse({"detail": f"requests that change anything need the header "
