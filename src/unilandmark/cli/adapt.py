@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
 from ..core.errors import InputError
-from .common import OPT_HELP, console, friendly, parse_options, parse_size
+from .common import OPT_HELP, console, err_console, friendly, parse_options, parse_size
 
 
 def _parse_old_data(items: list[str] | None) -> dict[str, str]:
@@ -97,5 +98,6 @@ def adapt_cmd(
         batch_size=batch_size, refine=refine, seed=seed, device=device, threads=threads,
         overrides=list(set_ or []))
     result = run_adaptation(request, resume=resume, overwrite=overwrite, progress=progress,
-                            log=console.print)
+                            log=console.print, warn=lambda text: err_console.print(
+                                f"[yellow]warning:[/yellow] {escape(text)}", highlight=False))
     console.print(f"adapted model: {result.model_path}\nsummary: {result.summary_md}")

@@ -3,10 +3,19 @@
 A batch survives bad files (docs/prediction.md): every readable image is predicted, every
 input that cannot be read is listed at the end with its reason, the CSV (written
 atomically) holds all the good ones, and the exit code is 2 when any input failed.
+
+A long batch loses nothing: the CSV is rewritten atomically with every row so far as it
+goes (:class:`RowsSoFar`: whole images only, at most every ``SAVE_EVERY_S`` seconds, and
+at the end), and ``--resume`` keeps the images an interrupted run wrote and predicts
+only the others.
 """
 
 from __future__ import annotations
 
+import os
+import time
+from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import typer
@@ -15,6 +24,86 @@ from ..core.errors import InputError
 from ..core.wording import plural
 from ..inference.predictor import Predictor
 from .common import EXIT_INPUT, console, err_console, friendly
+
+#: a batch rewrites its CSV (atomically, every row so far) at most this often, in seconds
+SAVE_EVERY_S = 10.0
+#: ... and no more often than this many times the last rewrite took (a CSV of a very long
+#: batch takes a while to write: its rewrites stay a small part of the run)
+SAVE_COST_FACTOR = 10.0
+
+
+class RowsSoFar:
+    """The rows of a batch's CSV as it grows: those kept from an earlier run (``--resume``)
+    and then each new item's rows, added whole. ``add`` rewrites the file (``write``, with
+    every row so far) when ``SAVE_EVERY_S`` seconds have passed since the last rewrite;
+    ``save`` at the end. A kill at any moment leaves the file of the last rewrite: every
+    image in it has all its rows."""
+
+    def __init__(self, write: Callable[[list[dict]], None], kept: list[dict] | None = None):
+        self.write = write
+        self.rows: list[dict] = list(kept or [])
+        self.dirty = False
+        self.last = time.monotonic()
+        self.cost = 0.0
+
+    def add(self, rows: list[dict]) -> None:
+        """One item's rows; the file is rewritten when it is due."""
+        self.rows += rows
+        self.dirty = True
+        if time.monotonic() - self.last >= max(SAVE_EVERY_S, SAVE_COST_FACTOR * self.cost):
+            self.save()
+
+    def save(self) -> None:
+        """Rewrite the file with every row so far (nothing when nothing was added)."""
+        if not self.dirty:
+            return
+        start = time.monotonic()
+        self.write(self.rows)
+        self.last = time.monotonic()
+        self.cost = self.last - start
+        self.dirty = False
+
+
+def save_rows(out: Path, rows: list[dict], header=(), layout=None) -> None:
+    """Write the prediction CSV (atomically; ``header`` and ``layout``: those of the file
+    a resumed run keeps)."""
+    from ..predictions.table import write_predictions
+
+    write_predictions(out, rows, header=header, layout=layout)
+
+
+def save_volume_rows(out: Path, rows: list[dict]) -> None:
+    """Write the volume prediction CSV (atomically)."""
+    from ..predictions.volume_table import write_volume_predictions
+
+    write_volume_predictions(out, rows)
+
+
+def earlier_rows(out: Path, resume: bool):
+    """The prediction file a ``--resume`` run keeps (:class:`PredictionFile`), or None:
+    without ``--resume`` (an existing file is replaced) or when ``out`` does not exist yet.
+    A file that is not a prediction table is refused by the table reader, naming it."""
+    from ..predictions.table import read_prediction_file
+
+    if not resume or not out.exists():
+        return None
+    return read_prediction_file(out)
+
+
+def _id_queues(pairs) -> dict[str, list[str]]:
+    """{absolute path: its ids, in order}: results are matched to their ids by path, as
+    ``core.naming.with_unique_ids`` does (a failed file does not shift the others)."""
+    queues: dict[str, list[str]] = defaultdict(list)
+    for path, rid in pairs:
+        queues[os.path.abspath(path)].append(rid)
+    return queues
+
+
+def _resume_line(out: Path, kept: int, todo: int, what: str) -> str:
+    if todo == 0:
+        return f"--resume: all {plural(kept, what)} are already in {out}; nothing to predict"
+    return (f"--resume: {plural(kept, what)} already in {out} kept; predicting the other "
+            f"{todo}")
 
 
 def model_words(onnx: Path | None, checkpoint) -> str:
@@ -69,45 +158,60 @@ def volume_inputs(items: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]
 
 def predict_volumes(state: dict, items: list[Path], domain: str | None, out: Path,
                     markups: Path | None, device: str, words: str,
-                    presence_threshold: float | None = None) -> None:
+                    presence_threshold: float | None = None, resume: bool = False) -> None:
     """The volume branch of ``predict``: one row per (volume, landmark) in voxels and world
-    mm (docs/volumes.md), optional Slicer markups; unreadable volumes listed at the end."""
+    mm (docs/volumes.md), optional Slicer markups; unreadable volumes listed at the end.
+    The CSV is rewritten as volumes finish (:class:`RowsSoFar`); ``resume`` keeps the
+    volumes already in ``out`` and predicts the others."""
     import numpy as np
 
     from ..core.errors import InputError as Fault
     from ..core.naming import unique_image_ids
     from ..data.markups import write_markups
     from ..inference.volume_detector import VolumeDetector
-    from ..predictions.volume_table import volume_rows, write_volume_predictions
+    from ..predictions.volume_table import VOLUME_COLUMNS, volume_rows
 
+    kept = earlier_rows(out, resume)
+    if kept is not None and not set(kept.header) <= set(VOLUME_COLUMNS):
+        raise InputError(f"--resume: {out} is not a volume prediction table (columns "
+                         f"{', '.join(c for c in kept.header if c not in VOLUME_COLUMNS)} "
+                         "are not); give another --out, or leave out --resume to replace it")
     detector = VolumeDetector.from_checkpoint_state(state, device)
     detector.presence_threshold = presence_threshold
     err_console.print(f"model: {words} (volumes)", highlight=False)
     paths, failures = volume_inputs(items)
     total = len(paths) + len(failures)
+    done_ids = {row["image"] for row in kept.rows} if kept is not None else set()
+    todo = [(p, rid) for p, rid in zip(paths, unique_image_ids(paths), strict=True)
+            if rid not in done_ids]
+    if kept is not None:
+        console.print(_resume_line(out, len(done_ids), len(todo), "volume"), highlight=False)
     if markups is not None:
         markups.mkdir(parents=True, exist_ok=True)
-    rows, done = [], 0
-    for path, rid in zip(paths, unique_image_ids(paths), strict=True):
+    table = RowsSoFar(lambda rows: save_volume_rows(out, rows),
+                      kept.rows if kept is not None else None)
+    done = 0
+    for path, rid in todo:
         try:
             result = detector.predict(path, domain)
         except (Fault, OSError) as err:
             failures.append((str(path), str(err)))
             continue
-        rows += volume_rows(rid, result.names, result.voxels, result.world,
-                            result.confidence, result.domain, result.present)
         if markups is not None:  # an absent landmark is an undefined control point
             shown = result.world if result.present is None else \
                 np.where(result.present[:, None], result.world, np.nan)
             write_markups(markups / f"{rid}.mrk.json", list(result.names), shown)
+        table.add(volume_rows(rid, result.names, result.voxels, result.world,
+                              result.confidence, result.domain, result.present))
         done += 1
-    if rows:
-        write_volume_predictions(out, rows)
+    table.save()
+    if done:
         console.print(f"wrote {plural(done, 'volume')} to {out}", highlight=False)
     if failures:
         err_console.print(f"[red]{len(failures)} of {total} "
                           f"input(s) could not be predicted[/red]" +
-                          ("" if rows else f"; nothing written to {out}"), highlight=False)
+                          ("" if table.rows else f"; nothing written to {out}"),
+                          highlight=False)
         for item, reason in failures:
             err_console.print(f"  {item}: {reason}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INPUT)
@@ -197,6 +301,11 @@ def predict_cmd(
         None, "--presence-threshold", min=0.0, max=1.0,
         help="Volumes: report a landmark absent when its heatmap peak is below this "
              "(default: the model's own, chosen on its validation split; 0: never absent)."),
+    resume: bool = typer.Option(
+        False, "--resume",
+        help="Continue an interrupted batch: keep the images already in --out and predict "
+             "only the others (give the same inputs). Without it an existing --out is "
+             "replaced."),
 ) -> None:
     """Predict landmarks on new images (no ground truth needed).
 
@@ -204,14 +313,16 @@ def predict_cmd(
     MetaImage, NIfTI, NRRD), from --spacing, or from the model's training spacing with
     --assume-training-spacing; the CSV records the spacing used per image and its source.
     Unreadable files are listed at the end and give exit code 2; the CSV holds every image
-    that was read.
+    that was read. The CSV is written as the batch goes (whole images, atomically), so a
+    killed batch keeps what it finished: --resume predicts the rest.
     """
+    from dataclasses import replace
+
     from ..core.limits import checked_spacing
-    from ..core.naming import with_unique_ids
+    from ..core.naming import unique_image_ids
     from ..core.preflight import check_device, check_writable_dir, check_writable_file
     from ..evaluation.report import draw_overlay
     from ..inference.results import result_rows
-    from ..predictions.table import write_predictions
     from .progress import image_progress
 
     sp = checked_spacing(spacing, "--spacing")
@@ -235,12 +346,16 @@ def predict_cmd(
         if is_volume_model(state):
             predict_volumes(state, list(inputs or []) + _listed(image_list), domain, out,
                             markups, device, model_words(None, checkpoint),
-                            presence_threshold)
+                            presence_threshold, resume)
             return
     if markups is not None or presence_threshold is not None:
         raise InputError("--markups and --presence-threshold are for volume models")
+    kept = earlier_rows(out, resume)
     paths, failures, skipped = collect_inputs(inputs or [], image_list)
     total = len(paths) + len(failures)
+    done_ids = {row["image"] for row in kept.rows} if kept is not None else set()
+    todo = [(p, rid) for p, rid in zip(paths, unique_image_ids(paths), strict=True)
+            if rid not in done_ids]
     detector: Predictor
     if model is not None:
         from ..export.runner import OnnxDetector
@@ -251,31 +366,44 @@ def predict_cmd(
 
         detector = Detector.from_checkpoint(checkpoint, device=device)
     err_console.print(f"model: {model_words(model, checkpoint)}", highlight=False)
-    with image_progress(len(paths), err_console) as advance:
-        results = detector.predict_many(
-            paths, domain, spacing=sp, batch_size=batch_size, readers=readers,
-            assume_training_spacing=assume_training_spacing, reduced_decode=not full_decode,
-            on_result=lambda _: advance(),
-            on_failure=lambda f: (failures.append((f.item, f.reason)), advance()))
-    results = with_unique_ids(results, paths)
+    if kept is not None:
+        _check_resumed_domain(out, kept, domain, detector.domains)
+        console.print(_resume_line(out, len(done_ids), len(todo), "image"), highlight=False)
+    table = RowsSoFar(lambda rows: save_rows(out, rows, kept.header if kept else (),
+                                             kept.layout if kept else None),
+                      kept.rows if kept is not None else None)
+    ids = _id_queues(todo)
+    results = []
+    with image_progress(len(todo), err_console) as advance:
+        for result in detector.iter_predict(
+                [p for p, _ in todo], domain, spacing=sp, batch_size=batch_size,
+                readers=readers, assume_training_spacing=assume_training_spacing,
+                reduced_decode=not full_decode,
+                on_failure=lambda f: (failures.append((f.item, f.reason)), advance())):
+            queue = ids.get(os.path.abspath(result.image_path)) if result.image_path else None
+            result = replace(result, id=queue.pop(0)) if queue else result
+            results.append(result)
+            table.add(result_rows([result]))  # the image's rows, whole
+            advance()
+    table.save()
     if skipped:
         console.print(f"skipped {skipped} file(s) in the folders that are not images",
                       highlight=False)
     if results:
-        write_predictions(out, result_rows(results))
         without = sum(r.spacing is None for r in results)
         note = (f" ({without} image(s) without a spacing: pixels only; see --spacing)"
                 if without else "")
         console.print(f"wrote {plural(len(results), 'image')} x {len(results[0].names)} "
                       f"landmarks to {out}{note}", highlight=False)
         console.print(qc_summary(results), highlight=False)
-    if results and measurements:
+    if table.rows and measurements:
         from ..measure import default_output, measure_file, write_measurements
         from ..measure.report import summary_lines
 
-        table = measure_file(out, domain=results[0].domain)
-        write_measurements(default_output(out), table)
-        for line in summary_lines(table, default_output(out)):
+        measured = measure_file(out, domain=results[0].domain if results else
+                                (kept.rows[0].get("domain") or domain))
+        write_measurements(default_output(out), measured)
+        for line in summary_lines(measured, default_output(out)):
             console.print(line, highlight=False)
     if overlay and results:
         overlay.mkdir(parents=True, exist_ok=True)
@@ -288,10 +416,22 @@ def predict_cmd(
     if failures:
         err_console.print(f"[red]{len(failures)} of {total} input(s) "
                           f"could not be predicted[/red]" +
-                          ("" if results else f"; nothing written to {out}"), highlight=False)
+                          ("" if table.rows else f"; nothing written to {out}"),
+                          highlight=False)
         for item, reason in failures:
             err_console.print(f"  {item}: {reason}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INPUT)
+
+
+def _check_resumed_domain(out: Path, kept, domain: str | None, known: dict) -> None:
+    """A resumed CSV holds the same domain as this run predicts (one domain's rows are
+    never appended to another's)."""
+    run = domain or (next(iter(known)) if len(known) == 1 else None)
+    there = sorted({row.get("domain", "") for row in kept.rows} - {""})
+    if run is not None and there and there != [run]:
+        raise InputError(f"--resume: {out} holds predictions of domain "
+                         f"{', '.join(there)}, this run predicts {run}: give another --out, "
+                         "or leave out --resume to replace it")
 
 
 def qc_summary(results) -> str:

@@ -46,6 +46,9 @@ FOLDS = 5
 TARGET_RECALL = 0.8
 MAX_FLAGGED = 0.10
 PRIOR_WEIGHT = 5.0
+#: the fewest validation images a calibration is fitted on: the threshold is chosen out of
+#: fold by image, so one image leaves no image to fit the other fold on
+MIN_IMAGES = 2
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE,
@@ -186,6 +189,10 @@ def fit_calibration(features: dict[str, np.ndarray], errors: np.ndarray, groups:
     groups = np.asarray(groups)[keep]
     if not keep.any():
         raise InputError("calibration needs validation points with ground truth; none given")
+    if len(np.unique(groups)) < MIN_IMAGES:
+        raise InputError(f"calibration needs validation points of at least {MIN_IMAGES} "
+                         f"images (the threshold is chosen out of fold, by image); got "
+                         f"{len(np.unique(groups))}")
     errors = errors[keep]
     model = fit_risk_model(feats, wrong, ridge=ridge, errors=errors, radius=radius)
     oof = out_of_fold_risk(feats, wrong, groups, ridge=ridge, errors=errors, radius=radius)

@@ -46,6 +46,7 @@ import torch.distributed as dist
 
 from ..checkpoints.checkpoint import prediction_state, save_checkpoint
 from ..core.errors import InputError
+from ..core.folder_lock import folder_lock
 from ..core.preflight import check_device
 from .config import ExperimentConfig
 from .run_folder import RunFolder
@@ -107,7 +108,18 @@ def fit(config: ExperimentConfig, resume: bool = False, overwrite: bool = False,
 
     ``resume`` continues ``out_dir/last.pt``; ``overwrite`` replaces a run already in
     ``out_dir`` (without either, such a folder is refused before anything is written).
+    The run holds ``out_dir``'s lock (``core.folder_lock``; under ``torchrun`` rank 0
+    holds it) from before its checks to its end: a second process on the same folder
+    is refused, naming this one.
     """
+    if _dist_info()[1] != 0:
+        return _fit(config, resume, overwrite, progress, stop_after_epoch, log)
+    with folder_lock(config.out_dir, "out_dir"):
+        return _fit(config, resume, overwrite, progress, stop_after_epoch, log)
+
+
+def _fit(config: ExperimentConfig, resume: bool, overwrite: bool, progress: bool,
+         stop_after_epoch: int | None, log) -> FitResult:
     world, rank, local_rank = _dist_info()
     distributed = world > 1
     device = pick_device(config.train.device)

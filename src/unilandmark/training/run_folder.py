@@ -6,7 +6,9 @@ Rules (checked before anything is written):
 - ``resume`` needs a ``last.pt``, and a config that matches the one it was trained with
   (only the keys in ``config.RESUMABLE_CHANGES`` may differ; the others are named);
 - the folder must be writable.
-Temporary files left by a killed atomic write are removed at the next start. The metrics
+Temporary files left by a killed atomic write are removed at the next start (``fit``
+holds the folder's lock, ``core.folder_lock``, so they are never those of a process still
+writing there: a second process on the folder is refused before it looks). The metrics
 log is rewritten atomically from the history stored in ``last.pt``, so a kill can never
 separate an epoch's checkpoint from its metrics line.
 """

@@ -49,6 +49,16 @@ FEW_SHOT_AUGMENT = {"rotate_deg": 15.0, "scale": 0.15, "translate": 0.08,
 IMAGE_STEPS = 300
 #: optimisation steps of each patch stage when no epoch count is given
 PATCH_STEPS = 300
+#: fewer training images than this adapt with a warning (docs/adapt.md): the figures of
+#: so few are not to be trusted, and prediction's configuration check needs this many
+TRUSTED_IMAGES = 3
+
+
+def few_images_warning(domain: str, n: int) -> str:
+    return (f"{domain} has only {n} training image(s): the adaptation runs, but its figures "
+            f"(the validation errors, forgetting) from fewer than {TRUSTED_IMAGES} images are "
+            "not trustworthy, and prediction's configuration check of the shape needs "
+            f"{TRUSTED_IMAGES}; label more images where you can")
 
 
 @dataclass
@@ -112,9 +122,12 @@ class AdaptResult:
     summary: dict
 
 
-def plan_adaptation(req: AdaptRequest, log=print) -> AdaptPlan:
+def plan_adaptation(req: AdaptRequest, log=print, warn=None) -> AdaptPlan:
     """One config per stage to train, with every default resolved (see the module
-    docstring). Errors name the option at fault."""
+    docstring). Errors name the option at fault; ``warn`` (default: ``log`` with
+    ``warning:`` in front) is told what runs but should not be trusted (fewer than
+    ``TRUSTED_IMAGES`` training images)."""
+    warn = warn or (lambda text: log(f"warning: {text}"))
     from ..data.adapters.catalog import build_dataset
     from ..training.stages.adapted import resolve_checkpoint
 
@@ -141,6 +154,10 @@ def plan_adaptation(req: AdaptRequest, log=print) -> AdaptPlan:
     train_records = spec.split_records(train_split)
     if not train_records:
         raise InputError(f"{spec.name}: split {train_split!r} has no records with an image")
+    if len(train_records) < TRUSTED_IMAGES:
+        few = few_images_warning(req.domain, len(train_records))
+        warn(few)
+        notes.append(f"warning: {few}")
     sizes = [record_size(r) for r in train_records]
     ref = old_meta[source] if source != "mean" else next(iter(old_meta.values()))
     ref_size = tuple(int(v) for v in ref["input_size"])
@@ -250,15 +267,30 @@ def _old_domains(req: AdaptRequest, first: dict, log, notes: list[str]):
 
 
 def run_adaptation(req: AdaptRequest, resume: bool = False, overwrite: bool = False,
-                   progress: bool = True, log=print) -> AdaptResult:
+                   progress: bool = True, log=print, warn=None) -> AdaptResult:
     """Plan, measure the old domains, train every stage, write the model and the
-    summary. ``resume`` continues interrupted stages (finished ones are kept)."""
+    summary. ``resume`` continues interrupted stages (finished ones are kept); it needs
+    an adaptation begun in ``req.out`` (a stage's ``last.pt``), as ``train --resume``
+    does. The whole run holds ``req.out``'s lock (``core.folder_lock``): a second
+    process on the same folder is refused. ``warn``: see :func:`plan_adaptation`."""
+    from ..core.folder_lock import folder_lock
     from ..core.preflight import check_writable_dir
-    from ..training.fit import fit
 
-    plan = plan_adaptation(req, log)
+    plan = plan_adaptation(req, log, warn)
     out = Path(req.out)
     check_writable_dir(out, "--out")
+    with folder_lock(out, "--out"):
+        if resume and not any((Path(c.out_dir) / "last.pt").is_file() for c in plan.configs):
+            first = Path(plan.configs[0].out_dir) / "last.pt"
+            raise InputError(f"{out}: --resume, but there is no adaptation to resume here "
+                             f"(no {first}); start it without --resume")
+        return _adapt(req, plan, out, resume, overwrite, progress, log)
+
+
+def _adapt(req: AdaptRequest, plan: AdaptPlan, out: Path, resume: bool, overwrite: bool,
+           progress: bool, log) -> AdaptResult:
+    from ..training.fit import fit
+
     for note in plan.notes:
         if not note.startswith("warning:"):
             log(note)

@@ -24,12 +24,13 @@ from ..checkpoints.checkpoint import (
     stage_chain,
 )
 from ..core.errors import InputError
+from ..core.folder_lock import folder_lock
 from ..core.metrics import radial_errors
 from ..core.types import truth_points
 from ..core.wording import relative_note
 from ..data.adapters.catalog import build_dataset
 from ..inference.detector import Detector
-from ..quality.calibration import MAX_FLAGGED, TARGET_RECALL, fit_calibration
+from ..quality.calibration import MAX_FLAGGED, MIN_IMAGES, TARGET_RECALL, fit_calibration
 from ..quality.evidence import evidence
 
 
@@ -97,6 +98,11 @@ def validation_points(detector: Detector, domain: str, source: ValidationSource,
     records = spec.split_records(source.split)[:limit]
     if not records:
         raise InputError(f"{spec.name}: split {source.split!r} has no records with images")
+    if len(records) < MIN_IMAGES:
+        raise InputError(f"{spec.name}: split {source.split!r} has {len(records)} image(s); "
+                         f"calibration needs at least {MIN_IMAGES} (the flag threshold is "
+                         "chosen out of fold, by image): give a larger validation split "
+                         "(--split)")
     k = detector.domains[domain]["num_landmarks"]
     if spec.num_landmarks != k:
         raise InputError(f"{spec.name} has {spec.num_landmarks} landmarks, domain {domain} "
@@ -170,13 +176,17 @@ def calibrate_checkpoint(src: str | Path, dst: str | Path, domain: str | None = 
     ``src`` is one or ``dst`` ends in ``.safetensors``, else a training checkpoint."""
     src = model_path(src)  # a built-in model by name (head, head-mean) too
     as_model_file = file_kind(src) == "safetensors" or str(dst).endswith(".safetensors")
-    state = load_checkpoint(src)
-    sources = validation_sources(state, domain, dataset, root, split, options)
-    cals = calibrate_state(state, sources, target_recall, max_flagged, device, batch_size, log)
-    kept = {k: v for k, v in state.items() if k not in ("format", "versions")}
-    if as_model_file:
-        save_model_file(dst, {k: v for k, v in kept.items() if k != "provenance"},
-                        state.get("provenance") or {})
-    else:
-        save_checkpoint(dst, kept)
+    # the folder written to is held (core.folder_lock): never beside a training run or
+    # another calibration writing there
+    with folder_lock(Path(dst).absolute().parent, "--out"):
+        state = load_checkpoint(src)
+        sources = validation_sources(state, domain, dataset, root, split, options)
+        cals = calibrate_state(state, sources, target_recall, max_flagged, device,
+                               batch_size, log)
+        kept = {k: v for k, v in state.items() if k not in ("format", "versions")}
+        if as_model_file:
+            save_model_file(dst, {k: v for k, v in kept.items() if k != "provenance"},
+                            state.get("provenance") or {})
+        else:
+            save_checkpoint(dst, kept)
     return cals
