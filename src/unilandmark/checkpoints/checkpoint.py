@@ -29,6 +29,8 @@ import torch
 
 from ..core.atomic import atomic_path
 from ..core.errors import InputError
+from ..core.limits import MAX_STAGES
+from .contract import check_chain
 from .model_file import looks_like_safetensors, plain, read_model_file, write_model_file
 
 FORMAT = "unilandmark-checkpoint/1"
@@ -88,7 +90,28 @@ def load_checkpoint(path: str | Path, map_location="cpu") -> dict[str, Any]:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise InputError(f"{path}: not a unilandmark checkpoint (format "
                          f"{data.get('format') if isinstance(data, dict) else type(data)})")
-    return upgrade(data)
+    try:
+        data = upgrade(data)
+    except KeyError as err:  # an old cascade layout without one of its keys
+        raise InputError(f"{path}: a checkpoint of the old cascade layout without "
+                         f"{err.args[0]!r}; a damaged file, refused") from None
+    except (TypeError, AttributeError) as err:
+        raise InputError(f"{path}: a checkpoint of the old cascade layout with a malformed "
+                         f"entry ({err}); a damaged file, refused") from None
+    check_chain(_bounded_chain(data), str(path))
+    return data
+
+
+def _bounded_chain(state: dict) -> list:
+    """:func:`stage_chain` of a file's state, walking at most one stage past the limit
+    (``check_chain`` refuses a longer chain)."""
+    chain: list = []
+    while isinstance(state, dict) and len(chain) <= MAX_STAGES:
+        chain.insert(0, state)
+        state = state.get("previous")
+    if state is not None and len(chain) <= MAX_STAGES:
+        chain.insert(0, state)  # not a mapping: check_chain names it
+    return chain
 
 
 def _load_torch(path: Path, map_location) -> Any:

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import InputError
+from ..core.jsontext import read_json
+from ..core.limits import MAX_STAGES
 
 FORMAT = "unilandmark-model/1"
 #: stage keys kept in the header (the weights go to tensors, ``previous`` is the order)
@@ -105,7 +107,9 @@ def write_model_file(path: str | os.PathLike, chain: list[dict], provenance: dic
 
 def read_model_file(path: str | os.PathLike) -> dict:
     """The nested checkpoint dict of a model file (torch tensors); clear errors for a
-    file that is not one."""
+    file that is not one. The JSON metadata is read with a nesting limit and must have
+    the layout of ``FORMAT``; what the stages declare is checked by ``load_checkpoint``
+    (``contract.check_chain``)."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -117,21 +121,22 @@ def read_model_file(path: str | os.PathLike) -> dict:
                 raise InputError(f"{path}: a safetensors file but not a unilandmark model "
                                  f"file (format {metadata.get('format')!r}, expected "
                                  f"{FORMAT!r})")
-            stages = json.loads(metadata["stages"])
+            stages = _stages(path, metadata)
             weights: list[dict] = [{} for _ in stages]
             for name in names:
                 prefix, _, key = name.partition(".")
                 index = int(prefix[5:]) if prefix.startswith("stage") and \
                     prefix[5:].isdigit() else -1
                 if not 0 <= index < len(stages) or not key:
-                    raise InputError(f"{path}: tensor {name!r} belongs to no stage")
+                    raise InputError(f"{path}: tensor {name!r} belongs to no stage (the file "
+                                     f"has {len(stages)}); a damaged or edited file")
                 weights[index][key] = fh.get_tensor(name)
-    except ValueError:
+    except InputError:
         raise
     except Exception as err:  # safetensors raises its own error types for damaged files
         raise InputError(f"{path}: not a readable model file ({err})") from err
-    provenance = json.loads(metadata.get("provenance") or "{}")
-    versions = json.loads(metadata.get("versions") or "{}")
+    provenance = _object(path, metadata, "provenance")
+    versions = _object(path, metadata, "versions")
     state = None
     for stage, model in zip(stages, weights, strict=True):
         stage = {**stage, "model": model, "format": "unilandmark-checkpoint/1",
@@ -139,10 +144,45 @@ def read_model_file(path: str | os.PathLike) -> dict:
         if state is not None:
             stage["previous"] = state
         state = stage
-    if state is None:
-        raise InputError(f"{path}: a model file without stages")
     state["provenance"] = provenance
     return state
+
+
+def _stages(path: Path, metadata: dict) -> list[dict]:
+    """The ``stages`` metadata: a JSON list of 1 to ``MAX_STAGES`` objects."""
+    if "stages" not in metadata:
+        raise InputError(f"{path}: the model file has no 'stages' metadata (a damaged file, "
+                         "or one not written by unilandmark)")
+    stages = read_json(metadata["stages"], f"{path}: metadata 'stages'")
+    if not isinstance(stages, list):
+        raise InputError(f"{path}: metadata 'stages' must be a JSON list of stages, got "
+                         f"{_kind(stages)}")
+    if not stages:
+        raise InputError(f"{path}: a model file without stages")
+    if len(stages) > MAX_STAGES:
+        raise InputError(f"{path}: metadata 'stages' lists {len(stages)} stages, more than "
+                         f"the limit of {MAX_STAGES}")
+    for i, stage in enumerate(stages):
+        if not isinstance(stage, dict):
+            raise InputError(f"{path}: metadata 'stages': stage{i} must be a JSON object, "
+                             f"got {_kind(stage)}")
+    return stages
+
+
+def _object(path: Path, metadata: dict, key: str) -> dict:
+    """Metadata ``key``: a JSON object ({} when absent)."""
+    value = read_json(metadata.get(key) or "{}", f"{path}: metadata {key!r}")
+    if not isinstance(value, dict):
+        raise InputError(f"{path}: metadata {key!r} must be a JSON object, got "
+                         f"{_kind(value)}")
+    return value
+
+
+def _kind(value) -> str:
+    """A JSON value's kind, in words."""
+    kinds = {dict: "an object", list: "a list", str: "a string", bool: "true/false",
+             type(None): "null"}
+    return kinds.get(type(value), "a number")
 
 
 def _json(value) -> str:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -26,7 +25,15 @@ def slim_cmd(
 
     check_model_suffix(dst, "DST")
     check_writable_file(dst, "DST")
-    prov = json.loads(provenance.read_text()) if provenance else None
+    prov = None
+    if provenance:
+        from ..core.errors import InputError
+        from ..core.jsontext import read_json
+
+        prov = read_json(provenance.read_bytes(), f"--provenance {provenance}")
+        if not isinstance(prov, dict):
+            raise InputError(f"--provenance {provenance}: must hold a JSON object (data, "
+                             f"protocol, figures), got a {type(prov).__name__}")
     size = slim_checkpoint(src, dst, fp16, prov)
     console.print(f"wrote {dst} ({size / 1e6:.2f} MB)")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
+from .limits import PATCH_SCALE_RANGE
 from .types import Geometry, Spacing
 
 RESIZE_MODES = ("stretch", "letterbox")
@@ -88,7 +89,14 @@ def patch_scale(spacing: Spacing | None, scale: float, scale_mm: float | None) -
         raise InputError(f"scale_mm={scale_mm} needs the image's spacing, and this image has "
                          "none; give its spacing (--spacing), or use scale (original pixels "
                          "per patch pixel) instead")
-    return float(scale_mm) / float(np.mean(spacing))
+    s = float(scale_mm) / float(np.mean(spacing))
+    lo, hi = PATCH_SCALE_RANGE
+    if not lo <= s <= hi:
+        raise InputError(f"scale_mm={scale_mm:g} mm per patch pixel at this image's spacing "
+                         f"({float(np.mean(spacing)):g} mm per pixel) is {s:g} pixels per "
+                         f"patch pixel, outside {lo:g}..{hi:g}: the patch stage would resize "
+                         "the image beyond reason; check the image's spacing")
+    return s
 
 
 def scaled_size(original_size: tuple[int, int], pixels_per_patch_pixel: float,

@@ -6,6 +6,10 @@
 - Decimal commas (``1,5``) are accepted where the delimiter is not a comma.
 - A row with more or fewer cells than the header is a fault naming its line; so is a
   header that names a column twice.
+- Formulas: a text cell that a spreadsheet would run as a formula (``=cmd|...``, starting
+  with ``= + - @``, a tab or a carriage return; "CSV injection", OWASP) is written with a
+  leading single quote (:func:`formula_safe`, used by every writer of prediction tables)
+  and read back without it (:func:`formula_restored`), so ids and names round-trip.
 
 Faults go to a :class:`FaultLog` (file, record, fault), never a traceback.
 """
@@ -25,6 +29,29 @@ from .faults import FaultLog
 
 DELIMITERS = (",", ";", "\t")
 _DECIMAL_COMMA = re.compile(r"^[+-]?\d*,\d+([eE][+-]?\d+)?$")
+#: the first characters that make a spreadsheet read a cell as a formula (OWASP)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+#: a plain number (decimal point or comma), which a spreadsheet reads as a number
+_PLAIN_NUMBER = re.compile(r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$")
+
+
+def formula_safe(value):
+    """A cell as a CSV writer should write it: text starting with ``= + - @``, a tab or a
+    carriage return that is not a plain number gets a leading single quote, so a
+    spreadsheet shows it as text instead of running it (``=cmd|' /C calc'!A0``); numbers,
+    negative ones included, and any other value are returned as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS) and \
+            not _PLAIN_NUMBER.match(value):
+        return "'" + value
+    return value
+
+
+def formula_restored(text: str) -> str:
+    """The inverse of :func:`formula_safe` for a cell read back: ``'=x`` -> ``=x``."""
+    if text.startswith("'") and text[1:].startswith(FORMULA_STARTS) and \
+            not _PLAIN_NUMBER.match(text[1:]):
+        return text[1:]
+    return text
 
 
 @dataclass(frozen=True)
@@ -140,7 +167,7 @@ def read_table(path: str | Path, log: FaultLog, required: int | None = None,
                                   f"(delimiter {_shown(delimiter)})"
                                   + (f"; first cell {first!r}" if first else ""))
                 continue
-            rows.append({h: cells[i].strip() if i < len(cells) else ""
+            rows.append({h: formula_restored(cells[i].strip()) if i < len(cells) else ""
                          for i, h in enumerate(header)})
             lines.append(line)
     except csv.Error as err:

@@ -68,7 +68,7 @@ def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
 
     path = model_path(checkpoint)
     state = load_checkpoint(path)
-    detector = Detector.from_checkpoint_state(state, relocate=False)
+    detector = Detector.from_checkpoint_state(state, relocate=False, source=str(path))
     domain = detector._domain(domain)
     provenance = dict(state.get("provenance") or {})
     sidecar = path.with_suffix(".json")  # the built-in model's figures live beside it

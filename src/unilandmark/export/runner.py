@@ -13,6 +13,7 @@ Threads: onnxruntime's own pool, ``threads`` or else ``OMP_NUM_THREADS`` when se
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -21,6 +22,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.geometry import flip_permutation
+from ..core.limits import MAX_OUTPUT_ELEMENTS
 from ..core.types import Spacing, pixels_to_mm
 from ..inference.inputs import fallback_spacing, read_batches, read_input
 from ..inference.results import LandmarkResult, PredictionFailure
@@ -70,6 +72,9 @@ class OnnxDetector:
             self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         except ValueError as err:
             raise InputError(f"{path}: {err}") from None
+        fault = _declared_fault(self.session, self.meta)
+        if fault:
+            raise InputError(f"{path}: {fault}")
         self.path = path
         self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() \
             else "cpu"
@@ -79,6 +84,10 @@ class OnnxDetector:
         if graph_k is not None and graph_k != len(self.names):
             raise InputError(f"{path}: the metadata names {len(self.names)} landmarks but the "
                              f"graph outputs {graph_k}: the file is inconsistent (edited "
+                             "metadata?); export the model again")
+        if list(self.meta["domain_meta"]["landmark_names"]) != list(self.names):
+            raise InputError(f"{path}: the metadata's 'domain_meta' names other landmarks "
+                             "than its 'landmark_names': the file is inconsistent (edited "
                              "metadata?); export the model again")
         self.domains = {self.domain: {**self.meta["domain_meta"],
                                       "shape": self.meta.get("shape")}}
@@ -175,6 +184,29 @@ class OnnxDetector:
         scale = np.asarray(sp, dtype=np.float64) if sp else np.ones(2)
         residual = fit_shape(self._shape, points * scale, conf).residual
         return residual[self._flip] if mirrored else residual
+
+
+def _declared_fault(session, meta: dict) -> str | None:
+    """Why the graph's declared shapes are refused, or None: an output whose fixed
+    dimensions multiply beyond :data:`~unilandmark.core.limits.MAX_OUTPUT_ELEMENTS` (a
+    crafted graph declaring terabytes), an ``image`` input that is not the metadata's
+    ``input_size``."""
+    for output in session.get_outputs():
+        fixed = [d for d in output.shape if isinstance(d, int)]
+        if any(d < 0 for d in fixed) or math.prod(fixed) > MAX_OUTPUT_ELEMENTS:
+            return (f"the graph declares its output {output.name!r} as {list(output.shape)}, "
+                    f"{math.prod(fixed):,} elements, above the limit of "
+                    f"{MAX_OUTPUT_ELEMENTS:,}; refused (a damaged or crafted file)")
+    w, h = meta["input_size"]
+    for graph_input in session.get_inputs():
+        shape = graph_input.shape
+        if graph_input.name == "image" and (len(shape) != 4 or any(
+                isinstance(shape[axis], int) and shape[axis] != size
+                for axis, size in ((1, 1), (2, h), (3, w)))):
+            return (f"the graph's image input is {list(shape)} but the metadata's "
+                    f"input_size is {[w, h]} (W, H): the file is inconsistent (edited "
+                    "metadata?); export the model again")
+    return None
 
 
 def _graph_landmarks(session) -> int | None:

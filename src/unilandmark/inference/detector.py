@@ -36,7 +36,7 @@ from ..checkpoints.builtin import (
     model_path,
 )
 from ..checkpoints.checkpoint import load_checkpoint, stage_chain, upgrade
-from ..checkpoints.contract import PatchGeometry, stage_contract
+from ..checkpoints.contract import PatchGeometry, load_weights, stage_contract, stage_label
 from ..codecs import HeatmapCodec, decode_peaks
 from ..core.errors import InputError
 from ..core.geometry import fit_geometry, flip_permutation, patch_scale, scaled_geometry
@@ -106,28 +106,31 @@ class Detector:
         ``head-mean``) where no such file exists. ``relocate=False`` skips the configuration check's
         re-localisation (shape residuals are still computed; what an exported ONNX graph
         does)."""
-        return cls.from_checkpoint_state(load_checkpoint(model_path(path), map_location="cpu"),
-                                         device, relocate)
+        file = model_path(path)
+        return cls.from_checkpoint_state(load_checkpoint(file, map_location="cpu"),
+                                         device, relocate, str(file))
 
     @classmethod
     def from_checkpoint_state(cls, state: dict, device: str = "cpu",
-                              relocate: bool = True) -> Detector:
-        """Build from a loaded checkpoint dict: its whole stage chain."""
+                              relocate: bool = True, source: str = "model file") -> Detector:
+        """Build from a loaded checkpoint dict: its whole stage chain. ``source`` names
+        the file in errors (weights that do not fit the network the config describes)."""
         chain = stage_chain(upgrade(state))
         first = chain[0]
-        config = stage_contract(first)
+        config = stage_contract(first, source)
         domains = first["domains"]
         model = build_model(config.model.name,
                             {n: m["num_landmarks"] for n, m in domains.items()},
                             **config.model.kwargs())
-        model.load_state_dict(_float_weights(first["model"]))
+        load_weights(model, _float_weights(first["model"]), source, stage_label(first, 0))
         refiners = []
-        for later in chain[1:]:
-            rc = stage_contract(later)
+        for index, later in enumerate(chain[1:], start=1):
+            rc = stage_contract(later, source)
             refiner = build_model(rc.model.name,
                                   {n: m["num_landmarks"] for n, m in later["domains"].items()},
                                   **rc.model.kwargs())
-            refiner.load_state_dict(_float_weights(later["model"]))
+            load_weights(refiner, _float_weights(later["model"]), source,
+                         stage_label(later, index))
             refiners.append(PatchStageModel(refiner, codec_for(rc.model.name, rc.patch.sigma),
                                             rc.patch,
                                             later["domains"]))

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from ..checkpoints.checkpoint import load_checkpoint, stage_chain, upgrade
-from ..checkpoints.contract import stage_contract
+from ..checkpoints.contract import load_weights, stage_contract, stage_label
 from ..core.errors import InputError
 from ..core.naming import file_stem
 from ..core.world import VolumeGeometry
@@ -72,14 +72,14 @@ class RefineStage:
     presence: dict[str, np.ndarray]  # domain -> (K,) this stage's presence thresholds
 
 
-def _load(stage: dict, source: str) -> tuple[torch.nn.Module, object]:
+def _load(stage: dict, source: str, index: int) -> tuple[torch.nn.Module, object]:
     contract = stage_contract(stage, source)
     domains = stage["domains"]
     model = build_model(contract.model.name,
                         {n: int(m["num_landmarks"]) for n, m in domains.items()},
                         **contract.model.kwargs())
-    model.load_state_dict({k: v.float() if v.is_floating_point() else v
-                           for k, v in stage["model"].items()})
+    load_weights(model, {k: v.float() if v.is_floating_point() else v
+                         for k, v in stage["model"].items()}, source, stage_label(stage, index))
     return model, contract
 
 
@@ -113,13 +113,13 @@ class VolumeDetector:
         if not all(m.get("dims") == 3 for m in domains.values()):
             raise InputError(f"{source}: not a volume model (its domains hold 2-D inputs); "
                              "use Detector")
-        model, contract = _load(first, source)
+        model, contract = _load(first, source, 0)
         refiners = []
-        for stage in chain[1:]:
+        for index, stage in enumerate(chain[1:], start=1):
             if stage.get("kind") != "volume-patch":
                 raise InputError(f"{source}: a volume cascade holds volume-patch stages, "
                                  f"found a {stage.get('kind')!r} stage")
-            refine_model, refine_contract = _load(stage, source)
+            refine_model, refine_contract = _load(stage, source, index)
             geometry = refine_contract.volume_patch
             apply = {n: np.asarray(m.get("apply", [True] * int(m["num_landmarks"])),
                                    dtype=bool) for n, m in stage["domains"].items()}

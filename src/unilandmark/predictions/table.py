@@ -27,7 +27,7 @@ import numpy as np
 from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..data.faults import DatasetError, Fault, FaultLog
-from ..data.spreadsheet import cell_number, read_table
+from ..data.spreadsheet import cell_number, formula_safe, read_table
 
 PREDICTION_COLUMNS = ("image", "landmark", "x", "y")
 
@@ -315,7 +315,9 @@ def write_predictions(path: str | Path, rows: list[dict], header=(),
     Columns: ``image,landmark,x,y``, then each optional column that a row has (or that
     ``header`` names) in the order of ``OPTIONAL_COLUMNS``, then the other columns of
     ``header`` in its order (a user's own columns, kept when a table is rewritten); a row
-    without a column gets an empty cell. ``layout``: the layout to keep (that of the file
+    without a column gets an empty cell; a text cell a spreadsheet would run as a formula
+    (``=cmd|...``) is written with a leading single quote (``spreadsheet.formula_safe``).
+    ``layout``: the layout to keep (that of the file
     being rewritten, :attr:`PredictionFile.layout`); by default UTF-8 without a
     byte-order mark, commas, ``\\n`` line ends, decimal points.
     """
@@ -323,6 +325,7 @@ def write_predictions(path: str | Path, rows: list[dict], header=(),
     present = set(header).union(*(r.keys() for r in rows))
     columns = [*PREDICTION_COLUMNS, *(c for c in OPTIONAL_COLUMNS if c in present)]
     columns += [c for c in header if c not in columns]
+    rows = [{k: formula_safe(v) for k, v in r.items()} for r in rows]
     if layout.decimal_comma:
         rows = [_with_decimal_commas(r) for r in rows]
     buf = io.StringIO()

@@ -18,6 +18,7 @@ import math
 from pathlib import Path
 
 from ..core.atomic import atomic_write_text
+from ..data.spreadsheet import formula_safe
 
 VOLUME_COLUMNS = ("image", "landmark", "name", "x", "y", "z", "frame", "x_mm", "y_mm",
                   "z_mm", "confidence", "present", "domain")
@@ -47,9 +48,11 @@ def volume_rows(image_id: str, names, voxels, world, confidence, domain: str,
 
 
 def write_volume_predictions(path: str | Path, rows: list[dict]) -> None:
-    """Write the rows (atomically) with the header :data:`VOLUME_COLUMNS`."""
+    """Write the rows (atomically) with the header :data:`VOLUME_COLUMNS`; a text cell a
+    spreadsheet would run as a formula gets a leading single quote
+    (``spreadsheet.formula_safe``)."""
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, VOLUME_COLUMNS, lineterminator="\n")
     writer.writeheader()
-    writer.writerows(rows)
+    writer.writerows({k: formula_safe(v) for k, v in row.items()} for row in rows)
     atomic_write_text(path, buffer.getvalue())

@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from ..core.errors import InputError
+from ..core.limits import PATCH_SCALE_MM_RANGE, PATCH_SCALE_RANGE, input_size_fault
 from ..models import model_entry, models_for, stage_models
 from ..models.config import ModelConfig, StrictModel
 from .augment import AugmentConfig
@@ -65,6 +66,9 @@ class DomainConfig(StrictModel):
         if min(v) < 8:
             raise InputError(f"input_size must be at least 8 pixels (voxels) per side, got "
                              f"{list(v)}")
+        fault = input_size_fault(list(v))  # the limits a model file is held to
+        if fault:
+            raise InputError(fault)
         return v
 
 
@@ -125,8 +129,11 @@ class PatchStageConfig(StrictModel):
     kind: Literal["patch"]
     previous: str = Field(description="checkpoint of the stage (or cascade) to refine")
     patch_size: int = Field(64, ge=16)
-    scale: float = Field(2.0, gt=0, description="original pixels per patch pixel")
-    scale_mm: float | None = Field(None, gt=0, description="mm per patch pixel instead")
+    scale: float = Field(2.0, ge=PATCH_SCALE_RANGE[0], le=PATCH_SCALE_RANGE[1],
+                         description="original pixels per patch pixel")
+    scale_mm: float | None = Field(None, ge=PATCH_SCALE_MM_RANGE[0],
+                                   le=PATCH_SCALE_MM_RANGE[1],
+                                   description="mm per patch pixel instead")
     sigma: float = Field(2.0, gt=0, description="Gaussian sigma in patch pixels")
     jitter_factor: float = Field(1.0, ge=0)
     jitter_floor: float = Field(2.0, ge=0, description="patch pixels")
