@@ -149,7 +149,7 @@ def test_csv_wide_and_long(tmp_path):
     assert b.visible.tolist() == [True, False]
     assert spec.splits["train"] == ("a",) and spec.unit == "mm"
     (tmp_path / "long.csv").write_text("image,landmark,x,y,name\na,1,1,2,tip\na,2,3,4,base\n"
-                                       "b,1,5,6,tip\n")
+                                       "b,1,5,6,tip\nb,2,,,base\n")  # marked not visible
     spec = csv_dataset(tmp_path / "long.csv", images=tmp_path)
     assert spec.landmark_names == ("tip", "base")
     assert spec.record_map()["b"].visible.tolist() == [True, False]

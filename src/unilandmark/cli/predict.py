@@ -320,7 +320,12 @@ def predict_cmd(
 
     from ..core.limits import checked_spacing
     from ..core.naming import unique_image_ids
-    from ..core.preflight import check_device, check_writable_dir, check_writable_file
+    from ..core.preflight import (
+        check_device,
+        check_onnx_device,
+        check_writable_dir,
+        check_writable_file,
+    )
     from ..evaluation.report import draw_overlay
     from ..inference.results import result_rows
     from .progress import image_progress
@@ -330,8 +335,7 @@ def predict_cmd(
         raise InputError("give --spacing or --assume-training-spacing, not both")
     if model is not None and checkpoint is not None:
         raise InputError("give --checkpoint (PyTorch) or --model (ONNX), not both")
-    if model is None:
-        device = check_device(device)
+    device = check_device(device) if model is None else check_onnx_device(device)
     check_writable_file(out, "--out")
     if overlay:
         check_writable_dir(overlay, "--overlay")

@@ -56,6 +56,23 @@ def check_device(name: str, option: str = "--device") -> str:
     return text
 
 
+def check_onnx_device(name: str, option: str = "--device") -> str:
+    """The device for an exported ONNX graph (onnxruntime, no torch): ``cpu``, ``auto``
+    (the CPU provider), ``cuda`` or ``cuda:N`` (the CUDA provider where onnxruntime-gpu
+    provides it). An unknown name, or ``mps`` (onnxruntime has no provider for it), is a
+    PreflightError: neither may run silently on the CPU instead."""
+    text = str(name).strip().lower()
+    match = _DEVICE.match(text)
+    if not match or (match.group(1) in ("cpu", "auto") and match.group(2)):
+        raise PreflightError(f"{option} {name!r}: unknown device; an ONNX model runs on cpu, "
+                             "auto, cuda or cuda:N")
+    if match.group(1) == "mps":
+        raise PreflightError(f"{option} {name}: an ONNX model runs on onnxruntime's CPU or "
+                             "CUDA provider, not on Apple MPS; use --device cpu, or the "
+                             "PyTorch model (--checkpoint) for MPS")
+    return text
+
+
 def check_writable_file(path: str | os.PathLike, option: str = "--out") -> Path:
     """``path`` can be written (atomically: a temporary file beside it, then a rename).
 

@@ -96,6 +96,48 @@ def far_outside(path: str, spec: DatasetSpec, records: list[Record],
     return faults
 
 
+def millimetres_as_pixels(table: PredictionTable, spec: DatasetSpec) -> str | None:
+    """Why ``x``, ``y`` of ``table`` look like millimetres, or None: the file has ``x_mm``,
+    ``y_mm``, every row that gives all four holds the same numbers in both (within 1e-6,
+    relative above 1), and the spacing of such a row (its own ``spacing_x``,
+    ``spacing_y``, else the dataset's for its image) is known and not 1 mm per pixel. A
+    user who exported millimetres into ``x``, ``y`` would otherwise be scored in pixels
+    that are not pixels."""
+    source = table.source
+    if source is None or not {"x_mm", "y_mm"} <= set(source.header):
+        return None
+    records = spec.record_map()
+    compared, other = 0, None
+    for row in source.rows:
+        try:
+            x, y, x_mm, y_mm = (source.number(row.get(c, "")) for c in ("x", "y", "x_mm", "y_mm"))
+        except ValueError:
+            return None  # a bad cell: reported by the reader
+        if None in (x, y, x_mm, y_mm):
+            continue
+        if not all(abs(a - b) <= 1e-6 * max(1.0, abs(a)) for a, b in ((x, x_mm), (y, y_mm))):
+            return None
+        compared += 1
+        try:
+            given = (source.number(row.get("spacing_x", "")),
+                     source.number(row.get("spacing_y", "")))
+        except ValueError:
+            given = (None, None)
+        record = records.get(row["image"])
+        sp, whence = (given, "the file's spacing_x, spacing_y") if None not in given else \
+            (record.spacing if record is not None else None, f"the spacing of {spec.name}")
+        if other is None and sp is not None and \
+                not all(abs(float(v) - 1.0) <= 1e-6 for v in sp):
+            other = (row["image"], sp, whence)
+    if not compared or other is None:
+        return None
+    rid, (sx, sy), whence = other
+    return (f"x, y equal x_mm, y_mm in all {compared} rows that give both, but the spacing "
+            f"is {sx:g} x {sy:g} mm per pixel (image {rid}, {whence}): x, y look like "
+            "millimetres, not pixels; write the points in pixels into x, y (x_mm = x * "
+            "spacing)")
+
+
 def evaluate(table: PredictionTable, spec: DatasetSpec, split: str, protocol: Protocol,
              predicted_only: bool = False) -> tuple[dict, np.ndarray, list[Record], np.ndarray]:
     """Score ``table`` on ``split``. Returns (report dict, errors (N, K), records, pred).
@@ -114,6 +156,9 @@ def evaluate(table: PredictionTable, spec: DatasetSpec, split: str, protocol: Pr
             raise PredictionError(table.path, [Fault(
                 table.path, "", f"no image of split {split!r} of {spec.name} is predicted "
                                 "(image ids must match the dataset's)")])
+    mixed = millimetres_as_pixels(table, spec)
+    if mixed:
+        raise InputError(f"{table.path}: {mixed}")
     pred = match_predictions(table, spec, records)
     errors = protocol.errors(spec, records, pred)
     thresholds = protocol.resolved_thresholds(spec)
@@ -153,15 +198,17 @@ def evaluate(table: PredictionTable, spec: DatasetSpec, split: str, protocol: Pr
 
 
 def export_ground_truth(spec: DatasetSpec, split: str, path: str | Path) -> int:
-    """Write the split's ground truth (visible points) in the prediction CSV format, with
-    each image's orientation (``record.meta['orientation']``, default original: an image
-    stored as the mirror of the dataset's frame, such as ISBI 2015 test2 image 322, says
-    ``mirrored`` so measurements read it in the patient's frame)."""
+    """Write the split's ground truth in the prediction CSV format (a landmark not visible
+    keeps its row with ``x``, ``y`` empty, so the ``csv`` adapter reads the file back),
+    with each image's orientation (``record.meta['orientation']``, default original: an
+    image stored as the mirror of the dataset's frame, such as ISBI 2015 test2 image 322,
+    says ``mirrored`` so measurements read it in the patient's frame)."""
     records = spec.split_records(split)
     rows = prediction_rows([r.id for r in records],
                            truth_points(records),
                            spec.landmark_names,
                            spacing=[r.spacing for r in records],
-                           orientation=[r.meta.get("orientation", "original") for r in records])
+                           orientation=[r.meta.get("orientation", "original") for r in records],
+                           hidden_rows=True)
     write_predictions(path, rows)
     return len(records)

@@ -23,6 +23,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.geometry import flip_permutation
 from ..core.limits import MAX_OUTPUT_ELEMENTS
+from ..core.preflight import check_onnx_device
 from ..core.types import Spacing, pixels_to_mm
 from ..inference.inputs import fallback_spacing, read_batches, read_input
 from ..inference.results import LandmarkResult, PredictionFailure
@@ -54,6 +55,7 @@ class OnnxDetector:
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu",
                  threads: int | None = None):
+        device = check_onnx_device(device, "device")
         ort = onnxruntime()
         path = Path(path)
         if not path.is_file():

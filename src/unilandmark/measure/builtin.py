@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 from collections.abc import Sequence
 from importlib import resources
@@ -38,6 +39,28 @@ def covers(spec: MeasurementSpec, landmark_names: Sequence[str]) -> bool:
     """Whether every landmark the spec reads is among ``landmark_names`` (by name)."""
     present = {normalise_name(n) for n in landmark_names}
     return all(normalise_name(n) in present for n in spec.landmarks_used())
+
+
+def unknown_landmarks(spec: MeasurementSpec, landmark_names: Sequence[str]) -> str | None:
+    """Why ``spec`` cannot be measured on landmarks named ``landmark_names``: each
+    landmark it reads that is not among them (by name, as :func:`covers`), with the
+    closest known names (a typo, most likely); None when every one is there."""
+    known: dict[str, str] = {}
+    for name in landmark_names:
+        if name:
+            known.setdefault(normalise_name(name), name)
+    missing = [n for n in spec.landmarks_used() if normalise_name(n) not in known]
+    if not missing:
+        return None
+    parts = []
+    for name in missing:
+        close = difflib.get_close_matches(normalise_name(name), list(known), n=3, cutoff=0.6)
+        hint = ", ".join(repr(known[c]) for c in close)
+        parts.append(f"{name!r} (closest: {hint})" if close else f"{name!r} (nothing close)")
+    shown = list(known.values())
+    listed = ", ".join(shown[:20]) + (f" and {len(shown) - 20} more" if len(shown) > 20 else "")
+    return (f"measurement spec {spec.name!r} reads landmark(s) that do not exist here: "
+            f"{'; '.join(parts)}; the landmarks are: {listed or 'none'}")
 
 
 def spec_for(landmark_names: Sequence[str], domain: str | None = None,

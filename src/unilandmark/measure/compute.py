@@ -12,16 +12,51 @@ Points are ``(x, y)`` in original pixels (x right, y down). Before computing:
 
 A measurement is NaN for an image where a landmark it needs is missing (absent name or
 NaN point) or a vector it needs has zero length.
+
+Coordinates are checked first (:func:`coordinate_fault`, the one check for every way
+into a measurement: a prediction file, :func:`measure_batch`, :func:`measure`): finite
+and within :data:`MAX_COORDINATE_PX` of the origin; beyond that a point is a broken file
+or a unit mix-up, and squaring it would overflow into angles that look like answers.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..core.errors import InputError
 from .spec import Measurement, MeasurementSpec, Segment, Term
+
+#: the largest abs(x) or abs(y) (original pixels) a measurement accepts; images are at
+#: most some tens of thousands of pixels wide
+MAX_COORDINATE_PX = 1e6
+
+
+def coordinate_fault(x: float, y: float) -> str | None:
+    """Why the point ``(x, y)`` (original pixels) cannot be measured, or None: both must
+    be finite and within +-:data:`MAX_COORDINATE_PX` (a missing landmark, NaN, is the
+    caller's to leave out)."""
+    x, y = float(x), float(y)
+    if not (math.isfinite(x) and math.isfinite(y)):
+        return f"coordinates ({x:g}, {y:g}) are not finite numbers"
+    if abs(x) > MAX_COORDINATE_PX or abs(y) > MAX_COORDINATE_PX:
+        return (f"coordinates ({x:.6g}, {y:.6g}) lie beyond +-{MAX_COORDINATE_PX:g} pixels: "
+                "a broken file or a unit mix-up, not a point to measure")
+    return None
+
+
+def check_points(points: np.ndarray, landmark_names: Sequence[str]) -> None:
+    """Refuse (N, K, 2) points holding a :func:`coordinate_fault` (NaN, a missing
+    landmark, passes); the message names the image index and the landmark."""
+    given = ~np.isnan(points).any(axis=-1)
+    bad = np.argwhere(given & ~(np.abs(points) <= MAX_COORDINATE_PX).all(axis=-1))
+    if len(bad):
+        shown = "; ".join(f"image {n}, landmark {landmark_names[k]!r}: "
+                          f"{coordinate_fault(*points[n, k])}" for n, k in bad[:5])
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        raise InputError(f"points: {shown}{more}")
 
 
 def normalise_name(name: str) -> str:
@@ -75,6 +110,7 @@ def measure_batch(spec: MeasurementSpec, points, landmark_names: Sequence[str],
     if pts.ndim != 3 or pts.shape[2] != 2 or pts.shape[1] != len(landmark_names):
         raise InputError(f"points: expected (N, {len(landmark_names)}, 2) for "
                          f"{len(landmark_names)} landmark names, got shape {pts.shape}")
+    check_points(pts, landmark_names)
     n = pts.shape[0]
     if truncate:
         pts = np.trunc(pts)

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.types import DatasetSpec, Record
-from .builtin import builtin_specs, spec_for
+from .builtin import builtin_specs, spec_for, unknown_landmarks
 from .files import read_landmark_images
 from .scoring import evaluate_records
 from .spec import MeasurementSpec
@@ -17,8 +17,12 @@ from .spec import MeasurementSpec
 def spec_for_dataset(dataset: DatasetSpec, spec: MeasurementSpec | None = None,
                      ) -> MeasurementSpec:
     """``spec`` if given, else the built-in spec of the dataset's domain whose landmark
-    names are all among the dataset's (else any built-in spec that fits by names)."""
+    names are all among the dataset's (else any built-in spec that fits by names); a
+    given spec that reads a landmark the dataset does not have is refused, naming it."""
     if spec is not None:
+        unknown = unknown_landmarks(spec, dataset.landmark_names)
+        if unknown:
+            raise InputError(f"{dataset.name}: {unknown}")
         return spec
     found = spec_for(dataset.landmark_names, dataset.domain) or \
         spec_for(dataset.landmark_names)

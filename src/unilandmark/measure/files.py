@@ -30,11 +30,17 @@ import numpy as np
 
 from ..core.atomic import atomic_write_text
 from ..core.errors import InputError
+from ..core.limits import spacing_fault
 from ..data.faults import Fault
-from ..predictions.table import PredictionError, PredictionFile, read_predictions
-from .builtin import builtin_specs, covers, spec_for, specs_for_domain
+from ..predictions.table import (
+    PredictionError,
+    PredictionFile,
+    parse_point,
+    read_predictions,
+)
+from .builtin import builtin_specs, covers, spec_for, specs_for_domain, unknown_landmarks
 from .classes import classify_batch
-from .compute import measure_batch, normalise_name
+from .compute import coordinate_fault, measure_batch, normalise_name
 from .scoring import COORDINATES
 from .spec import MeasurementSpec
 
@@ -101,7 +107,12 @@ def _fmt(value: float) -> str:
 def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None = None,
                          ) -> list[ImageLandmarks]:
     """Group a prediction CSV by image (see the module doc); every fault is reported
-    together (the points through :func:`unilandmark.predictions.table.read_predictions`)."""
+    together (the points through :func:`unilandmark.predictions.table.read_predictions`).
+
+    Beyond the cells, refused: a point that :func:`~.compute.coordinate_fault` refuses
+    (beyond +-1e6 pixels); one name given to two landmarks of an image; one landmark
+    number named differently for two images of one domain.
+    """
     table = read_predictions(path)
     source = table.source
     path = str(path)
@@ -109,14 +120,19 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
     extra: dict[str, dict] = {}
     for row, line_no in zip(source.rows, source.lines, strict=True):
         rid = row["image"]
-        info = extra.setdefault(rid, {"names": {}, "orientation": set(), "domain": set(),
-                                      "spacing": set(), "derived": None})
+        info = extra.setdefault(rid, {"names": {}, "lines": {}, "orientation": set(),
+                                      "domain": set(), "spacing": set(), "derived": None})
         try:
-            lm = int(row["landmark"])
+            lm, xy = parse_point(source, row, line_no)
         except ValueError:  # reported by read_predictions
             continue
+        info["lines"][lm] = line_no
         if row.get("name"):
             info["names"][lm] = row["name"]
+        fault = coordinate_fault(*xy) if xy is not None else None
+        if fault:
+            label = f" ({row['name']})" if row.get("name") else ""
+            faults.append(Fault(path, rid, f"line {line_no}: landmark {lm}{label}: {fault}"))
         if row.get("domain"):
             info["domain"].add(row["domain"])
         if row.get("orientation"):
@@ -129,7 +145,7 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
         sp = _row_spacing(row, source, rid, line_no, faults)
         if sp == "derived":
             if info["derived"] is None:
-                info["derived"] = _derived_spacing(row, source)
+                info["derived"] = _derived_spacing(row, source, rid, line_no, faults)
         elif sp is not None:
             info["spacing"].add(sp)
     by_image: dict[str, dict[int, tuple[float, float]]] = {}
@@ -137,6 +153,7 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
         by_image.setdefault(rid, {})[lm] = xy
         if lm < 1:
             faults.append(Fault(path, rid, f"landmark {lm}: landmarks are numbered from 1"))
+    faults += _name_faults(path, extra)
     images = []
     for rid, info in extra.items():
         for key in ("orientation", "domain", "spacing"):
@@ -144,8 +161,8 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
                 faults.append(Fault(path, rid, f"rows of this image disagree on {key}: "
                                                f"{sorted(info[key])}"))
         given = by_image.get(rid, {})
-        k = max(given, default=0)
-        points = np.full((k, 2), np.nan)
+        k = max(info["lines"], default=0)  # rows marked not visible count: they keep names
+        points = np.full((max(k, 0), 2), np.nan)
         for lm, xy in given.items():
             if lm >= 1:
                 points[lm - 1] = xy
@@ -158,6 +175,32 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
     if faults:
         raise PredictionError(path, faults)
     return images
+
+
+def _name_faults(path: str, extra: dict[str, dict]) -> list[Fault]:
+    """Names that disagree with numbers inside the file: one name for two landmarks of an
+    image, or one landmark number named differently for two images of one domain."""
+    faults = []
+    first: dict[tuple[str | None, int], tuple[str, str, int]] = {}
+    for rid, info in extra.items():
+        domain = next(iter(sorted(info["domain"])), None)
+        seen: dict[str, int] = {}
+        for lm, name in sorted(info["names"].items()):
+            line = info["lines"][lm]
+            key = normalise_name(name)
+            if key in seen:
+                faults.append(Fault(path, rid, f"line {line}: landmark {lm} is named {name!r}, "
+                                               f"and so is landmark {seen[key]}: a name "
+                                               "belongs to one landmark"))
+                continue
+            seen[key] = lm
+            before = first.setdefault((domain, lm), (name, rid, line))
+            if normalise_name(before[0]) != key:
+                faults.append(Fault(path, rid, f"line {line}: landmark {lm} is named {name!r} "
+                                               f"here but {before[0]!r} for image {before[1]} "
+                                               f"(line {before[2]}): the names and numbers "
+                                               "disagree"))
+    return faults
 
 
 def _row_spacing(row, source: PredictionFile, rid, line_no, faults):
@@ -174,6 +217,10 @@ def _row_spacing(row, source: PredictionFile, rid, line_no, faults):
                                            f"positive numbers, got {row.get('spacing_x')!r}, "
                                            f"{row.get('spacing_y')!r}"))
             return None
+        fault = spacing_fault(sp)
+        if fault:
+            faults.append(Fault(path, rid, f"line {line_no}: spacing_x, spacing_y: {fault}"))
+            return None
         return sp
     if row.get("x_mm") and row.get("y_mm"):
         try:
@@ -186,14 +233,24 @@ def _row_spacing(row, source: PredictionFile, rid, line_no, faults):
     return None
 
 
-def _derived_spacing(row, source: PredictionFile) -> tuple[float, float] | None:
+def _derived_spacing(row, source: PredictionFile, rid, line_no, faults,
+                     ) -> tuple[float, float] | None:
+    """(x_mm / x, y_mm / y) of a row, None where a coordinate is 0 (or a cell is bad, a
+    fault reported elsewhere); an implausible spacing is a fault (docs/refusals.md)."""
     try:
         x, y, x_mm, y_mm = (source.number(row[k]) for k in ("x", "y", "x_mm", "y_mm"))
     except ValueError:
         return None
-    if None in (x, y, x_mm, y_mm) or x == 0 or y == 0 or not (x_mm / x > 0 and y_mm / y > 0):
+    if None in (x, y, x_mm, y_mm) or x == 0 or y == 0 or \
+            coordinate_fault(x, y) or coordinate_fault(x_mm, y_mm):
         return None
-    return (x_mm / x, y_mm / y)
+    sp = (x_mm / x, y_mm / y)
+    fault = spacing_fault(sp)
+    if fault:
+        faults.append(Fault(source.path, rid, f"line {line_no}: the spacing x_mm / x, "
+                                              f"y_mm / y: {fault}"))
+        return None
+    return sp
 
 
 def choose_spec(images: list[ImageLandmarks], domain: str | None = None,
@@ -291,7 +348,46 @@ def measure_file(path: str | Path, spec: MeasurementSpec | None = None,
         raise InputError(f"{path}: no landmark names for image(s) {unnamed[:5]} (no 'name' "
                          f"column) and spec {chosen.name} lists no landmark order "
                          "('landmarks'); add either")
+    unknown = unknown_landmarks(chosen, list(dict.fromkeys(
+        n for img in kept for n in _names(img, chosen) if n)))
+    if unknown:
+        raise InputError(f"{path}: {unknown}")
+    faults = numbering_faults(str(path), chosen, kept, domain)
+    if faults:
+        raise PredictionError(str(path), faults)
     return measure_images(chosen, kept, truncate, skipped)
+
+
+def numbering_faults(path: str, spec: MeasurementSpec, images: list[ImageLandmarks],
+                     domain: str | None = None) -> list[Fault]:
+    """Landmarks whose name in the file the spec's ordered ``landmarks`` gives another
+    number (the file says 3 is sella, the spec says sella is 1): a mislabelled file.
+
+    Checked for an image that claims the spec's numbering: its domain (``domain``, else
+    the file's) is the spec's, or it has as many landmarks as the spec lists. A name the
+    spec does not list is no disagreement (another naming); neither is a file without
+    names (it is read in the spec's order).
+    """
+    order = spec.landmarks
+    if not order:
+        return []
+    number = {normalise_name(n): j + 1 for j, n in enumerate(order)}
+    faults = []
+    for img in images:
+        if not ((spec.domain is not None and (domain or img.domain) == spec.domain)
+                or len(img.names) == len(order)):
+            continue
+        for j, name in enumerate(img.names):
+            where = number.get(normalise_name(name)) if name is not None else None
+            if where is None or where == j + 1:
+                continue
+            here = f" and {j + 1} {order[j]!r}" if j < len(order) else \
+                f" (it lists {len(order)} landmarks)"
+            faults.append(Fault(path, img.image, f"landmark {j + 1} is named {name!r}, but "
+                                                 f"spec {spec.name} numbers {name!r} "
+                                                 f"{where}{here}: the names and numbers "
+                                                 "disagree"))
+    return faults
 
 
 def write_measurements(path: str | Path, table: MeasurementTable) -> None:

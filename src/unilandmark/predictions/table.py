@@ -252,24 +252,27 @@ def _quality_cells(row: dict, table, key: tuple[str, int], out: dict, where: str
 
 def prediction_rows(ids, points, names, confidence=None, spacing=None, domain=None,
                     orientation=None, spacing_source=None, flags=None, qc=None, files=None,
-                    risk=None):
+                    risk=None, hidden_rows: bool = False):
     """Rows of the prediction CSV for (N, K, 2) points in original pixels.
 
     Optional per-image lists: confidence (N, K), spacing (N) (sx, sy) or None,
     orientation (N), spacing_source (N), flags (N, K) bool, qc (N), files (N), risk (N)
     of (K,) or None. Coordinates are written with every digit their type holds (float32
-    points as the shortest text that reads back as the same float32).
+    points as the shortest text that reads back as the same float32). A NaN point gets
+    no row, or with ``hidden_rows`` a row with ``x``, ``y`` empty (marked not visible,
+    as ground truth is exported: the ``csv`` adapter wants a row for every landmark).
     """
     rows = []
     for n, rid in enumerate(ids):
         sp = spacing[n] if spacing is not None else None
         for k, name in enumerate(names):
             x, y = points[n][k]
-            if not (np.isfinite(x) and np.isfinite(y)):
+            finite = bool(np.isfinite(x) and np.isfinite(y))
+            if not finite and not hidden_rows:
                 continue
-            row = {"image": rid, "landmark": k + 1, "x": _num(x), "y": _num(y),
-                   "name": name}
-            if sp is not None:
+            row = {"image": rid, "landmark": k + 1, "x": _num(x) if finite else "",
+                   "y": _num(y) if finite else "", "name": name}
+            if sp is not None and finite:
                 row["x_mm"], row["y_mm"] = mm_text(x, sp[0]), mm_text(y, sp[1])
             if confidence is not None:
                 row["confidence"] = f"{float(confidence[n][k]):.4f}"

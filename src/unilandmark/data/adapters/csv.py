@@ -7,8 +7,11 @@ means "not visible".
 
 Long: the prediction CSV (``image, landmark, x, y`` and optional ``name``), one row per
 landmark, where ``image`` is the record id and ``images`` the folder holding the files.
-Every image has the same landmark numbers (a missing row means "not visible"); an image
-with more landmark rows than the others is a fault, not a larger K for every image.
+Every image has a row for every landmark number; a landmark not visible keeps its row
+with ``x`` and ``y`` empty (as the review app writes it). A missing row is a fault, not a
+landmark silently not visible (a truncated or filtered table would otherwise train and
+score without a word); so is an image with more landmark rows than the others (not a
+larger K for every image).
 
 Tables are read as spreadsheets write them (:mod:`.spreadsheet`: BOM, UTF-16, comma,
 semicolon or tab, decimal commas); every fault names the file and line.
@@ -172,12 +175,19 @@ def _long_table(table: Table, images, fixed, log: FaultLog):
                                    f"here but {names[landmark]!r} before")
         per_image[rid][landmark] = (x, y) if x is not None else None
         first_line[(rid, landmark)] = line_no
+    broken = {f.record for f in log.faults}  # a row already refused: its image is reported
     k = _landmark_count(per_image, first_line, path, log)
     landmark_names = [names.get(i + 1, str(i + 1)) for i in range(k)]
     records = []
     for rid, pts in per_image.items():
         if any(lm > k for lm in pts):
             continue  # reported by _landmark_count
+        absent = [lm for lm in range(1, k + 1) if lm not in pts]
+        if absent and rid not in broken:
+            log.add(path, rid, f"no row for landmark(s) {_numbers(absent)} of 1..{k}: give each "
+                               "landmark its row, with x and y empty for one not visible")
+        if absent:
+            continue
         if rid not in files:
             log.add(path, rid, f"no image file with stem {rid!r} in {folder}")
             continue
@@ -190,9 +200,20 @@ def _long_table(table: Table, images, fixed, log: FaultLog):
     return landmark_names, records, {}
 
 
+def _numbers(values: list[int]) -> str:
+    """``2, 5-7, 9``: landmark numbers as runs."""
+    runs: list[list[int]] = []
+    for v in values:
+        if runs and v == runs[-1][-1] + 1:
+            runs[-1].append(v)
+        else:
+            runs.append([v])
+    return ", ".join(str(r[0]) if len(r) == 1 else f"{r[0]}-{r[-1]}" for r in runs)
+
+
 def _landmark_count(per_image, first_line, path, log: FaultLog) -> int:
     """K of a long table: the largest landmark number given for at least half of the
-    images (a missing row is a landmark not visible). Rows beyond K, present for only a
+    images (a row for each of 1..K is then required). Rows beyond K, present for only a
     few images, are faults: an extra row must not raise K for every image."""
     images = [pts for pts in per_image.values() if pts]
     if not images:
