@@ -14,7 +14,9 @@ PRETRAINED_DIR = Path(__file__).parent / "pretrained"
 PRETRAINED_NAME = "gu2net_isbi2015_head.safetensors"
 #: the built-in models by name (``--checkpoint NAME``): ``head`` learned the senior ISBI 2015
 #: annotator (the challenge's ground truth; the default), ``head-mean`` the mean of the two
-BUILTIN_MODELS = {"head": PRETRAINED_NAME, "head-mean": "gu2net_isbi2015_head_mean.safetensors"}
+#: ``brain`` (a volume model) the 32 AFIDs fiducials in T1 MRI brain volumes
+BUILTIN_MODELS = {"head": PRETRAINED_NAME, "head-mean": "gu2net_isbi2015_head_mean.safetensors",
+                  "brain": "unet3d_afids_brain.safetensors"}
 #: the built-in model used where none is named
 DEFAULT_MODEL = "head"
 
@@ -39,6 +41,7 @@ def model_path(name: str | os.PathLike | None) -> Path:
 BUILTIN_DESCRIPTIONS = {
     "head": "ISBI 2015 cephalograms, senior annotator (the challenge's ground truth)",
     "head-mean": "ISBI 2015 cephalograms, mean of the senior and junior annotators",
+    "brain": "AFIDs: 32 brain fiducials in T1 MRI volumes (4 templates, pose augmentation)",
 }
 
 
