@@ -44,12 +44,18 @@ def write_absent_phantoms(root: Path, seed: int = PHANTOM_SEED) -> Path:
     return root
 
 
-def patch_config(previous: Path, out_dir: Path, seed: int = 0, epochs: int = PATCH_EPOCHS):
+#: the refiners of the cascade: the 3-D U-Net (the test's default) or the 2.5-D tri-planar
+REFINERS = {"unet3d": {"name": "unet3d", "width": 8, "depth": 2},
+            "triplanar": {"name": "triplanar", "width": 16, "depth": 3}}
+
+
+def patch_config(previous: Path, out_dir: Path, seed: int = 0, epochs: int = PATCH_EPOCHS,
+                 refiner: str = "unet3d"):
     return load_config(data={
         "name": "volume-patch", "out_dir": str(out_dir),
         "stage": {"kind": "volume-patch", "previous": str(previous), "patch_size": 16,
                   "sigma": 1.5, "jitter_mm": 6.0},
-        "model": {"name": "unet3d", "width": 8, "depth": 2},
+        "model": dict(REFINERS[refiner]),
         "optim": {"cycle_epochs": 3},
         "train": {"epochs": epochs, "batch_size": 8, "cache_dir": None, "threads": 1,
                   "seed": seed}})
@@ -64,12 +70,13 @@ def _quiet_fit(config):
 
 
 def train_cascade(data: Path, out_dir: Path, seed: int = 0, coarse_epochs: int | None = None,
-                  patch_epochs: int = PATCH_EPOCHS):
-    """(coarse run, patch run) trained on ``data``."""
+                  patch_epochs: int = PATCH_EPOCHS, refiners=("unet3d",)):
+    """(coarse run, patch run of each refiner...) trained on ``data``."""
     coarse = _quiet_fit(volume_config(data, out_dir / "coarse", "gu2net3d", seed,
                                       coarse_epochs))
-    patch = _quiet_fit(patch_config(coarse.best_path, out_dir / "patch", seed, patch_epochs))
-    return coarse, patch
+    patches = [_quiet_fit(patch_config(coarse.best_path, out_dir / f"patch-{r}", seed,
+                                       patch_epochs, r)) for r in refiners]
+    return (coarse, *patches)
 
 
 def score_on_test_split(checkpoint: Path, data: Path) -> dict:
@@ -95,19 +102,23 @@ def score_on_test_split(checkpoint: Path, data: Path) -> dict:
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", default="0,1,2,3,4")
+    p.add_argument("--refiners", default="unet3d", help="comma-separated: unet3d, triplanar")
     a = p.parse_args(argv)
+    refiners = tuple(a.refiners.split(","))
     t0 = time.time()
     for index in (int(s) for s in a.seeds.split(",")):
         with tempfile.TemporaryDirectory() as tmp:
             data = write_absent_phantoms(Path(tmp) / "data", PHANTOM_SEED + index)
-            coarse, patch = train_cascade(data, Path(tmp), index)
+            coarse, *patches = train_cascade(data, Path(tmp), index, refiners=refiners)
             c = score_on_test_split(coarse.best_path, data)
-            f = score_on_test_split(patch.best_path, data)
-            print(f"seed {index}: coarse {c['mre']:.3f} mm, cascade {f['mre']:.3f} mm, mean "
-                  f"shape {f['mean_shape']:.3f} mm; absent precision {f['precision']}, "
-                  f"recall {f['recall']} ({f['correctly_absent']}/{f['truth_absent']} "
-                  f"found, {f['predicted_absent']} called) ({time.time() - t0:.0f} s)",
-                  flush=True)
+            for refiner, patch in zip(refiners, patches, strict=True):
+                f = score_on_test_split(patch.best_path, data)
+                print(f"seed {index}: coarse {c['mre']:.3f} mm, {refiner} cascade "
+                      f"{f['mre']:.3f} mm, mean shape {f['mean_shape']:.3f} mm; absent "
+                      f"precision {f['precision']}, recall {f['recall']} "
+                      f"({f['correctly_absent']}/{f['truth_absent']} found, "
+                      f"{f['predicted_absent']} called) ({time.time() - t0:.0f} s)",
+                      flush=True)
 
 
 if __name__ == "__main__":
