@@ -13,7 +13,8 @@ from .common import console, friendly
 
 @friendly
 def measure_cmd(
-    predictions: Path = typer.Argument(..., help="Prediction CSV (image,landmark,x,y,...)."),
+    predictions: Path = typer.Argument(..., help="Prediction CSV (image,landmark,x,y,...; "
+                                     "a volume CSV with z / z_mm: world mm)."),
     domain: str = typer.Option(None, "--domain", help="Domain of the images (e.g. head): "
                                                       "picks the built-in spec; default: the "
                                                       "file's domain column or the landmark "

@@ -1,6 +1,9 @@
 """Compute a spec's measurements from landmark points, vectorised over images.
 
-Points are ``(x, y)`` in original pixels (x right, y down). Before computing:
+Points are ``(x, y)`` in original pixels (x right, y down), or ``(x, y, z)`` for volumes:
+world millimetres (e.g. LPS), or voxel indices with a spacing ``(sx, sy, sz)``. The
+formulas of ``angle``, ``distance`` and ``ratio`` are the same for D = 2 and 3; the
+plane kinds need D = 3 and ``signed_angle`` D = 2. Before computing:
 
 1. ``truncate``: coordinates are truncated to integers (as the ISBI 2015 organisers'
    evaluation code does); off by default (floats).
@@ -27,22 +30,23 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..core.errors import InputError
-from .spec import Measurement, MeasurementSpec, Segment, Term
+from .spec import Measurement, MeasurementSpec, Plane, Segment, Term
 
 #: the largest abs(x) or abs(y) (original pixels) a measurement accepts; images are at
 #: most some tens of thousands of pixels wide
 MAX_COORDINATE_PX = 1e6
 
 
-def coordinate_fault(x: float, y: float) -> str | None:
-    """Why the point ``(x, y)`` (original pixels) cannot be measured, or None: both must
-    be finite and within +-:data:`MAX_COORDINATE_PX` (a missing landmark, NaN, is the
-    caller's to leave out)."""
-    x, y = float(x), float(y)
-    if not (math.isfinite(x) and math.isfinite(y)):
-        return f"coordinates ({x:g}, {y:g}) are not finite numbers"
-    if abs(x) > MAX_COORDINATE_PX or abs(y) > MAX_COORDINATE_PX:
-        return (f"coordinates ({x:.6g}, {y:.6g}) lie beyond +-{MAX_COORDINATE_PX:g} pixels: "
+def coordinate_fault(*xy: float) -> str | None:
+    """Why the point ``(x, y)`` (original pixels; or ``(x, y, z)``) cannot be measured,
+    or None: each must be finite and within +-:data:`MAX_COORDINATE_PX` (a missing
+    landmark, NaN, is the caller's to leave out)."""
+    xy = tuple(float(v) for v in xy)
+    if not all(math.isfinite(v) for v in xy):
+        return f"coordinates ({', '.join(f'{v:g}' for v in xy)}) are not finite numbers"
+    if any(abs(v) > MAX_COORDINATE_PX for v in xy):
+        return (f"coordinates ({', '.join(f'{v:.6g}' for v in xy)}) lie beyond "
+                f"+-{MAX_COORDINATE_PX:g} pixels: "
                 "a broken file or a unit mix-up, not a point to measure")
     return None
 
@@ -66,7 +70,7 @@ def normalise_name(name: str) -> str:
 
 def gather_points(spec: MeasurementSpec, points: np.ndarray,
                   landmark_names: Sequence[str]) -> dict[str, np.ndarray]:
-    """{landmark name the spec uses: (N, 2) points}; NaN where the name is absent."""
+    """{landmark name the spec uses: (N, D) points}; NaN where the name is absent."""
     index = {}
     for k, name in enumerate(landmark_names):
         index.setdefault(normalise_name(name), k)
@@ -74,7 +78,8 @@ def gather_points(spec: MeasurementSpec, points: np.ndarray,
     out = {}
     for name in spec.landmarks_used():
         k = index.get(normalise_name(name))
-        out[name] = points[:, k, :] if k is not None else np.full((n, 2), np.nan)
+        out[name] = points[:, k, :] if k is not None else \
+            np.full((n, points.shape[-1]), np.nan)
     return out
 
 
@@ -95,9 +100,12 @@ def measure_batch(spec: MeasurementSpec, points, landmark_names: Sequence[str],
 
     Parameters
     ----------
-    points : (N, K, 2) original pixels, NaN where a landmark is missing.
+    points : (N, K, 2) original pixels, NaN where a landmark is missing; or (N, K, 3)
+        3-D points: world millimetres (``spacing`` None) or voxel indices (``spacing``
+        ``(sx, sy, sz)`` mm per voxel).
     landmark_names : the K names, in the order of ``points``' second axis.
-    spacing : None, one ``(sx, sy)`` for all images, or (N, 2) with NaN rows where unknown.
+    spacing : None, one ``(sx, sy)`` for all images, or (N, 2) with NaN rows where unknown
+        (3-D: None for world mm, or ``(sx, sy, sz)`` / (N, 3)).
     mirrored : bool or (N,) bool: the image is a left-right mirror of the spec's frame.
     truncate : truncate coordinates to integers first (the ISBI organisers' convention).
 
@@ -107,9 +115,15 @@ def measure_batch(spec: MeasurementSpec, points, landmark_names: Sequence[str],
     plus ``<name>_px`` (pixels) for mm measurements whose spec allows a pixel fallback.
     """
     pts = np.asarray(points, dtype=np.float64)
-    if pts.ndim != 3 or pts.shape[2] != 2 or pts.shape[1] != len(landmark_names):
-        raise InputError(f"points: expected (N, {len(landmark_names)}, 2) for "
-                         f"{len(landmark_names)} landmark names, got shape {pts.shape}")
+    if pts.ndim != 3 or pts.shape[2] not in (2, 3) or pts.shape[1] != len(landmark_names):
+        raise InputError(f"points: expected (N, {len(landmark_names)}, 2) (or 3 for "
+                         f"volumes) for {len(landmark_names)} landmark names, got shape "
+                         f"{pts.shape}")
+    dims = pts.shape[2]
+    need = spec.dimensions()
+    if need is not None and need != dims:
+        raise InputError(f"spec {spec.name}: its measurements need {need}-D points, got "
+                         f"{dims}-D points")
     check_points(pts, landmark_names)
     n = pts.shape[0]
     if truncate:
@@ -118,9 +132,9 @@ def measure_batch(spec: MeasurementSpec, points, landmark_names: Sequence[str],
     pts = pts.copy()
     pts[flip, :, 0] *= -1.0
     if spacing is None:
-        sp = np.full((n, 2), np.nan)
+        sp = np.full((n, dims), np.nan if dims == 2 else 1.0)  # 3-D: world mm
     else:
-        sp = _per_image(spacing, n, "spacing", width=2)
+        sp = _per_image(spacing, n, "spacing", width=dims)
     known = np.all(np.isfinite(sp) & (sp > 0), axis=1)
     scale = np.where(known[:, None], sp, 1.0)[:, None, :]
     pixel = gather_points(spec, pts, landmark_names)
@@ -172,6 +186,21 @@ class _Calculator:
         pts = self.pixel if in_pixels or distance_unit == "px" else self.physical
         if m.angle is not None:
             return angle(self._vec(pts, m.angle[0]), self._vec(pts, m.angle[1]))
+        if getattr(m, "line_plane_angle", None) is not None:
+            seg, plane = m.line_plane_angle
+            return line_plane_angle(self._vec(pts, seg), self._normal(pts, plane),
+                                    signed=m.sign == "normal")
+        if getattr(m, "plane_angle", None) is not None:
+            return plane_angle(*(self._normal(pts, p) for p in m.plane_angle))
+        if getattr(m, "plane_distance", None) is not None:
+            point, plane = m.plane_distance
+            dist = plane_distance(pts[self.spec.resolve(point)] - pts[self.spec.resolve(
+                plane[0])], self._normal(pts, plane), signed=m.sign == "normal")
+            return np.where(self.known, dist, np.nan)
+        if getattr(m, "projected_distance", None) is not None:
+            seg, plane = m.projected_distance
+            dist = projected_length(self._vec(pts, seg), self._normal(pts, plane))
+            return np.where(self.known, dist, np.nan)
         if m.signed_angle is not None:
             return signed_angle(self._vec(pts, m.signed_angle[0]),
                                 self._vec(pts, m.signed_angle[1]))
@@ -192,10 +221,18 @@ class _Calculator:
         p, q = (pts[self.spec.resolve(s)] for s in segment)
         return q - p
 
+    def _normal(self, pts, plane: Plane) -> np.ndarray:
+        a, b, c = (pts[self.spec.resolve(s)] for s in plane)
+        return np.cross(b - a, c - a)
+
 
 def angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Unsigned angle in degrees (0..180) between (N, 2) vectors; NaN for a zero vector."""
-    cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+    """Unsigned angle in degrees (0..180) between (N, D) vectors, D = 2 or 3; NaN for a
+    zero vector."""
+    if u.shape[-1] == 2:
+        cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
+    else:
+        cross = np.linalg.norm(np.cross(u, v), axis=-1)
     dot = np.sum(u * v, axis=-1)
     deg = np.degrees(np.arctan2(np.abs(cross), dot))
     zero = (np.linalg.norm(u, axis=-1) == 0) | (np.linalg.norm(v, axis=-1) == 0)
@@ -204,6 +241,53 @@ def angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
 
 def signed_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
     """:func:`angle`, negative where ``cross(u, v) = u.x v.y - u.y v.x < 0`` (x right,
-    y down: negative when turning u to v is counter-clockwise on screen)."""
+    y down: negative when turning u to v is counter-clockwise on screen). 2-D only."""
+    if u.shape[-1] != 2:
+        raise InputError("signed_angle is defined for 2-D points only")
     cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
     return np.where(cross < 0, -1.0, 1.0) * angle(u, v)
+
+
+def _unit_normal(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(unit normals, degenerate mask): a plane of three exactly collinear (or
+    coincident) points has no normal (NaN)."""
+    length = np.linalg.norm(n, axis=-1)
+    bad = ~(length > 0)
+    return n / np.where(bad, 1.0, length)[:, None], bad
+
+
+def line_plane_angle(u: np.ndarray, n: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Angle in degrees between (N, 3) lines ``u`` and planes of normal ``n``: 0..90
+    (``signed``: -90..90, negative where u points against n); NaN where u is zero or the
+    plane is degenerate."""
+    nhat, bad = _unit_normal(n)
+    along = np.sum(u * nhat, axis=-1)
+    across = np.linalg.norm(u - along[:, None] * nhat, axis=-1)
+    deg = np.degrees(np.arctan2(along if signed else np.abs(along), across))
+    zero = np.linalg.norm(u, axis=-1) == 0
+    return np.where(bad | zero, np.nan, deg)
+
+
+def plane_angle(n1: np.ndarray, n2: np.ndarray) -> np.ndarray:
+    """Angle in degrees (0..90) between planes of (N, 3) normals ``n1``, ``n2``; NaN for a
+    degenerate plane."""
+    a, bad1 = _unit_normal(n1)
+    b, bad2 = _unit_normal(n2)
+    cross = np.linalg.norm(np.cross(a, b), axis=-1)
+    dot = np.abs(np.sum(a * b, axis=-1))
+    return np.where(bad1 | bad2, np.nan, np.degrees(np.arctan2(cross, dot)))
+
+
+def plane_distance(d: np.ndarray, n: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Distance of points from planes: ``d`` (N, 3) is the point minus a point of the
+    plane, ``n`` the normal; ``signed``: negative on the side opposite n."""
+    nhat, bad = _unit_normal(n)
+    along = np.sum(d * nhat, axis=-1)
+    return np.where(bad, np.nan, along if signed else np.abs(along))
+
+
+def projected_length(u: np.ndarray, n: np.ndarray) -> np.ndarray:
+    """Length of (N, 3) vectors ``u`` projected onto planes of normal ``n``."""
+    nhat, bad = _unit_normal(n)
+    along = np.sum(u * nhat, axis=-1)
+    return np.where(bad, np.nan, np.linalg.norm(u - along[:, None] * nhat, axis=-1))

@@ -12,10 +12,16 @@ semicolons or tabs, decimal commas); a landmark with empty ``x``, ``y`` is not v
 - ``orientation`` ``original`` or ``mirrored`` (missing column: original); mirrored
   images are measured in the patient's frame.
 
+A volume prediction CSV (a ``z`` or ``z_mm`` column:
+``image,landmark,name,x,y,z,frame,x_mm,y_mm,z_mm,confidence,present,domain``) is read by
+:func:`read_volume_images`: 3-D points in world millimetres (LPS) from ``x_mm, y_mm,
+z_mm`` (or from ``x, y, z`` where ``frame`` is ``world-lps`` / ``world-ras``); a row with
+``present`` 0 or empty coordinates is a missing landmark.
+
 Output columns: ``image``, one per measurement (spec order), ``<name>_class`` for each
 measurement with classes, ``<name>_px`` for pixel fallbacks, then ``orientation``,
-``spacing_x``, ``spacing_y``, ``coordinates`` (``float`` or ``truncated to integers``) and
-``spec``.
+``spacing_x``, ``spacing_y``, ``coordinates`` (``float``, ``truncated to integers``, or
+``world mm`` for volumes) and ``spec``.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ import numpy as np
 from ..core.atomic import atomic_write_text
 from ..core.errors import InputError
 from ..core.limits import spacing_fault
-from ..data.faults import Fault
+from ..data.faults import Fault, FaultLog
+from ..data.spreadsheet import read_table
 from ..predictions.table import (
     PredictionError,
     PredictionFile,
@@ -50,7 +57,8 @@ ORIENTATIONS = ("original", "mirrored")
 @dataclass(frozen=True)
 class ImageLandmarks:
     """One image of a prediction CSV: points (K, 2) original pixels (NaN where absent),
-    names (K,) (None where the file names none), spacing (sx, sy) mm or None."""
+    or (K, 3) world mm for a volume; names (K,) (None where the file names none), spacing
+    (sx, sy) mm or None (always None for a volume: its points are in mm)."""
 
     image: str
     points: np.ndarray = field(compare=False)
@@ -88,7 +96,8 @@ class MeasurementTable:
             row["orientation"] = ORIENTATIONS[int(img.mirrored)]
             sp = img.spacing
             row["spacing_x"], row["spacing_y"] = (_fmt(sp[0]), _fmt(sp[1])) if sp else ("", "")
-            row["coordinates"] = COORDINATES[self.truncate]
+            row["coordinates"] = "world mm" if img.points.shape[-1] == 3 else \
+                COORDINATES[self.truncate]
             row["spec"] = self.spec.name
             rows.append(row)
         return rows
@@ -174,6 +183,115 @@ def read_landmark_images(path: str | Path, spacing: tuple[float, float] | None =
             domain=next(iter(info["domain"]), None)))
     if faults:
         raise PredictionError(path, faults)
+    return images
+
+
+#: the world frames a volume CSV's ``frame`` column may give for its ``x, y, z``
+_WORLD_FRAMES = ("world-lps", "world-ras")
+
+
+def is_volume_table(path: str | Path) -> bool:
+    """Whether a prediction CSV holds volumes: its header has a ``z`` or ``z_mm`` column."""
+    log = FaultLog(str(path))
+    table = read_table(Path(path), log)
+    return table is not None and bool({"z", "z_mm"} & set(table.header))
+
+
+def read_volume_images(path: str | Path) -> list[ImageLandmarks]:
+    """Group a volume prediction CSV by volume: points (K, 3) world millimetres, LPS.
+
+    Coordinates: ``x_mm, y_mm, z_mm`` (the volume prediction table's world columns);
+    without them, ``x, y, z`` of rows whose ``frame`` is ``world-lps`` (or ``world-ras``,
+    turned to LPS: x and y change sign). Voxel-only rows cannot be measured in mm and are
+    refused. ``present`` 0 or empty coordinates: the landmark is missing (NaN). Every
+    fault is reported together, each with its line.
+    """
+    path = Path(path)
+    log = FaultLog(str(path))
+    if not path.is_file():
+        raise PredictionError(str(path), [Fault(str(path), "", "prediction file missing")])
+    table = read_table(path, log)
+    if table is None:
+        raise PredictionError(str(path), log.faults)
+    missing = [c for c in ("image", "landmark") if c not in table.header]
+    world = all(c in table.header for c in ("x_mm", "y_mm", "z_mm"))
+    if not world and not all(c in table.header for c in ("x", "y", "z", "frame")):
+        missing.append("x_mm, y_mm, z_mm (or x, y, z with a world frame column)")
+    if missing:
+        raise PredictionError(str(path), [*log.faults, Fault(
+            str(path), "", f"volume table without column(s) {', '.join(missing)}; "
+                           "expected image,landmark,name,x,y,z,frame,x_mm,y_mm,z_mm,...")])
+    per: dict[str, dict] = {}
+    for row, line_no in zip(table.rows, table.lines, strict=True):
+        rid, where = row["image"], f"line {line_no}"
+        if not rid:
+            log.add(path, "", f"{where}: empty 'image' cell")
+            continue
+        info = per.setdefault(rid, {"points": {}, "names": {}, "domain": set(),
+                                    "lines": {}})
+        try:
+            lm = int(row["landmark"])
+        except ValueError:
+            log.add(path, rid, f"{where}: landmark is not an integer: {row['landmark']!r}")
+            continue
+        if lm < 1:
+            log.add(path, rid, f"{where}: landmarks are numbered from 1, got {lm}")
+            continue
+        if lm in info["points"]:
+            log.add(path, rid, f"{where}: landmark {lm} is given twice")
+            continue
+        info["lines"][lm] = line_no
+        if row.get("name"):
+            info["names"][lm] = row["name"]
+        if row.get("domain"):
+            info["domain"].add(row["domain"])
+        keys, sign = ("x_mm", "y_mm", "z_mm"), (1.0, 1.0, 1.0)
+        if not world:
+            frame = row.get("frame", "")
+            if frame not in _WORLD_FRAMES:
+                log.add(path, rid, f"{where}: frame {frame!r} without x_mm, y_mm, z_mm: "
+                                   "voxel indices cannot be measured in mm; give world "
+                                   "coordinates")
+                continue
+            keys = ("x", "y", "z")
+            sign = (-1.0, -1.0, 1.0) if frame == "world-ras" else sign
+        try:
+            xyz = [table.number(row[k]) for k in keys]
+        except ValueError as err:
+            log.add(path, rid, f"{where}: landmark {lm}: {err}")
+            continue
+        absent = row.get("present", "").strip() == "0"
+        given = [v is not None for v in xyz]
+        if absent or not any(given):
+            info["points"][lm] = np.full(3, np.nan)
+            continue
+        if not all(given):
+            log.add(path, rid, f"{where}: landmark {lm}: {', '.join(keys)} must all be "
+                               "given (or none)")
+            continue
+        fault = coordinate_fault(*xyz)
+        if fault:
+            log.add(path, rid, f"{where}: landmark {lm}: {fault}")
+            continue
+        info["points"][lm] = np.asarray(xyz, dtype=np.float64) * sign
+    images = []
+    for rid, info in per.items():
+        if len(info["domain"]) > 1:
+            log.add(path, rid, f"rows of this volume disagree on domain: "
+                               f"{sorted(info['domain'])}")
+        k = max(info["points"], default=0)
+        points = np.full((k, 3), np.nan)
+        for lm, xyz in info["points"].items():
+            points[lm - 1] = xyz
+        images.append(ImageLandmarks(
+            image=rid, points=points,
+            names=tuple(info["names"].get(j + 1) for j in range(k)), spacing=None,
+            domain=next(iter(info["domain"]), None)))
+    faults = list(log.faults) + _name_faults(str(path), {
+        rid: {"names": info["names"], "lines": info["lines"], "domain": info["domain"]}
+        for rid, info in per.items()})
+    if faults:
+        raise PredictionError(str(path), faults)
     return images
 
 
@@ -296,12 +414,21 @@ def choose_spec(images: list[ImageLandmarks], domain: str | None = None,
 
 
 def _builtin_for(img: ImageLandmarks, domain: str | None) -> MeasurementSpec | None:
-    if domain is not None and not specs_for_domain(domain):
+    dims = img.points.shape[-1]
+
+    def fits(spec: MeasurementSpec) -> bool:  # 2-D specs for images, 3-D for volumes
+        return spec.dimensions() in (None, dims)
+
+    if domain is not None and not any(fits(s) for s in specs_for_domain(domain)):
         domain = None  # no built-in spec declares this domain: the names decide
     if all(n is not None for n in img.names):
-        return spec_for(img.names, domain)
+        found = spec_for(img.names, domain)
+        if found is None or fits(found):
+            return found
+        return next((s for s in builtin_specs().values() if fits(s) and covers(s, img.names)
+                     and (domain is None or s.domain == domain)), None)
     for spec in builtin_specs().values():  # unnamed landmarks: the spec's order decides
-        if (domain is None or spec.domain == domain) and spec.landmarks and \
+        if (domain is None or spec.domain == domain) and spec.landmarks and fits(spec) and \
                 covers(spec, _names(img, spec)):
             return spec
     return None
@@ -319,7 +446,10 @@ def measure_images(spec: MeasurementSpec, images: list[ImageLandmarks],
                    ) -> MeasurementTable:
     """Measure and classify every image (vectorised over images)."""
     used = list(spec.landmarks_used())
-    pts = np.full((len(images), len(used), 2), np.nan)
+    dims = images[0].points.shape[-1] if images else 2
+    if any(img.points.shape[-1] != dims for img in images):
+        raise InputError("images and volumes cannot be measured together")
+    pts = np.full((len(images), len(used), dims), np.nan)
     for n, img in enumerate(images):
         index = {}
         for j, name in enumerate(_names(img, spec)):
@@ -328,9 +458,13 @@ def measure_images(spec: MeasurementSpec, images: list[ImageLandmarks],
             j = index.get(normalise_name(name))
             if j is not None:
                 pts[n, u] = img.points[j]
-    spacing = np.array([img.spacing or (np.nan, np.nan) for img in images], dtype=np.float64)
+    if dims == 3:  # volumes: world millimetres
+        spacing = None
+    else:
+        spacing = np.array([img.spacing or (np.nan, np.nan) for img in images],
+                           dtype=np.float64).reshape(-1, 2)
     mirrored = np.array([img.mirrored for img in images], dtype=bool)
-    values = measure_batch(spec, pts, used, spacing.reshape(-1, 2), mirrored, truncate)
+    values = measure_batch(spec, pts, used, spacing, mirrored, truncate)
     return MeasurementTable(spec, images, values, classify_batch(spec, values), truncate,
                             list(skipped or []))
 
@@ -338,8 +472,16 @@ def measure_images(spec: MeasurementSpec, images: list[ImageLandmarks],
 def measure_file(path: str | Path, spec: MeasurementSpec | None = None,
                  domain: str | None = None, spacing: tuple[float, float] | None = None,
                  truncate: bool = False) -> MeasurementTable:
-    """Read a prediction CSV, choose the spec (see :func:`choose_spec`) and measure."""
-    images = read_landmark_images(path, spacing)
+    """Read a prediction CSV, choose the spec (see :func:`choose_spec`) and measure. A
+    volume table (see :func:`read_volume_images`) is measured in world mm: ``spacing`` and
+    ``truncate`` apply to 2-D images only and are refused for it."""
+    if is_volume_table(path):
+        if spacing is not None or truncate:
+            raise InputError(f"{path}: a volume table holds world millimetres; --spacing "
+                             "and --truncate apply to 2-D images only")
+        images = read_volume_images(path)
+    else:
+        images = read_landmark_images(path, spacing)
     if not images:
         raise InputError(f"{path}: no landmarks in this file")
     chosen, kept, skipped = choose_spec(images, domain, spec, str(path))

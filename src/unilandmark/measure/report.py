@@ -68,11 +68,14 @@ def summary_lines(table, out) -> list[str]:
 
     spec = table.spec
     mirrored = sum(img.mirrored for img in table.images)
-    no_spacing = sum(img.spacing is None for img in table.images)
-    lines = [f"wrote {plural(len(table.images), 'image')} x {len(spec.names)} measurements "
+    volumes = bool(table.images) and table.images[0].points.shape[-1] == 3
+    no_spacing = 0 if volumes else sum(img.spacing is None for img in table.images)
+    what = "volume" if volumes else "image"
+    lines = [f"wrote {plural(len(table.images), what)} x {len(spec.names)} measurements "
              f"to {out} "
-             f"(spec {spec.name}, coordinates {COORDINATES[table.truncate]}, {mirrored} "
-             f"mirrored, {no_spacing} without spacing)"]
+             + (f"(spec {spec.name}, coordinates world mm)" if volumes else
+                f"(spec {spec.name}, coordinates {COORDINATES[table.truncate]}, {mirrored} "
+                f"mirrored, {no_spacing} without spacing)")]
     if table.skipped:
         lines.append(f"skipped {len(table.skipped)} image(s) of another domain")
     for name in spec.names:

@@ -14,10 +14,13 @@ runs code from the file. Shape of a spec (docs/measurements.md has the full refe
           - {class: 2, above: 83.2}
           - {class: 3, below: 79.4}
 
-Each measurement has exactly one of ``angle``, ``signed_angle``, ``distance``, ``ratio``
-or ``sum``; a ``sum`` adds weighted terms (each an ``angle``, ``signed_angle``,
-``distance`` or a ``ref`` to another measurement). A point is a symbol of ``points`` or a
-landmark name. ``X->Y`` is the vector Y - X in the patient's frame (x right, y down).
+Each measurement has exactly one of ``angle``, ``signed_angle``, ``distance``, ``ratio``,
+``sum`` or a 3-D kind (``line_plane_angle``, ``plane_angle``, ``plane_distance``,
+``projected_distance``: a plane is three points ``[A, B, C]``); a ``sum`` adds weighted
+terms (each an ``angle``, ``signed_angle``, ``distance`` or a ``ref`` to another
+measurement). A point is a symbol of ``points`` or a landmark name. ``X->Y`` is the vector
+Y - X in the patient's frame (2-D: x right, y down; 3-D: world millimetres). ``angle``,
+``distance`` and ``ratio`` hold in 2-D and 3-D alike.
 """
 
 from __future__ import annotations
@@ -37,7 +40,12 @@ from pydantic import (
 
 from ..core.errors import InputError, UnknownNameError
 
-KINDS = ("angle", "signed_angle", "distance", "ratio", "sum")
+KINDS = ("angle", "signed_angle", "distance", "ratio", "sum", "line_plane_angle",
+         "plane_angle", "plane_distance", "projected_distance")
+#: kinds defined for 3-D points only (a plane needs a third dimension)
+KINDS_3D = ("line_plane_angle", "plane_angle", "plane_distance", "projected_distance")
+#: kinds defined for 2-D points only (the sign of a 2-D cross product)
+KINDS_2D = ("signed_angle",)
 TERM_KINDS = ("angle", "signed_angle", "distance", "ref")
 UNITS = ("deg", "mm", "px", "ratio")
 
@@ -58,6 +66,8 @@ def _as_name(value: Any) -> Any:
 Name = Annotated[str, BeforeValidator(_as_name), Field(min_length=1)]
 Segment = tuple[Name, Name]
 """Two points ``[P, Q]``: the vector P->Q (or the distance |Q - P|)."""
+Plane = tuple[Name, Name, Name]
+"""Three points ``[A, B, C]``: the plane through them, normal ``(B - A) x (C - A)``."""
 
 
 class _Data(BaseModel):
@@ -131,6 +141,14 @@ class Measurement(_Data):
     ``[P, Q]``; with ``sign: x`` negative when Q.x < P.x (``sign: y``: when Q.y < P.y).
     ``ratio``: |Q - P| / |T - R| of ``[[P, Q], [R, T]]``. ``sum``: weighted terms.
 
+    3-D only (points in world mm; a plane ``[A, B, C]`` has the normal
+    ``n = (B - A) x (C - A)``): ``line_plane_angle: [[P, Q], [A, B, C]]``, the angle
+    between the line P-Q and the plane, 0..90 (``sign: normal``: negative when P->Q points
+    against n); ``plane_angle: [[A, B, C], [D, E, F]]``, the angle between two planes,
+    0..90; ``plane_distance: [P, [A, B, C]]``, the distance of P from the plane
+    (``sign: normal``: negative on the side opposite n); ``projected_distance:
+    [[P, Q], [A, B, C]]``, the length of P->Q projected onto the plane.
+
     ``unit`` of a distance (or a sum of distances): ``mm`` (needs the pixel spacing) or
     ``px``. ``without_spacing``: what an ``mm`` distance gives for an image without
     spacing: ``nan`` (default) or ``px``, which adds ``<name>_px`` (pixels) beside the NaN.
@@ -142,9 +160,13 @@ class Measurement(_Data):
     angle: tuple[Segment, Segment] | None = None
     signed_angle: tuple[Segment, Segment] | None = None
     distance: Segment | None = None
-    sign: Literal["x", "y"] | None = None
+    sign: Literal["x", "y", "normal"] | None = None
     ratio: tuple[Segment, Segment] | None = None
     sum: tuple[Term, ...] | None = None
+    line_plane_angle: tuple[Segment, Plane] | None = None
+    plane_angle: tuple[Plane, Plane] | None = None
+    plane_distance: tuple[Name, Plane] | None = None
+    projected_distance: tuple[Segment, Plane] | None = None
     without_spacing: Literal["nan", "px"] = "nan"
     classes: tuple[ClassRule, ...] = ()
 
@@ -154,8 +176,13 @@ class Measurement(_Data):
         if len(given) != 1:
             raise InputError(f"measurement {self.name!r} needs exactly one of "
                              f"{', '.join(KINDS)}; got {given or 'none'}")
-        if self.sign is not None and self.distance is None:
-            raise InputError(f"measurement {self.name!r}: 'sign' applies to a distance only")
+        if self.sign in ("x", "y") and self.distance is None:
+            raise InputError(f"measurement {self.name!r}: 'sign: {self.sign}' applies to a "
+                             "distance only")
+        if self.sign == "normal" and self.line_plane_angle is None and \
+                self.plane_distance is None:
+            raise InputError(f"measurement {self.name!r}: 'sign: normal' applies to a "
+                             "line_plane_angle or a plane_distance only")
         if self.sum is not None and not self.sum:
             raise InputError(f"measurement {self.name!r}: a sum needs at least one term")
         bad = set(self.name) & set(',"\n\r')
@@ -230,6 +257,15 @@ class MeasurementSpec(_Data):
         """Names of the measurements that define classes."""
         return tuple(m.name for m in self.measurements if m.classes)
 
+    def dimensions(self) -> int | None:
+        """3 when a measurement is defined for 3-D points only, 2 when one is defined for
+        2-D points only (``signed_angle``), None when the spec holds in both."""
+        kinds = {m.kind for m in self.measurements} | {
+            t.kind for m in self.measurements for t in m.sum or ()}
+        if kinds & set(KINDS_3D):
+            return 3
+        return 2 if kinds & set(KINDS_2D) else None
+
     def pixel_fallbacks(self) -> tuple[str, ...]:
         """Names of mm measurements that add ``<name>_px`` for images without spacing."""
         return tuple(m.name for m in self.measurements
@@ -244,6 +280,10 @@ def _points_of(m: Measurement | Term) -> list[str]:
             out += [p for seg in pairs for p in seg]
     if m.distance is not None:
         out += list(m.distance)
+    for key in KINDS_3D:
+        parts = getattr(m, key, None)
+        if parts is not None:
+            out += [p for part in parts for p in ((part,) if isinstance(part, str) else part)]
     for term in getattr(m, "sum", None) or []:
         out += _points_of(term)
     return out
@@ -251,11 +291,13 @@ def _points_of(m: Measurement | Term) -> list[str]:
 
 def _unit(spec: MeasurementSpec, m: Measurement, visiting: set[str]) -> str:
     """Unit of ``m``; raises ValueError on a unit clash or a reference cycle."""
-    if m.angle is not None or m.signed_angle is not None:
+    if m.angle is not None or m.signed_angle is not None or \
+            m.line_plane_angle is not None or m.plane_angle is not None:
         return "deg"
     if m.ratio is not None:
         return "ratio"
-    if m.distance is not None:
+    if m.distance is not None or m.plane_distance is not None or \
+            m.projected_distance is not None:
         return m.unit or "mm"
     if m.name in visiting:
         raise InputError(f"measurement {m.name!r}: its references form a cycle")
@@ -298,6 +340,12 @@ def _semantic_faults(spec: MeasurementSpec) -> list[str]:
                 if spec.resolve(p) not in known:
                     faults.append(f"measurement {m.name!r}: point {p!r} is neither a symbol "
                                   "of points nor a name in landmarks")
+    kinds = {m.kind for m in spec.measurements} | {
+        t.kind for m in spec.measurements for t in m.sum or ()}
+    if kinds & set(KINDS_2D) and kinds & set(KINDS_3D):
+        faults.append(f"{', '.join(sorted(kinds & set(KINDS_2D)))} (2-D points only) and "
+                      f"{', '.join(sorted(kinds & set(KINDS_3D)))} (3-D points only) cannot "
+                      "share one spec")
     if faults:
         return list(dict.fromkeys(faults))
     for m in spec.measurements:
@@ -309,6 +357,8 @@ def _semantic_faults(spec: MeasurementSpec) -> list[str]:
         if m.unit is not None and m.unit != unit:
             faults.append(f"measurement {m.name!r}: unit {m.unit!r} does not fit a "
                           f"{m.kind} (its unit is {unit!r})")
+        if m.unit == "px" and m.kind in KINDS_3D:
+            faults.append(f"measurement {m.name!r}: a {m.kind} is in mm (3-D world points)")
         if m.unit == "px" and m.without_spacing == "px":
             faults.append(f"measurement {m.name!r}: without_spacing applies to mm only")
     return list(dict.fromkeys(faults))

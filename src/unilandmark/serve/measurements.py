@@ -29,8 +29,8 @@ def measurements_for(names: Sequence[str], points: np.ndarray, spacing: Spacing 
     except ImportError:
         return None
     spec = spec_for(tuple(names))
-    if spec is None:
-        return None
+    if spec is None or spec.dimensions() not in (None, np.shape(points)[-1]):
+        return None  # e.g. a 3-D spec (world mm) for the app's 2-D points
     values = measure(spec, np.asarray(points, dtype=np.float64), tuple(names),
                      spacing=spacing, mirrored=mirrored)
     classes = classify(spec, values)
