@@ -95,3 +95,19 @@ def test_an_oblique_direction_turns_the_world_landmarks_with_the_volume(brain, t
     a, b = brain.predict(path), brain.predict(other)
     expected = (a.world - centre) @ turn.T + centre
     assert np.linalg.norm(b.world - expected, axis=1).max() < 2.0
+
+
+@pytest.mark.parametrize("code", ["RAS", "LPS", "AIL"])
+def test_the_sct_volume_with_permuted_axes_gives_the_same_predictions_resaved(brain, tmp_path,
+                                                                           code):
+    """The spinal-cord MRI stored with permuted axes, re-saved in other axis orders: the
+    same world points (a brain model on a spine: the points mean nothing, their
+    invariance is the test)."""
+    root = _require("sct_t2")
+    path = next(p for p in sorted(root.rglob("*.nii*")) if "label" not in p.name.lower())
+    array, geometry = read_volume(path)
+    turned_array, turned = reoriented(array, geometry, code)
+    other = tmp_path / f"sct_{code}.nii.gz"
+    write_volume(other, turned_array, turned)
+    a, b = brain.predict(path), brain.predict(other)
+    assert np.abs(b.world - a.world).max() < 0.01

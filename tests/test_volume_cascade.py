@@ -38,6 +38,11 @@ BOUND_CASCADE_MM = 1.9  # 1.5 x the worst seed
 BOUND_RATIO = 0.54  # 1.5 x the worst seed
 BOUND_PRECISION = 0.4  # the worst seed / 1.5
 BOUND_RECALL = 0.33  # the worst seed / 1.5
+#: the 2.5-D refiner (triplanar) on the same coarse stage, 3 seeds (`python -m
+#: tests.volume_cascade_learning --seeds 0,1,2 --refiners triplanar`): 1.73-1.85 mm, over
+#: the mean shape 0.47-0.62 (it does not beat the coarse pass here: docs/volumes.md)
+BOUND_TRIPLANAR_MM = 2.77  # 1.5 x the worst seed
+BOUND_TRIPLANAR_RATIO = 0.93  # 1.5 x the worst seed
 
 
 @pytest.fixture(scope="module")
@@ -219,9 +224,13 @@ def test_evaluate_reports_absent_precision_and_recall(cascade, tmp_path):
 @pytest.mark.slow
 def test_the_cascade_learns_the_phantoms_and_calls_removed_landmarks_absent(tmp_path):
     data = write_absent_phantoms(tmp_path / "data")
-    coarse, patch = train_cascade(data, tmp_path)
+    coarse, patch, triplanar = train_cascade(data, tmp_path,
+                                             refiners=("unet3d", "triplanar"))
     c = score_on_test_split(coarse.best_path, data)
     f = score_on_test_split(patch.best_path, data)
+    t = score_on_test_split(triplanar.best_path, data)
+    print(f"2.5-D cascade {t['mre']:.3f} mm")
+    assert t["mre"] < BOUND_TRIPLANAR_MM and t["mre"] / t["mean_shape"] < BOUND_TRIPLANAR_RATIO
     print(f"coarse {c['mre']:.3f} mm, cascade {f['mre']:.3f} mm, mean shape "
           f"{f['mean_shape']:.3f} mm, absent precision {f['precision']} recall {f['recall']}")
     assert c["mre"] < BOUND_COARSE_MM
