@@ -167,7 +167,9 @@ def test_builtin_model_is_a_model_file():
 def test_model_file_keeps_a_cascade_in_order(trained_run, tmp_path):
     """A (hand-made) two-stage chain survives the round trip stage by stage."""
     first = prediction_state(torch.load(trained_run.best_path, weights_only=True))
-    second = {**first, "kind": "patch", "previous": first,
+    config = {**first["config"], "stage": {"kind": "patch", "previous": "(embedded)",
+                                           "patch_size": 64, "scale": 2.0, "sigma": 2.0}}
+    second = {**first, "kind": "patch", "previous": first, "config": config,
               "model": {k: v + 1 for k, v in first["model"].items()
                         if v.is_floating_point()}}
     path = tmp_path / "cascade.safetensors"
