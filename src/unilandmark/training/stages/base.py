@@ -81,6 +81,26 @@ class Stage(ABC):
         metadata, and for refinement stages the previous stages)."""
 
 
+class RefinementGate:
+    """What every refinement stage (``patch``, ``volume-patch``) shares: the per-landmark
+    gate on the validation error and the previous stage's error as the reference. Needs
+    ``self.stage_config.gate`` and ``self.domain_data`` of objects with ``records`` and
+    ``previous_score``."""
+
+    def gate(self, d, score: dict) -> list[bool]:
+        """Per landmark: does this stage lower the validation error (or is it not
+        gated)?"""
+        k = d.records.spec.num_landmarks
+        if not self.stage_config.gate or d.previous_score is None:
+            return [True] * k
+        before, after = d.previous_score["per_landmark_mre"], score["per_landmark_mre"]
+        return [bool(not np.isfinite(b) or a <= b) for a, b in zip(after, before, strict=True)]
+
+    def reference(self):
+        return {n: d.previous_score["mre"] for n, d in self.domain_data.items()
+                if d.previous_score is not None}
+
+
 def selection_score(validation: dict[str, dict], reference: dict[str, float]) -> float:
     """A unit-free score to pick the best epoch across domains (lower is better).
 

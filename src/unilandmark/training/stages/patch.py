@@ -30,7 +30,7 @@ from ...models import build_model, codec_for
 from ..augment import augment_intensity
 from ..config import DomainConfig, ExperimentConfig, PatchStageConfig
 from ..dataset import ScaledImages
-from .base import DomainRecords, Stage, load_domain, score_domain
+from .base import DomainRecords, RefinementGate, Stage, load_domain, score_domain
 
 
 @dataclass
@@ -49,7 +49,7 @@ class PatchDomain:
         return self.records.config
 
 
-class PatchStage(Stage):
+class PatchStage(RefinementGate, Stage):
     kind = "patch"
 
     def __init__(self, config: ExperimentConfig, device: torch.device, log=print):
@@ -169,19 +169,6 @@ class PatchStage(Stage):
             score["previous_mre"] = d.previous_score["mre"]
             out[name] = score
         return out
-
-    def gate(self, d: PatchDomain, score: dict) -> list[bool]:
-        """Per landmark: does this stage lower the validation error (or is it not
-        gated)?"""
-        k = d.records.spec.num_landmarks
-        if not self.stage_config.gate or d.previous_score is None:
-            return [True] * k
-        before, after = d.previous_score["per_landmark_mre"], score["per_landmark_mre"]
-        return [bool(not np.isfinite(b) or a <= b) for a, b in zip(after, before, strict=True)]
-
-    def reference(self):
-        return {n: d.previous_score["mre"] for n, d in self.domain_data.items()
-                if d.previous_score is not None}
 
     def checkpoint_fields(self, validation):
         domains = {}

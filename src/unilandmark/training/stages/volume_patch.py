@@ -48,7 +48,7 @@ from ...models import build_model, codec_for
 from ...quality.presence import landmark_presence_thresholds, thresholds_of
 from ..augment3d import augment_volume_batch
 from ..config import DomainConfig, ExperimentConfig, VolumePatchStageConfig
-from .base import DomainRecords, Stage, load_domain, score_domain
+from .base import DomainRecords, RefinementGate, Stage, load_domain, score_domain
 
 #: where an absent landmark is put in patch voxels so that its target is zero everywhere
 FAR_AWAY = -1.0e4
@@ -111,7 +111,7 @@ class VolumePatchDomain:
         return self.records.config
 
 
-class VolumePatchStage(Stage):
+class VolumePatchStage(RefinementGate, Stage):
     kind = "volume-patch"
 
     def __init__(self, config: ExperimentConfig, device: torch.device, log=print):
@@ -259,19 +259,6 @@ class VolumePatchStage(Stage):
             score["previous_mre"] = d.previous_score["mre"]
             out[name] = score
         return out
-
-    def gate(self, d: VolumePatchDomain, score: dict) -> list[bool]:
-        """Per landmark: does this stage lower the validation error (or is it not
-        gated)?"""
-        k = d.records.spec.num_landmarks
-        if not self.stage_config.gate or d.previous_score is None:
-            return [True] * k
-        before, after = d.previous_score["per_landmark_mre"], score["per_landmark_mre"]
-        return [bool(not np.isfinite(b) or a <= b) for a, b in zip(after, before, strict=True)]
-
-    def reference(self):
-        return {n: d.previous_score["mre"] for n, d in self.domain_data.items()
-                if d.previous_score is not None}
 
     def checkpoint_fields(self, validation):
         domains = {}
