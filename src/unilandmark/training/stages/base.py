@@ -19,6 +19,7 @@ from ...core.errors import InputError
 from ...core.metrics import radial_errors, summarise
 from ...core.types import DatasetSpec, Record, error_unit, truth_points
 from ...data.adapters.catalog import build_dataset
+from ...models import build_model
 from ..config import DomainConfig, ExperimentConfig
 
 
@@ -82,10 +83,38 @@ class Stage(ABC):
 
 
 class RefinementGate:
-    """What every refinement stage (``patch``, ``volume-patch``) shares: the per-landmark
-    gate on the validation error and the previous stage's error as the reference. Needs
-    ``self.stage_config.gate`` and ``self.domain_data`` of objects with ``records`` and
-    ``previous_score``."""
+    """What every refinement stage (``patch``, ``volume-patch``) shares: its domains
+    resolved against the previous stage's, the model, the (volume, landmark) pairs as
+    samples, the codec's loss, the per-landmark gate on the validation error and the
+    previous stage's error as the reference. Needs ``self.stage_config`` (``previous``,
+    ``gate``), ``self.codec`` and ``self.domain_data`` of objects with ``records``,
+    ``pairs`` and ``previous_score``."""
+
+    def resolve_domains(self, config: ExperimentConfig, previous: dict,
+                        previous_domains: dict) -> list[DomainConfig]:
+        """The domains to refine: the config's, or the previous stage's; a domain the
+        previous stage does not know is refused."""
+        domain_configs = config.domains or [
+            DomainConfig.model_validate(d) for d in previous["config"]["domains"]]
+        unknown = [d.name for d in domain_configs if d.name not in previous_domains]
+        if unknown:
+            raise InputError(f"{self.stage_config.previous}: the previous stage has no "
+                             f"domain(s) {unknown}; it knows {sorted(previous_domains)}")
+        self.resolved_domains = domain_configs
+        return domain_configs
+
+    def build_model(self, config: ExperimentConfig) -> nn.Module:
+        return build_model(config.model.name, self.domains, **config.model.kwargs())
+
+    def resolved_config(self, config: ExperimentConfig) -> ExperimentConfig:
+        return config.model_copy(update={"domains": self.resolved_domains})
+
+    def sizes(self) -> dict[str, int]:
+        return {n: len(d.pairs) for n, d in self.domain_data.items()}
+
+    def loss(self, domain, outputs, targets):
+        d = self.domain_data[domain]
+        return self.codec.loss(outputs, targets) * d.config.loss_weight
 
     def gate(self, d, score: dict) -> list[bool]:
         """Per landmark: does this stage lower the validation error (or is it not

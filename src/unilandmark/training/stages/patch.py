@@ -20,13 +20,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from ...checkpoints.checkpoint import load_checkpoint, prediction_state
-from ...core.errors import InputError
 from ...core.types import truth_points
 from ...inference.refine import crop, refine_points, to_patch
-from ...models import build_model, codec_for
+from ...models import codec_for
 from ..augment import augment_intensity
 from ..config import DomainConfig, ExperimentConfig, PatchStageConfig
 from ..dataset import ScaledImages
@@ -60,13 +58,7 @@ class PatchStage(RefinementGate, Stage):
         self.stage_config = sc
         self.previous = prediction_state(load_checkpoint(sc.previous))
         previous_domains = self.previous["domains"]
-        domain_configs = config.domains or [
-            DomainConfig.model_validate(d) for d in self.previous["config"]["domains"]]
-        unknown = [d.name for d in domain_configs if d.name not in previous_domains]
-        if unknown:
-            raise InputError(f"{sc.previous}: the previous stage has no domain(s) {unknown}; "
-                             f"it knows {sorted(previous_domains)}")
-        self.resolved_domains = domain_configs
+        domain_configs = self.resolve_domains(config, self.previous, previous_domains)
         detector = Detector.from_checkpoint_state(self.previous, device)
         # the patch stage's codec is its model's (registry), at the patch sigma
         self.codec = codec_for(config.model.name, sc.sigma, config.optim.loss)
@@ -96,15 +88,6 @@ class PatchStage(RefinementGate, Stage):
             self.domain_data[dc.name] = PatchDomain(dc.name, recs, train, val, pairs, jitter,
                                                     previous_val, previous_score)
         self.domains = {n: d.records.spec.num_landmarks for n, d in self.domain_data.items()}
-
-    def build_model(self, config: ExperimentConfig) -> nn.Module:
-        return build_model(config.model.name, self.domains, **config.model.kwargs())
-
-    def resolved_config(self, config: ExperimentConfig) -> ExperimentConfig:
-        return config.model_copy(update={"domains": self.resolved_domains})
-
-    def sizes(self) -> dict[str, int]:
-        return {n: len(d.pairs) for n, d in self.domain_data.items()}
 
     def batch(self, domain, indices, generator, device):
         d, sc = self.domain_data[domain], self.stage_config
@@ -143,10 +126,6 @@ class PatchStage(RefinementGate, Stage):
         local = torch.where(visible[..., None], local, torch.full_like(local, float("nan")))
         targets = self.codec.encode(local.to(device), visible.to(device), (size, size))
         return images, targets
-
-    def loss(self, domain, outputs, targets):
-        d = self.domain_data[domain]
-        return self.codec.loss(outputs, targets) * d.config.loss_weight
 
     def refine(self, model, d: PatchDomain, device) -> np.ndarray:
         images = [torch.from_numpy(im.astype(np.float32)) for im in d.val.images]

@@ -29,7 +29,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from ...checkpoints.checkpoint import load_checkpoint, prediction_state, stage_chain
 from ...core.errors import InputError
@@ -44,7 +43,7 @@ from ...inference.volume_inputs import (
     resample_into,
 )
 from ...inference.volume_refine import refine_volume_points
-from ...models import build_model, codec_for
+from ...models import codec_for
 from ...quality.presence import landmark_presence_thresholds, thresholds_of
 from ..augment3d import augment_volume_batch
 from ..config import DomainConfig, ExperimentConfig, VolumePatchStageConfig
@@ -126,13 +125,7 @@ class VolumePatchStage(RefinementGate, Stage):
         if not all(m.get("dims") == 3 for m in previous_domains.values()):
             raise InputError(f"{sc.previous}: not a volume model; a volume-patch stage "
                              "refines a volume stage")
-        domain_configs = config.domains or [
-            DomainConfig.model_validate(d) for d in self.previous["config"]["domains"]]
-        unknown = [d.name for d in domain_configs if d.name not in previous_domains]
-        if unknown:
-            raise InputError(f"{sc.previous}: the previous stage has no domain(s) {unknown}; "
-                             f"it knows {sorted(previous_domains)}")
-        self.resolved_domains = domain_configs
+        domain_configs = self.resolve_domains(config, self.previous, previous_domains)
         detector = VolumeDetector.from_checkpoint_state(self.previous, device, sc.previous)
         self.codec = codec_for(config.model.name, sc.sigma, config.optim.loss)
         self.domain_data: dict[str, VolumePatchDomain] = {}
@@ -183,15 +176,6 @@ class VolumePatchStage(RefinementGate, Stage):
         stored = np.stack([volumes.to_stored(i, p) for i, p in enumerate(turned_points)])
         return score_domain(stored, volumes.records, recs.spec.thresholds)
 
-    def build_model(self, config: ExperimentConfig) -> nn.Module:
-        return build_model(config.model.name, self.domains, **config.model.kwargs())
-
-    def resolved_config(self, config: ExperimentConfig) -> ExperimentConfig:
-        return config.model_copy(update={"domains": self.resolved_domains})
-
-    def sizes(self) -> dict[str, int]:
-        return {n: len(d.pairs) for n, d in self.domain_data.items()}
-
     def batch(self, domain, indices, generator, device):
         d, sc = self.domain_data[domain], self.stage_config
         size = sc.patch_size
@@ -227,10 +211,6 @@ class VolumePatchStage(RefinementGate, Stage):
             visible = visible | absent
         targets = self.codec.encode(points.to(device), visible.to(device), (size, size, size))
         return batch["image"].to(device), targets
-
-    def loss(self, domain, outputs, targets):
-        d = self.domain_data[domain]
-        return self.codec.loss(outputs, targets) * d.config.loss_weight
 
     def refine(self, model, d: VolumePatchDomain, device) -> tuple[np.ndarray, np.ndarray]:
         """(points (N, K, 3) turned voxels, confidence (N, K)) of the validation split."""
