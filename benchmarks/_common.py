@@ -46,6 +46,17 @@ def machine() -> dict:
     return info
 
 
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo), or platform.processor() where unreadable."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

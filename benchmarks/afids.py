@@ -95,7 +95,7 @@ import SimpleITK as sitk
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import cpu_model, machine  # noqa: E402
 from unilandmark.core.atomic import atomic_write_text
 from unilandmark.core.errors import InputError
 from unilandmark.core.jsontext import json_text
@@ -197,15 +197,8 @@ def parse(argv=None):
 def machine_info() -> dict:
     """_common.machine() plus the CPU model, the core counts and the platform."""
     info = machine()
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    info.update({"cpu_model": model or platform.processor(), "cpu_count": os.cpu_count(),
+    model = cpu_model()
+    info.update({"cpu_model": model, "cpu_count": os.cpu_count(),
                  "cpus_usable": len(os.sched_getaffinity(0))
                  if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                  "platform": platform.platform(), "numpy": np.__version__,

@@ -55,7 +55,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import machine  # noqa: E402
+from _common import cpu_model, machine  # noqa: E402
 from unilandmark.core.atomic import atomic_write_text
 from unilandmark.core.errors import InputError
 from unilandmark.core.jsontext import json_text
@@ -106,14 +106,7 @@ def parse(argv=None):
 
 def machine_info() -> dict:
     info = machine()
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    model = cpu_model()
     mem = ""
     try:
         mem = next(line.split(":", 1)[1].strip() for line in
@@ -121,7 +114,7 @@ def machine_info() -> dict:
                    if line.startswith("MemTotal"))
     except (OSError, StopIteration):
         pass
-    info.update({"cpu_model": model or platform.processor(), "cpu_count": os.cpu_count(),
+    info.update({"cpu_model": model, "cpu_count": os.cpu_count(),
                  "cpus_usable": len(os.sched_getaffinity(0))
                  if hasattr(os, "sched_getaffinity") else os.cpu_count(),
                  "memory_total": mem, "platform": platform.platform(),
