@@ -123,3 +123,30 @@ def test_calibrate_refusals(trained_run, tmp_path):
                             str(tmp_path / "c.pt"), "--domain", "knee"])
     assert r.exit_code == 2 and "unknown domain 'knee'" in r.output
     assert not (tmp_path / "c.pt").exists()
+
+
+def test_calibration_on_easy_data_warns_and_never_flags_less_out_of_domain(
+        trained_run, phantoms, tmp_path):
+    """calibrate on a small, easy split (8 images) says why its flags are weak, and the
+    calibrated model flags at least what the uncalibrated one flags on inputs unlike its
+    validation images: an all-black image and another anatomy (issue 22, item 1)."""
+    from PIL import Image
+
+    cal = tmp_path / "calibrated.pt"
+    r = CliRunner().invoke(app, ["calibrate", str(trained_run.best_path), "--out", str(cal),
+                                 "--domain", "head", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    assert "warning: head: only 8 validation images" in r.stderr
+    n_wrong = Detector.from_checkpoint(cal).calibrations["head"]["validation"]["n_wrong"]
+    assert ("validation points are wrong" in r.stderr) == (n_wrong < 5)
+    black = tmp_path / "black.png"
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(black)
+    chest = sorted((phantoms / "chest" / "images").iterdir())[:4]
+    inputs = [black, *chest]
+    plain = Detector.from_checkpoint(trained_run.best_path).predict_many(inputs, "head")
+    calibrated = Detector.from_checkpoint(cal).predict_many(inputs, "head")
+    order = {"pass": 0, "review": 1, "fail": 2}
+    for u, c in zip(plain, calibrated, strict=True):
+        assert c.risk is not None and u.risk is None
+        assert not (u.flags & ~c.flags).any(), (u.id, u.flags, c.flags)
+        assert order[c.qc] >= order[u.qc]

@@ -120,7 +120,10 @@ def test_an_input_size_beyond_the_limits_is_the_files_fault(model_file, tmp_path
     ("num_landmarks", 4, "landmark_names must list 4 names"),
     ("apply", [True], "apply must be 3 true/false values"),
     ("flip_pairs", [["tip", "nose"]], "flip_pairs must be pairs of its landmark names"),
-    ("spacing", [0, 0], "spacing: spacing must be positive")])
+    ("spacing", [0, 0], "spacing: spacing must be positive"),
+    ("calibration", {"features": ["stage1"], "mean": [0.0], "scale": [1.0],
+                     "weights": [1.0, 2.0], "bias": 0.0, "threshold": 0.5},
+     "calibration: weights must be 1 finite numbers")])
 def test_counts_that_do_not_fit_are_refused(model_file, tmp_path, key, value, needle):
     def edit(stages):
         stages[1]["domains"]["head"][key] = value
@@ -405,7 +408,10 @@ def test_the_crafted_onnx_graph_itself_loads(tmp_path):
     (_set("landmark_names", ["tip", "=x\x1b]0;pwned\x07", "apex"]),
      ["control character"]),
     (_set("provenance", "[" * 100_000 + "]" * 100_000), ["nested 100000 levels deep"]),
-    (lambda props: props.pop("stages"), ["the metadata has no 'stages'"])])
+    (lambda props: props.pop("stages"), ["the metadata has no 'stages'"]),
+    (_set("calibration", {"features": ["stage1"], "mean": [0.0], "scale": [1.0],
+                          "weights": [1.0], "bias": 0.0, "threshold": float("nan")}),
+     ["metadata calibration: threshold must be a number in 0..1"])])
 def test_onnx_metadata_beyond_the_limits_is_refused(tmp_path, edit, needles):
     _onnx_refused(_onnx(tmp_path, edit), *needles)
 
@@ -423,3 +429,21 @@ def test_onnx_names_are_compared_with_the_graph_before_the_domain_metadata(tmp_p
     renamed = _set("landmark_names", ["a", "b", "c"])
     _onnx_refused(_onnx(tmp_path, renamed, name="r.onnx"),
                   "'domain_meta' names other landmarks than its 'landmark_names'")
+
+
+def test_onnx_device_auto_takes_cuda_only_where_onnxruntime_has_it():
+    from unilandmark.export.runner import _providers
+
+    class Runtime:
+        def __init__(self, providers):
+            self.providers = providers
+
+        def get_available_providers(self):
+            return self.providers
+
+    cpu_only, gpu = Runtime(["CPUExecutionProvider"]), Runtime(
+        ["CUDAExecutionProvider", "CPUExecutionProvider"])
+    assert _providers(cpu_only, "auto") == ["CPUExecutionProvider"]
+    assert _providers(gpu, "auto") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    assert _providers(gpu, "cpu") == ["CPUExecutionProvider"]
+    assert _providers(gpu, "cuda:1")[0] == ("CUDAExecutionProvider", {"device_id": 1})

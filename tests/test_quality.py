@@ -259,3 +259,54 @@ def test_refine_points_reports_the_spread_of_the_offset_crops():
     *_, spread = refine_points(Centre(), HeatmapCodec(2.0), "d", [image], [geometry], pts, size,
                                return_spread=True)
     assert np.isnan(spread).all()  # one crop: no spread
+
+
+def test_a_calibration_keeps_the_hard_rules():
+    """A calibration that sees no risk anywhere (bias -20) still flags what the
+    uncalibrated rules flag: a point outside the image, an implausible shape."""
+    r = _result([[10, 10], [10, 10], [-5, 10]], [[0.9] * 3], residual=[1.0, 7.0, 1.0])
+    cal = {"features": [], "mean": [], "scale": [], "weights": [], "bias": -20.0,
+           "threshold": 0.5, "fail_fraction": 0.9}
+    plain, calibrated = assess(r, META, None), assess(r, META, cal)
+    assert plain.flags.tolist() == calibrated.flags.tolist() == [False, True, True]
+    assert plain.qc == calibrated.qc == "fail"  # 2 of 3: a stored fail_fraction never lowers it
+
+
+def test_calibration_on_too_few_misses_or_images_carries_warnings():
+    rng = np.random.default_rng(3)
+    n_img, k = 6, 5
+    feats = {"stage1": rng.normal(size=n_img * k), "index": np.tile(np.arange(k), n_img)}
+    groups = np.repeat(np.arange(n_img), k)
+    easy = fit_calibration(feats, np.full(n_img * k, 0.5), groups, radius=4.0, unit="mm")
+    warnings = easy["validation"]["warnings"]
+    assert len(warnings) == 2
+    assert warnings[0].startswith("only 0 of the 30 validation points are wrong (error above "
+                                  "4 mm)") and "still apply" in warnings[0]
+    assert warnings[1].startswith("only 6 validation images")
+    n_img = 12
+    feats = {"stage1": rng.normal(size=n_img * k), "index": np.tile(np.arange(k), n_img)}
+    errors = np.where(np.arange(n_img * k) % 6 == 0, 9.0, 0.5)  # 10 misses
+    fine = fit_calibration(feats, errors, np.repeat(np.arange(n_img), k), 4.0, "mm")
+    assert fine["validation"]["warnings"] == []
+
+
+@pytest.mark.parametrize("change, fault", [
+    ({"features": ["stage1", "magic"]}, "features must be a list of stage1"),
+    ({"weights": [1.0]}, "weights must be 2 finite numbers"),
+    ({"mean": [0.0, float("nan")]}, "mean must be 2 finite numbers"),
+    ({"scale": [1.0, 0.0]}, "scale must be positive"),
+    ({"bias": "x"}, "bias must be a finite number"),
+    ({"threshold": 2.0}, "threshold must be a number in 0..1"),
+    ({"landmark_prior": [0.1]}, "landmark_prior must be 3 finite numbers"),
+    ("not a dict", "not a mapping"),
+])
+def test_a_crafted_calibration_is_refused_with_its_key(change, fault):
+    from unilandmark.core.modelmeta import calibration_fault
+
+    good = {"features": ["stage1", "landmark"], "mean": [0.0, 0.0], "scale": [1.0, 1.0],
+            "weights": [1.0, 1.0], "bias": 0.0, "threshold": 0.5,
+            "landmark_prior": [0.0, 0.1, 0.2]}
+    assert calibration_fault(good, 3) is None and calibration_fault(None, 3) is None
+    bad = {**good, **change} if isinstance(change, dict) else change
+    assert calibration_fault(bad, 3).startswith("calibration: ")
+    assert fault in calibration_fault(bad, 3)

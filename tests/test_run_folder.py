@@ -57,6 +57,25 @@ def test_resume_needs_a_run_and_the_same_settings(phantoms, tmp_path):
     assert (out / "config.yaml").read_text() == config_before
 
 
+def test_resume_from_a_last_pt_with_edited_weights_names_the_file(phantoms, tmp_path):
+    from unilandmark.checkpoints.checkpoint import save_checkpoint
+    from unilandmark.core.errors import InputError
+
+    out = tmp_path / "run"
+    fit(_tiny(phantoms, out), progress=False, log=_quiet)
+    state = load_checkpoint(out / "last.pt")
+    dropped = sorted(state["model"])[0]
+    del state["model"][dropped]
+    save_checkpoint(out / "last.pt", {k: v for k, v in state.items()
+                                      if k not in ("format", "versions")})
+    longer = _tiny(phantoms, out)
+    longer.train.epochs = 3
+    with pytest.raises(InputError) as info:
+        fit(longer, resume=True, progress=False, log=_quiet)
+    assert str(info.value).startswith(f"{out / 'last.pt'}: the model: the weights do not fit")
+    assert dropped in str(info.value)
+
+
 def test_cli_refusal_is_one_line_with_exit_code_2(phantoms, tmp_path):
     import yaml
 

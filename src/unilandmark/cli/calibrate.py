@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from rich.markup import escape
 
-from .common import OPT_HELP, console, friendly, parse_options
+from .common import OPT_HELP, console, err_console, friendly, parse_options
 
 
 @friendly
@@ -48,5 +49,7 @@ def calibrate_cmd(
         options["annotator"] = annotator
     calibrate_checkpoint(checkpoint, out, domain, dataset, str(root) if root else None, split,
                          options, target_recall, max_flagged, device, batch_size,
-                         log=lambda line: console.print(line, highlight=False))
+                         log=lambda line: console.print(line, highlight=False),
+                         warn=lambda text: err_console.print(
+                             f"[yellow]warning:[/yellow] {escape(text)}", highlight=False))
     console.print(f"wrote {out}")

@@ -43,7 +43,7 @@ def domain_fault(meta: Any, needs_input: bool = False) -> str | None:
     within the limits (required with ``needs_input``: the whole-image stage, as is a
     volume domain's ``target_spacing``), and, where present, ``resize``, a positive
     ``sigma``, ``apply``, ``flip_pairs``, ``shape``, ``spacing``, ``target_spacing`` and
-    ``presence_threshold`` that fit the landmark count."""
+    ``presence_threshold`` that fit the landmark count, and a sound ``calibration``."""
     if not isinstance(meta, dict):
         return "its metadata is not a mapping"
     k = meta.get("num_landmarks")
@@ -72,7 +72,51 @@ def domain_fault(meta: Any, needs_input: bool = False) -> str | None:
         return f"sigma must be a positive number, got {sigma!r:.80}"
     return (_apply_fault(meta.get("apply"), k) or _pairs_fault(meta.get("flip_pairs"), names)
             or shape_fault(meta.get("shape"), k) or _spacing_fault(meta, volume)
-            or _thresholds_fault(meta.get("presence_threshold"), k))
+            or _thresholds_fault(meta.get("presence_threshold"), k)
+            or calibration_fault(meta.get("calibration"), k))
+
+
+#: the evidence names a quality calibration may use (``quality.evidence.FEATURES`` is this
+#: tuple: the one list of them)
+CALIBRATION_FEATURES = ("stage1", "final", "shape", "shift", "spread", "mirror", "landmark")
+
+
+def calibration_fault(cal: Any, k: int) -> str | None:
+    """Why a stored quality calibration (``unilandmark calibrate``, docs/quality.md) is
+    refused, or None (also for none): known ``features`` with as many finite ``mean``,
+    positive ``scale`` and ``weights``, a finite ``bias``, a ``threshold`` and
+    ``fail_fraction`` in 0..1, and a ``landmark_prior`` of ``k`` numbers where the
+    ``landmark`` evidence is used."""
+    if cal is None:
+        return None
+    prefix = "calibration: "
+    if not isinstance(cal, dict):
+        return prefix + f"not a mapping, got {type(cal).__name__}"
+    features = cal.get("features")
+    if not isinstance(features, list) or len(features) > len(CALIBRATION_FEATURES) or \
+            not all(f in CALIBRATION_FEATURES for f in features):
+        return prefix + (f"features must be a list of {', '.join(CALIBRATION_FEATURES)}, "
+                         f"got {features!r:.80}")
+    for key in ("mean", "scale", "weights"):
+        values = cal.get(key)
+        if not isinstance(values, list) or len(values) != len(features) or \
+                not _numbers(values):
+            return prefix + (f"{key} must be {len(features)} finite numbers (one per "
+                             f"feature), got {values!r:.80}")
+    if any(v <= 0 for v in cal["scale"]):
+        return prefix + f"scale must be positive, got {cal['scale']!r:.80}"
+    if not _numbers([cal.get("bias")]):
+        return prefix + f"bias must be a finite number, got {cal.get('bias')!r:.80}"
+    for key, default in (("threshold", None), ("fail_fraction", 0.5)):
+        value = cal.get(key, default)
+        if not _numbers([value]) or not 0 <= value <= 1:
+            return prefix + f"{key} must be a number in 0..1, got {value!r:.80}"
+    if "landmark" in features:
+        prior = cal.get("landmark_prior")
+        if not isinstance(prior, list) or len(prior) != k or not _numbers(prior):
+            return prefix + (f"landmark_prior must be {k} finite numbers (one per "
+                             f"landmark), got {prior!r:.80}")
+    return None
 
 
 def landmark_names_fault(names: Any) -> str | None:

@@ -58,9 +58,10 @@ def check_device(name: str, option: str = "--device") -> str:
 
 def check_onnx_device(name: str, option: str = "--device") -> str:
     """The device for an exported ONNX graph (onnxruntime, no torch): ``cpu``, ``auto``
-    (the CPU provider), ``cuda`` or ``cuda:N`` (the CUDA provider where onnxruntime-gpu
-    provides it). An unknown name, or ``mps`` (onnxruntime has no provider for it), is a
-    PreflightError: neither may run silently on the CPU instead."""
+    (the CUDA provider where onnxruntime-gpu provides it, else the CPU), ``cuda`` or
+    ``cuda:N`` (the CUDA provider, with a warning where it is missing). An unknown name,
+    or ``mps`` (onnxruntime has no provider for it), is a PreflightError: neither may run
+    silently on the CPU instead."""
     text = str(name).strip().lower()
     match = _DEVICE.match(text)
     if not match or (match.group(1) in ("cpu", "auto") and match.group(2)):

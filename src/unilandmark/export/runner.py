@@ -23,6 +23,7 @@ import numpy as np
 from ..core.errors import InputError
 from ..core.geometry import flip_permutation
 from ..core.limits import MAX_OUTPUT_ELEMENTS
+from ..core.modelmeta import calibration_fault
 from ..core.preflight import check_onnx_device
 from ..core.types import Spacing, pixels_to_mm
 from ..inference.inputs import fallback_spacing, read_batches, read_input
@@ -91,6 +92,9 @@ class OnnxDetector:
             raise InputError(f"{path}: the metadata's 'domain_meta' names other landmarks "
                              "than its 'landmark_names': the file is inconsistent (edited "
                              "metadata?); export the model again")
+        fault = calibration_fault(self.meta.get("calibration"), len(self.names))
+        if fault:
+            raise InputError(f"{path}: metadata {fault}")
         self.domains = {self.domain: {**self.meta["domain_meta"],
                                       "shape": self.meta.get("shape")}}
         self._shape = ShapeModel.from_dict(self.meta["shape"]) if self.meta.get("shape") \
@@ -221,9 +225,16 @@ def _graph_landmarks(session) -> int | None:
 
 
 def _providers(ort, device: str) -> list:
+    """onnxruntime's providers for ``device``: ``auto`` takes the CUDA provider where
+    onnxruntime-gpu has one (silently the CPU otherwise), ``cuda`` asks for it (a warning
+    when it is missing)."""
+    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
+    if device == "auto":
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda \
+            else ["CPUExecutionProvider"]
     if not device.startswith("cuda"):
         return ["CPUExecutionProvider"]
-    if "CUDAExecutionProvider" not in ort.get_available_providers():
+    if not cuda:
         log.warning("--device %s: this onnxruntime has no CUDA provider (onnxruntime-gpu); "
                     "running on the CPU", device)
         return ["CPUExecutionProvider"]

@@ -49,6 +49,12 @@ PRIOR_WEIGHT = 5.0
 #: the fewest validation images a calibration is fitted on: the threshold is chosen out of
 #: fold by image, so one image leaves no image to fit the other fold on
 MIN_IMAGES = 2
+#: below this many validation images, or this many wrong points, a calibration is fitted
+#: but carries a warning (``validation.warnings``; ``calibrate`` prints it): with a
+#: handful of misses the risk model cannot learn what a miss looks like, and its recall
+#: and precision are estimated on too few points to mean much
+FEW_IMAGES = 10
+FEW_WRONG = 5
 
 
 def fit_logistic(x: np.ndarray, y: np.ndarray, ridge: float = RIDGE,
@@ -197,12 +203,34 @@ def fit_calibration(features: dict[str, np.ndarray], errors: np.ndarray, groups:
     model = fit_risk_model(feats, wrong, ridge=ridge, errors=errors, radius=radius)
     oof = out_of_fold_risk(feats, wrong, groups, ridge=ridge, errors=errors, radius=radius)
     threshold = choose_threshold(oof, wrong, target_recall, max_flagged)
+    n_images = int(len(np.unique(groups)))
     return {"format": CALIBRATION_FORMAT, "radius": float(radius), "unit": unit,
             **model, "threshold": threshold, "fail_fraction": FAIL_FRACTION,
             "rule": {"target_recall": target_recall, "max_flagged": max_flagged,
                      "ridge": ridge, "folds": FOLDS},
-            "validation": {**(source or {}), "n_images": int(len(np.unique(groups))),
-                           **_plain(flag_scores(oof >= threshold, wrong))}}
+            "validation": {**(source or {}), "n_images": n_images,
+                           **_plain(flag_scores(oof >= threshold, wrong)),
+                           "warnings": calibration_warnings(n_images, int(wrong.sum()),
+                                                            len(wrong), radius, unit)}}
+
+
+def calibration_warnings(n_images: int, n_wrong: int, n_points: int, radius: float,
+                         unit: str) -> list[str]:
+    """Why a calibration fitted on this validation data is weak (empty when it is not):
+    fewer than ``FEW_WRONG`` wrong points or ``FEW_IMAGES`` images."""
+    out = []
+    if n_wrong < FEW_WRONG:
+        out.append(f"only {n_wrong} of the {n_points} validation points are wrong (error "
+                   f"above {radius:g} {unit}); with fewer than {FEW_WRONG} misses the risk "
+                   "model cannot learn what a miss looks like, so its flags add little to "
+                   "the rules that hold without calibration (a point outside the image, an "
+                   "implausible shape), which still apply; calibrate on a larger or harder "
+                   "validation split (--split, --root) for useful flags")
+    if n_images < FEW_IMAGES:
+        out.append(f"only {n_images} validation images: the recall and precision of the "
+                   f"flags are estimated on too few images to be trusted (at least "
+                   f"{FEW_IMAGES} recommended)")
+    return out
 
 
 def _plain(stats: dict) -> dict:

@@ -22,9 +22,12 @@ A domain's calibration (plain numbers in the checkpoint's domain metadata, writt
 ``unilandmark calibrate``) turns them into ``risk``, the probability that the point is
 more than ``radius`` (the dataset's largest SDR threshold) from the truth, by a logistic
 model fitted on the validation split; a point is flagged when its risk reaches the
-calibration's ``threshold``. A point outside the image is always flagged. Without a
-calibration only the hard rules flag: outside the image, or a configuration residual above
-``IMPLAUSIBLE_SPREADS``.
+calibration's ``threshold``. The hard rules flag with or without a calibration: a point
+outside the image, or a configuration residual above ``IMPLAUSIBLE_SPREADS`` (without a
+calibration they are the only rules). So a calibrated model never flags less than the
+uncalibrated one: a calibration fitted on easy validation data (no misses to learn from)
+knows nothing of inputs unlike its validation images (an all-black image, another anatomy),
+and the rules that hold without it still send those to review.
 
 QC per image: ``fail`` when at least ``fail_fraction`` of its landmarks are flagged (the
 image as a whole was not understood: another anatomy, view or orientation), ``review``
@@ -38,9 +41,11 @@ from dataclasses import replace
 import numpy as np
 
 from ..core.geometry import fit_geometry
+from ..core.modelmeta import CALIBRATION_FEATURES
 
-#: the evidence a calibration may use, in this order
-FEATURES = ("stage1", "final", "shape", "shift", "spread", "mirror", "landmark")
+#: the evidence a calibration may use, in this order (the names model files are checked
+#: against, ``core.modelmeta.CALIBRATION_FEATURES``)
+FEATURES = CALIBRATION_FEATURES
 #: confidences below this are treated as this (the log stays finite)
 MIN_CONFIDENCE = 1e-4
 #: without a calibration: a shape residual above this many training spreads is flagged
@@ -142,17 +147,16 @@ def qc_status(flags: np.ndarray, fail_fraction: float = FAIL_FRACTION) -> str:
 def assess(result, meta: dict, calibration: dict | None):
     """``result`` with ``risk`` (None without a calibration), ``flags`` and ``qc``."""
     flags = outside_image(result.points, result.image_size)
+    res = result.shape_residual
+    if res is not None:  # the hard rule holds with a calibration too (module docstring)
+        with np.errstate(invalid="ignore"):
+            flags = flags | (np.asarray(res) > IMPLAUSIBLE_SPREADS)
     p = None
+    fail = FAIL_FRACTION
     if calibration:
         p = risk(evidence(result, meta), calibration).astype(np.float32)
         flags = flags | (p >= calibration["threshold"])
-        fail = calibration.get("fail_fraction", FAIL_FRACTION)
-    else:
-        res = result.shape_residual
-        if res is not None:
-            with np.errstate(invalid="ignore"):
-                flags = flags | (np.asarray(res) > IMPLAUSIBLE_SPREADS)
-        fail = FAIL_FRACTION
+        fail = min(calibration.get("fail_fraction", FAIL_FRACTION), FAIL_FRACTION)
     return replace(result, risk=p, flags=flags, qc=qc_status(flags, fail))
 
 

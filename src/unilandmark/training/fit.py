@@ -45,6 +45,7 @@ import torch
 import torch.distributed as dist
 
 from ..checkpoints.checkpoint import prediction_state, save_checkpoint
+from ..checkpoints.contract import load_weights
 from ..core.errors import InputError
 from ..core.folder_lock import folder_lock
 from ..core.preflight import check_device
@@ -162,7 +163,8 @@ def _fit(config: ExperimentConfig, resume: bool, overwrite: bool, progress: bool
     best = {"score": float("inf"), "epoch": -1, "reference": stage.reference()}
     if resume:
         state = folder.resume_state(config)
-        model.load_state_dict(state["model"])
+        # names and shapes checked first: a damaged or edited last.pt is a sentence
+        load_weights(model, state["model"], str(folder.last), "the model")
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, best, history = state["epoch"] + 1, state["best"], state["history"]

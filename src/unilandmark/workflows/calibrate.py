@@ -129,9 +129,12 @@ def validation_points(detector: Detector, domain: str, source: ValidationSource,
 def calibrate_state(state: dict, sources: dict[str, ValidationSource],
                     target_recall: float = TARGET_RECALL,
                     max_flagged: float | None = MAX_FLAGGED, device: str = "cpu",
-                    batch_size: int = 4, log=print) -> dict[str, dict]:
+                    batch_size: int = 4, log=print, warn=None) -> dict[str, dict]:
     """Fit each domain's calibration and store it in ``state`` (its last stage's domain
-    metadata, in place). Returns {domain: calibration}."""
+    metadata, in place). Returns {domain: calibration}. ``warn`` (default: ``log`` with
+    ``warning:``) receives each reason the validation data makes a calibration weak
+    (:func:`..quality.calibration.calibration_warnings`)."""
+    warn = warn or (lambda text: log(f"warning: {text}"))
     if not 0 < target_recall <= 1:
         raise InputError(f"target recall must be in (0, 1], got {target_recall}")
     if max_flagged is not None and not 0 < max_flagged <= 1:
@@ -148,6 +151,8 @@ def calibrate_state(state: dict, sources: dict[str, ValidationSource],
         last["domains"][domain]["calibration"] = cal
         out[domain] = cal
         log(summary_line(domain, cal))
+        for text in cal["validation"].get("warnings", []):
+            warn(f"{domain}: {text}")
     return out
 
 
@@ -170,7 +175,7 @@ def calibrate_checkpoint(src: str | Path, dst: str | Path, domain: str | None = 
                          split: str | None = None, options: dict | None = None,
                          target_recall: float = TARGET_RECALL,
                          max_flagged: float | None = MAX_FLAGGED, device: str = "cpu",
-                         batch_size: int = 4, log=print) -> dict[str, dict]:
+                         batch_size: int = 4, log=print, warn=None) -> dict[str, dict]:
     """Calibrate the model file ``src`` and write it, calibration included, to ``dst``
     (atomically; ``dst`` may be ``src``): a safetensors model file (provenance kept) when
     ``src`` is one or ``dst`` ends in ``.safetensors``, else a training checkpoint."""
@@ -182,7 +187,7 @@ def calibrate_checkpoint(src: str | Path, dst: str | Path, domain: str | None = 
         state = load_checkpoint(src)
         sources = validation_sources(state, domain, dataset, root, split, options)
         cals = calibrate_state(state, sources, target_recall, max_flagged, device,
-                               batch_size, log)
+                               batch_size, log, warn)
         kept = {k: v for k, v in state.items() if k not in ("format", "versions")}
         if as_model_file:
             save_model_file(dst, {k: v for k, v in kept.items() if k != "provenance"},
