@@ -73,3 +73,49 @@ def test_overlay_names_the_landmarks(tmp_path, monkeypatch):
 def test_confidence_is_explained():
     assert "peak" in CONFIDENCE_NOTE and "0.2" in CONFIDENCE_NOTE
     assert "calibrated" in CONFIDENCE_NOTE
+
+
+def test_labels_stay_inside_the_image_and_far_ones_get_a_leader_line():
+    # a crowd of landmarks near the top edge (a chin, or a chest image's title): every
+    # label's centre stays inside the image, and some label had to move away far enough
+    # for a leader line
+    rng = np.random.default_rng(2)
+    points = np.column_stack([200 + rng.uniform(0, 30, 12), 395 - rng.uniform(0, 8, 12)])
+    offsets = np.array(label_offsets(points, bounds_pt=(400.0, 400.0)))
+    centres = points + offsets + 3.0
+    assert (centres[:, 1] + 5 <= 400).all() and (centres[:, 0] >= 4).all()
+    from unilandmark.evaluation.report import LEADER_FROM_PT
+
+    assert (np.hypot(offsets[:, 0], offsets[:, 1]) > LEADER_FROM_PT).any()
+
+
+def test_overlay_marks_flagged_landmarks_and_draws_at_full_resolution(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    make_synthetic(tmp_path, domains=("hand",), train=1, val=0, test=1, size=(1200, 960),
+                   seed=1)
+    spec = synthetic_dataset(tmp_path, "hand")
+    record = spec.split_records("test")[0]
+    texts, rings = [], []
+    original_close = plt.close
+
+    def keep(fig):
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        rings.extend(c for ax in fig.axes for c in ax.collections
+                     if len(c.get_edgecolors()) and c.get_sizes()[0] >= 100)
+        original_close(fig)
+
+    monkeypatch.setattr(plt, "close", keep)
+    flags = np.zeros(12, bool)
+    flags[[2, 7]] = True
+    small = draw_overlay(record.image_path, record.points, None, tmp_path / "s.png",
+                         names=spec.landmark_names, flags=flags)
+    full = draw_overlay(record.image_path, record.points, None, tmp_path / "f.png",
+                        names=spec.landmark_names, flags=flags, full_resolution=True)
+    joined = "\n".join(texts)
+    names = spec.landmark_names
+    assert f"! flagged, check: 2\n  {names[2]}\n  {names[7]}" in joined
+    assert len(rings) == 2 and all(len(r.get_offsets()) == 2 for r in rings)
+    w_small, w_full = Image.open(small).size[0], Image.open(full).size[0]
+    assert w_full > w_small and w_full >= 1200  # the image at its own pixel size or more

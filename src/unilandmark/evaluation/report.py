@@ -175,13 +175,22 @@ def landmark_error_figure(report: dict, errors: np.ndarray):
 
 
 #: label offsets tried around a point, in typographic points (x right, y up)
-_OFFSETS = ((7, 5), (7, -11), (-13, 5), (-13, -11), (9, -3), (-16, -3), (-3, 9), (-3, -16))
+#: label offsets tried, near first (typographic points from the landmark, y up); the far
+#: ones get a leader line back to their landmark
+_OFFSETS = ((7, 5), (7, -11), (-13, 5), (-13, -11), (9, -3), (-16, -3), (-3, 9), (-3, -16),
+            (20, 14), (20, -22), (-26, 14), (-26, -22), (26, -3), (-32, -3), (-3, 24),
+            (-3, -30))
+#: a label further than this from its landmark (points) is joined to it by a leader line
+LEADER_FROM_PT = 14.0
 
 
-def label_offsets(points_pt: np.ndarray, size_pt: float = 9.0) -> list[tuple[float, float]]:
+def label_offsets(points_pt: np.ndarray, size_pt: float = 9.0,
+                  bounds_pt: tuple[float, float] | None = None) -> list[tuple[float, float]]:
     """Choose an offset per label (points (K, 2) in typographic points, y up) so that labels
-    keep clear of the other landmarks and of the labels placed before them; greedy, in
-    order, the first offset with the fewest clashes wins."""
+    keep clear of the other landmarks and of the labels placed before them, and inside
+    ``bounds_pt`` (W, H) of the image when given (a label over the title or off the image
+    is a clash); greedy, in order, the offset with the fewest clashes wins (ties: the
+    nearest, listed first)."""
     placed: list[np.ndarray] = []
     chosen = []
     finite = points_pt[np.all(np.isfinite(points_pt), axis=1)]
@@ -194,6 +203,12 @@ def label_offsets(points_pt: np.ndarray, size_pt: float = 9.0) -> list[tuple[flo
             centre = p + np.array(off) + np.array([3.0, 3.0])  # centre of a short label
             cost = float(np.sum(np.linalg.norm(finite - centre, axis=1) < size_pt * 0.8))
             cost += 2.0 * sum(np.linalg.norm(q - centre) < size_pt * 1.3 for q in placed)
+            if bounds_pt is not None:
+                w, h = bounds_pt
+                inside = 0 <= centre[0] - 4 and centre[0] + 6 <= w and 0 <= centre[1] - 5 \
+                    and centre[1] + 5 <= h
+                cost += 0.0 if inside else 3.0
+            cost += 0.01 * float(np.hypot(*off))  # prefer the near offsets
             if best_cost is None or cost < best_cost:
                 best, best_cost = off, cost
         chosen.append(best)
@@ -203,9 +218,18 @@ def label_offsets(points_pt: np.ndarray, size_pt: float = 9.0) -> list[tuple[flo
 
 def draw_overlay(image_path: str, pred: np.ndarray, truth: np.ndarray | None, path: Path,
                  title: str = "", confidence: np.ndarray | None = None,
-                 names: list[str] | tuple[str, ...] | None = None) -> Path:
+                 names: list[str] | tuple[str, ...] | None = None,
+                 flags: np.ndarray | None = None, full_resolution: bool = False) -> Path:
     """Draw predicted (and ground-truth) landmarks on the image: numbers in outlined text
-    placed off the points, and a legend of the numbers' names (with each confidence)."""
+    placed off the points (a leader line where a label had to move away to stay clear of
+    the others and inside the image), and a legend of the numbers' names (with each
+    confidence).
+
+    ``flags`` (K,) bool: flagged landmarks (docs/quality.md) get an orange ring, a ``!``
+    in the legend and a "check:" line naming them. ``full_resolution``: the image is drawn
+    at its own pixel size (one output pixel per image pixel; the legend beside it), else
+    about 660 pixels wide.
+    """
     from matplotlib import patheffects
     from matplotlib.lines import Line2D
 
@@ -216,8 +240,9 @@ def draw_overlay(image_path: str, pred: np.ndarray, truth: np.ndarray | None, pa
     h, w = image.shape
     fig_w = 6.0
     fig, ax = plt.subplots(figsize=(fig_w, fig_w * h / max(w, 1)))
-    ax.imshow(image, cmap="gray")
+    ax.imshow(image, cmap="gray", interpolation="nearest" if full_resolution else "antialiased")
     handles = []
+    flags = np.zeros(len(pred), bool) if flags is None else np.asarray(flags, bool)
     if truth is not None:
         ax.scatter(truth[:, 0], truth[:, 1], s=22, facecolors="none", edgecolors="lime",
                    linewidths=1.2)
@@ -229,19 +254,32 @@ def draw_overlay(image_path: str, pred: np.ndarray, truth: np.ndarray | None, pa
         handles.append(Line2D([], [], color="yellow", lw=0.8, label="error"))
     ax.scatter(pred[:, 0], pred[:, 1], s=18, c="red", marker="x", linewidths=1.2)
     handles.append(Line2D([], [], ls="none", marker="x", color="red", label="prediction"))
+    if flags.any():
+        ax.scatter(pred[flags, 0], pred[flags, 1], s=150, facecolors="none",
+                   edgecolors="orange", linewidths=1.8)
+        handles.append(Line2D([], [], ls="none", marker="o", mfc="none", mec="orange",
+                              ms=9, mew=1.8, label="flagged: check"))
     outline = [patheffects.withStroke(linewidth=2.5, foreground="black")]
     points_per_px = fig_w * 72.0 / max(w, 1)
     pt = np.stack([pred[:, 0] * points_per_px, (h - pred[:, 1]) * points_per_px], axis=1)
-    for k, (p, off) in enumerate(zip(pred, label_offsets(pt), strict=True)):
+    offsets = label_offsets(pt, bounds_pt=(w * points_per_px, h * points_per_px))
+    for k, (p, off) in enumerate(zip(pred, offsets, strict=True)):
         if np.all(np.isfinite(p)):
-            ax.annotate(str(k + 1), p, xytext=off, textcoords="offset points", color="white",
-                        fontsize=8, fontweight="bold", path_effects=outline)
+            leader = dict(arrowstyle="-", color="white", lw=0.6, shrinkA=0, shrinkB=3) \
+                if np.hypot(*off) > LEADER_FROM_PT else None
+            ax.annotate(str(k + 1), p, xytext=off, textcoords="offset points",
+                        color="orange" if flags[k] else "white", fontsize=8,
+                        fontweight="bold", path_effects=outline, arrowprops=leader,
+                        annotation_clip=False)
     labels = [names[k] if names is not None and k < len(names) else "" for k in range(len(pred))]
     width = max([len("landmark") - 3, *map(len, labels)])
-    lines = [f"{k + 1:>2} {name:<{width}}"
+    lines = [f"{k + 1:>2}{'!' if flags[k] else ' '}{name:<{width}}"
              + (f"  {float(confidence[k]):.2f}" if confidence is not None else "")
              for k, name in enumerate(labels)]
     header = f"{'landmark':<{width + 3}}" + ("  confidence" if confidence is not None else "")
+    checks = [labels[k] or str(k + 1) for k in np.flatnonzero(flags)]
+    if checks:
+        lines += ["", f"! flagged, check: {len(checks)}"] + [f"  {c}" for c in checks]
     ax.text(1.02, 1.0, header + "\n" + "\n".join(lines), transform=ax.transAxes, va="top",
             ha="left", fontsize=7, family="monospace")
     if confidence is not None:
@@ -251,6 +289,15 @@ def draw_overlay(image_path: str, pred: np.ndarray, truth: np.ndarray | None, pa
     ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(0.0, -0.01), ncol=3,
               fontsize=7, frameon=False)
     ax.axis("off")
+    if full_resolution:  # the dpi at which the drawn image spans its own pixel width
+        fig.canvas.draw()
+        drawn_in = ax.get_window_extent().width / fig.dpi
+        dpi = max(110.0, w / max(drawn_in, 1e-3))
+        with atomic_path(Path(path)) as tmp:
+            fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=dpi,
+                        bbox_inches="tight")
+        plt.close(fig)
+        return Path(path)
     savefig(fig, Path(path))
     plt.close(fig)
     return Path(path)

@@ -46,6 +46,7 @@ import torch.distributed as dist
 
 from ..checkpoints.checkpoint import prediction_state, save_checkpoint
 from ..checkpoints.contract import load_weights
+from ..core.cpu import allowed_cores, busy_cores, free_threads
 from ..core.errors import InputError
 from ..core.folder_lock import folder_lock
 from ..core.preflight import check_device
@@ -130,9 +131,11 @@ def _fit(config: ExperimentConfig, resume: bool, overwrite: bool, progress: bool
             torch.cuda.set_device(device)
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    main = rank == 0
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
-    main = rank == 0
+    elif device.type == "cpu" and not distributed:
+        _threads_for_a_busy_machine(log if main else (lambda *_: None))
     if distributed and main:
         log(f"distributed: {world} processes ({dist.get_backend()})")
     folder = RunFolder(config.out_dir)
@@ -351,6 +354,20 @@ class _NoBar:
 
     def update(self, *a, **k):
         pass
+
+
+def _threads_for_a_busy_machine(log) -> None:
+    """``train.threads`` unset on the CPU: fewer torch threads when other processes keep
+    cores busy (:mod:`..core.cpu`: OpenMP threads on shared cores wait for each other);
+    said in one line when it lowers them."""
+    cores = min(torch.get_num_threads(), allowed_cores())
+    busy = busy_cores()
+    threads = free_threads(busy, cores)
+    if threads < cores:
+        torch.set_num_threads(threads)
+        log(f"the machine is busy (about {busy:.1f} of {allowed_cores()} cores in use by "
+            f"other processes): training on {threads} thread(s) instead of {cores}; set "
+            "train.threads to choose")
 
 
 def _progress(enabled: bool):
