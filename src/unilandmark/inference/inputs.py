@@ -18,6 +18,7 @@ from ..core.naming import file_stem
 from ..core.types import Spacing
 from ..imageio.read import normalise_intensity, read_image_reduced
 from ..imageio.resample import resize_extent
+from ..imageio.spacing_file import read_spacing_file
 from .prefetch import prefetch
 from .results import READ_ERRORS, PredictionFailure, describe_input, failure_reason
 
@@ -51,16 +52,22 @@ class RawInput:
 def read_input(item, index: int, fallback: Spacing | None, fallback_source: str,
                least_size: LeastSize | None = None) -> RawInput:
     """A path or a 2-D array -> :class:`RawInput`; ``fallback`` is the spacing of an
-    input whose file carries none (``fallback_spacing``). With ``least_size`` a JPEG is
-    decoded at the smallest size that still has the pixels the model needs
+    input whose file carries none (``fallback_spacing``). A path's own calibration
+    (``NAME.spacing.json`` beside it, :mod:`..imageio.spacing_file`: a ruler measured in
+    the review app) comes first, before the file's header and ``fallback``. With
+    ``least_size`` a JPEG is decoded at the smallest size that still has the pixels the
+    model needs
     (:func:`least_size_rule`). Runs in the reader threads, so decoding and normalising
     overlap the model."""
     if isinstance(item, (str, os.PathLike)):
         def wanted(size):
             return size if least_size is None else least_size(size, fallback)
 
+        calibrated = read_spacing_file(item)  # a ruler measured on this image wins
+        if calibrated is not None:
+            fallback, fallback_source = calibrated
         read = read_image_reduced(item, wanted)
-        sp = read.spacing
+        sp = None if calibrated is not None else read.spacing
         source = "file" if sp else (fallback_source if fallback else None)
         return RawInput(normalise_intensity(read.array), sp or fallback, source,
                         file_stem(item), str(item), read.original_size, read.pixel_scale)

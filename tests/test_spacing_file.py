@@ -1,0 +1,79 @@
+"""An image's own calibration beside it (imageio.spacing_file; docs/prediction.md,
+"Spacing"): a ruler's two ends and length give mm per pixel, written atomically beside the
+image and read by prediction before the file's header and --spacing."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from unilandmark.core.errors import InputError
+from unilandmark.imageio.spacing_file import (
+    read_spacing_file,
+    ruler_spacing,
+    spacing_file,
+    write_ruler_spacing,
+)
+from unilandmark.inference.inputs import read_input
+
+
+def _image(tmp_path, name="scan.png"):
+    path = tmp_path / name
+    Image.fromarray((np.arange(64 * 48) % 251).astype(np.uint8).reshape(48, 64)).save(path)
+    return path
+
+
+def test_a_ruler_gives_mm_per_pixel_and_round_trips(tmp_path):
+    image = _image(tmp_path)
+    assert ruler_spacing((10, 10), (10, 410), 40.0) == pytest.approx(0.1)
+    assert ruler_spacing((0, 0), (300, 400), 50.0) == pytest.approx(0.1)  # a slanted ruler
+    assert read_spacing_file(image) is None
+    spacing = write_ruler_spacing(image, (3, 4), (303, 404), 50.0)
+    assert spacing == pytest.approx((0.1, 0.1))
+    assert spacing_file(image).name == "scan.png.spacing.json"
+    saved = json.loads(spacing_file(image).read_text())
+    assert saved["source"] == "ruler" and saved["ruler"]["length_px"] == pytest.approx(500.0)
+    assert read_spacing_file(image) == (pytest.approx((0.1, 0.1)), "ruler")
+
+
+def test_prediction_reads_the_calibration_before_the_option(tmp_path):
+    image = _image(tmp_path)
+    raw = read_input(str(image), 0, (0.5, 0.5), "option")
+    assert raw.spacing == (0.5, 0.5) and raw.spacing_source == "option"
+    write_ruler_spacing(image, (0, 0), (0, 200), 20.0)
+    raw = read_input(str(image), 0, (0.5, 0.5), "option")
+    assert raw.spacing == pytest.approx((0.1, 0.1)) and raw.spacing_source == "ruler"
+    other = _image(tmp_path, "other.png")  # its neighbour's calibration is not its own
+    assert read_input(str(other), 0, None, "option").spacing is None
+
+
+@pytest.mark.parametrize("content, needle", [
+    ("{not json", "not valid JSON"),
+    ('{"spacing": [0.1]}', "spacing must be 2 numbers"),
+    ('{"spacing": [NaN, 0.1]}', "positive and finite"),
+    ('{"spacing": [0.1, 400]}', "implausible spacing"),
+    ('[0.1, 0.1]', "expected a JSON object with 'spacing'"),
+    ("[" * 5000 + "]" * 5000, "nested 5000 levels deep"),
+])
+def test_a_bad_calibration_file_is_refused_naming_it(tmp_path, content, needle):
+    image = _image(tmp_path)
+    spacing_file(image).write_text(content)
+    with pytest.raises(InputError) as info:
+        read_spacing_file(image)
+    assert str(info.value).startswith(f"{spacing_file(image)}: ") and needle in str(info.value)
+
+
+@pytest.mark.parametrize("start, end, length, needle", [
+    ((5, 5), (5.5, 5), 10.0, "less than 2 pixels apart"),
+    ((0, 0), (100, 0), 0.0, "ruler length must be a positive number"),
+    ((0, 0), (100, 0), float("nan"), "ruler length must be a positive number"),
+    ((0, 0), (100, 0), 100000.0, "implausible spacing"),
+])
+def test_a_bad_ruler_is_refused_and_nothing_written(tmp_path, start, end, length, needle):
+    image = _image(tmp_path)
+    with pytest.raises(InputError, match=needle):
+        write_ruler_spacing(image, start, end, length)
+    assert not spacing_file(image).exists()
