@@ -1,4 +1,5 @@
-"""``unilandmark serve``: the review web app over a folder of images."""
+"""``unilandmark serve``: the review web app over a folder of images, or of volumes when
+the model is a volume model (``--checkpoint brain``)."""
 
 from __future__ import annotations
 
@@ -21,11 +22,14 @@ ANY_ADDRESS = ("0.0.0.0", "::", "")
 
 #: the largest upload the review app can be told to accept, in MB
 MAX_UPLOAD_LIMIT_MB = 4096
+#: --save values: labelme for images, markups for volumes (checked once the model is read)
+SAVE_CHOICES = ("csv", "labelme", "markups", "both")
 
 
 @friendly
 def serve_cmd(
-    folder: Path = typer.Argument(Path("."), help="Folder of images to review (default: here)."),
+    folder: Path = typer.Argument(Path("."), help="Folder of images (or, with a volume model, "
+                                                  "volumes) to review (default: here)."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the built-in model."),
     domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images; "
                                                       "needed when the model knows several."),
@@ -35,10 +39,12 @@ def serve_cmd(
                                   "only; another address exposes the images to the network "
                                   "without any login."),
     save: str = typer.Option("both", "--save",
-                             help="Default save format: csv, labelme or both (changeable in "
-                                  "the page)."),
-    csv_path: Path = typer.Option(None, "--csv", help="Review table to write "
-                                                      "(default FOLDER/landmarks_reviewed.csv)."),
+                             help="Default save format: csv, labelme or both; volumes: csv, "
+                                  "markups (Slicer .mrk.json) or both (changeable in the "
+                                  "page)."),
+    csv_path: Path = typer.Option(None, "--csv", help="Review table to write (default "
+                                                      "FOLDER/landmarks_reviewed.csv; volumes: "
+                                                      "FOLDER/landmarks_reviewed_volumes.csv)."),
     spacing: float = typer.Option(None, "--spacing", help="mm per pixel for images whose file "
                                                           "has no spacing, e.g. 0.1 for ISBI."),
     allow_host: list[str] = typer.Option(
@@ -49,12 +55,15 @@ def serve_cmd(
     max_upload_mb: float = typer.Option(64.0, "--max-upload-mb", help="Largest upload, MiB."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
 ) -> None:
-    """Review, correct and save landmarks in the browser (a local web app)."""
+    """Review, correct and save landmarks in the browser (a local web app); volumes in
+    three views with a volume model."""
     try:
         from ..serve import create_app, run_server
     except ImportError as err:
         raise InputError(f"the review app needs the 'serve' extra ({err.name} is missing): "
                          "pip install 'unilandmark[serve]'") from None
+    from ..checkpoints.builtin import model_path
+    from ..checkpoints.checkpoint import load_checkpoint
     from ..core.preflight import (
         PreflightError,
         check_device,
@@ -62,10 +71,14 @@ def serve_cmd(
         check_writable_file,
     )
     from ..inference.detector import Detector
+    from ..inference.volume_detector import VolumeDetector, is_volume_model
     from ..serve.app import LOOPBACK_HOSTS, split_host
     from ..serve.saving import formats_of
+    from ..serve.volume_saving import volume_formats_of
 
-    formats_of(save)
+    if save not in SAVE_CHOICES:
+        raise InputError(f"save format {save!r}: expected csv, labelme or both for images; "
+                         "csv, markups or both for volumes")
     device = check_device(device)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
@@ -93,14 +106,27 @@ def serve_cmd(
     if not local and host not in ANY_ADDRESS:
         extra.append(host)  # the address it listens on is a name of its own
     check_port_free(host, port)  # before the model loads and the address is printed
-    detector = Detector.from_checkpoint(checkpoint, device=device)
+    file = model_path(checkpoint)
+    state = load_checkpoint(file, map_location="cpu")
+    volumes = is_volume_model(state)
+    if volumes:
+        volume_formats_of(save)
+        if pair is not None:
+            raise InputError("--spacing applies to 2-D images; a volume's spacing is read "
+                             "from its file")
+        detector = VolumeDetector.from_checkpoint_state(state, device, str(file))
+    else:
+        formats_of(save)
+        del state
+        detector = Detector.from_checkpoint(checkpoint, device=device)
     app = create_app(folder, detector, domain, spacing=pair,
                      save=save, csv_path=csv_path,
                      max_upload_bytes=int(max_upload_mb * 2**20),
                      allowed_hosts=(*LOOPBACK_HOSTS, *extra))
     count = len(app.state.store.folder.names())
     shown = f"[{host}]" if ":" in host else host
-    console.print(f"reviewing {count} images in {folder.resolve()} "
+    kind = "volumes" if volumes else "images"
+    console.print(f"reviewing {count} {kind} in {folder.resolve()} "
                   f"(domain {app.state.store.domain}) at http://{shown}:{port}/  "
                   "(Ctrl+C stops)", highlight=False)
     if not local:

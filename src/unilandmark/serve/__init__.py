@@ -1,7 +1,8 @@
 """``unilandmark serve``: a local web app to review, correct and export landmarks.
 
-``create_app(folder, detector)`` builds the FastAPI app (see :mod:`.app` for its routes);
-``run_server(app, host, port)`` serves it. Needs the ``serve`` extra
+``create_app(folder, detector)`` builds the FastAPI app (see :mod:`.app` for its routes;
+for a volume model, the volume app of :mod:`.volume_app`: three views served slice by
+slice, :mod:`.slices`); ``run_server(app, host, port)`` serves it. Needs the ``serve`` extra
 (``pip install unilandmark[serve]``: FastAPI, uvicorn, Pillow).
 """
 

@@ -21,29 +21,46 @@ cannot send without the browser asking first (and this app answers no such quest
 ``allowed_hosts`` refuses requests addressed to any other host name (DNS rebinding).
 Every request body has a size limit, checked before it is read whole (the declared
 ``Content-Length`` and the bytes as they stream in): the upload limit for
-``/api/upload``, a small JSON limit for everything else; over it is answered 413.
+``/api/upload``, a small JSON limit for everything else; over it is answered 413. These
+rules live in :mod:`.guards`, shared with the volume app (:mod:`.volume_app`), which
+``create_app`` builds instead when the model predicts volumes.
 """
 
 from __future__ import annotations
 
-import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel
 
+from ..core.errors import InputError
 from ..core.types import Spacing
-from ..imageio.read import ImageReadError, read_image_info
+from ..imageio.read import read_image_info
 from .display import DISPLAY_MAX_SIDE, DISPLAY_MEDIA_TYPE, display_image, display_size
-from .folder import ImageFolder, UnknownImage, UploadRejected
+from .folder import ImageFolder
+from .guards import (  # noqa: F401 - re-exported: the names callers import from here
+    CSP,
+    LOOPBACK_HOSTS,
+    UPLOAD_PATH,
+    WRITE_HEADER,
+    BodyLimit,
+    BodyTooLarge,
+    add_error_handlers,
+    add_guards,
+    host_allowed,
+    split_host,
+    too_big,
+)
 from .measurements import measurements_for
-from .saving import FORMATS, SavedFileError, SaveError
+from .saving import FORMATS
 from .state import ImageState, ReviewStore
+from .volume_app import create_volume_app
+from .volume_state import is_volume_detector
 
 STATIC_DIR = Path(__file__).parent / "static"
 #: largest accepted upload, bytes
@@ -53,15 +70,8 @@ MAX_UPLOAD_BYTES = 64 * 1024 * 1024
 #: points for K landmarks needs well under 100 bytes a landmark, even pretty-printed.
 MIN_JSON_BYTES = 64 * 1024
 JSON_BYTES_PER_LANDMARK = 2 * 1024
-UPLOAD_PATH = "/api/upload"
 #: confidence at or above ``high`` is drawn as confident, below ``low`` as doubtful
 CONFIDENCE_LEVELS = {"high": 0.5, "low": 0.2}
-#: header every state-changing request must carry (a cross-site form cannot set it)
-WRITE_HEADER = "x-unilandmark"
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; "
-       "script-src 'self'; connect-src 'self'; object-src 'none'; base-uri 'none'; "
-       "frame-ancestors 'none'")
 
 
 class PointsIn(BaseModel):
@@ -116,7 +126,19 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
     ``max_upload_bytes``: the largest upload; ``max_json_bytes``: the largest body of any
     other request (None: :data:`MIN_JSON_BYTES`, or :data:`JSON_BYTES_PER_LANDMARK` per
     landmark where that is more).
+
+    A volume model (every domain 3-D, e.g. the built-in ``brain``) gets the volume app
+    instead (:func:`~unilandmark.serve.volume_app.create_volume_app`: the volumes in
+    ``folder``, three views, saving to ``csv``, ``markups`` or ``both``); ``spacing`` and
+    ``display_max_side`` do not apply to volumes, whose spacing is in their files.
     """
+    if is_volume_detector(detector):
+        if spacing is not None:
+            raise InputError("spacing applies to 2-D images; a volume's spacing is read "
+                             "from its file")
+        return create_volume_app(folder, detector, domain, save=save, csv_path=csv_path,
+                                 allowed_hosts=allowed_hosts, max_json_bytes=max_json_bytes,
+                                 max_upload_bytes=max_upload_bytes)
     images = ImageFolder(folder)
     store = ReviewStore(images, detector, domain, spacing=spacing, save=save,
                         csv_path=csv_path)
@@ -128,8 +150,8 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
     app.state.store = store
     # inside the guard (added after it is outermost): the host and header checks come first
     app.add_middleware(BodyLimit, upload_bytes=max_upload_bytes, json_bytes=max_json_bytes)
-    _add_guards(app, allowed_hosts)
-    _add_error_handlers(app)
+    add_guards(app, allowed_hosts)
+    add_error_handlers(app)
 
     def respond(state: ImageState) -> dict:
         return _state_json(state)
@@ -203,107 +225,17 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
         # the route is safe on its own
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > max_upload_bytes:
-            raise HTTPException(413, _too_big(filename, max_upload_bytes))
+            raise HTTPException(413, too_big(filename, max_upload_bytes))
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
             if len(data) > max_upload_bytes:
-                raise HTTPException(413, _too_big(filename, max_upload_bytes))
+                raise HTTPException(413, too_big(filename, max_upload_bytes))
         stored = await run_in_threadpool(images.store_upload, filename, bytes(data))
         return {"name": stored}
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     return app
-
-
-def _too_big(filename: str, limit: int) -> str:
-    return f"{filename}: larger than the upload limit of {_size(limit)}"
-
-
-def _size(n: int) -> str:
-    """``n`` bytes for a message: ``64 MiB``, ``64 KiB``, ``0.5 MiB``, ``100 bytes``."""
-    if n >= 2**20:
-        return f"{n / 2**20:.4g} MiB"
-    if n >= 1024:
-        return f"{n / 1024:.4g} KiB"
-    return f"{n} bytes"
-
-
-class BodyTooLarge(HTTPException):
-    """A request body over its limit (413), raised while the body streams in."""
-
-    def __init__(self, detail: str):
-        super().__init__(413, detail)
-
-
-class BodyLimit:
-    """Refuses (413) a request whose body is larger than its limit, before it is read
-    whole: at once when ``Content-Length`` declares too much, else as soon as the bytes
-    received pass the limit (a chunked body declares no length). The limit is
-    ``upload_bytes`` for ``/api/upload``, ``json_bytes`` for every other path.
-
-    Pure ASGI (not ``BaseHTTPMiddleware``), so that it sees the body as it streams. Past
-    the limit the route's ``receive`` raises :class:`BodyTooLarge`, an ``HTTPException``:
-    FastAPI passes that on from its body parsing (any other error there becomes a 400),
-    and its exception handler answers 413 before the route runs.
-    """
-
-    def __init__(self, app, upload_bytes: int, json_bytes: int):
-        self.app = app
-        self.upload_bytes = upload_bytes
-        self.json_bytes = json_bytes
-
-    def _limit(self, scope) -> tuple[int, str]:
-        if scope.get("path") == UPLOAD_PATH:
-            from urllib.parse import parse_qs
-
-            query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
-            name = (query.get("filename") or ["the upload"])[0]
-            return self.upload_bytes, _too_big(name, self.upload_bytes)
-        return self.json_bytes, (f"the request body is larger than the limit of "
-                                 f"{_size(self.json_bytes)} for this request")
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        limit, message = self._limit(scope)
-        declared = dict(scope.get("headers") or ()).get(b"content-length", b"")
-        if declared.isdigit() and int(declared) > limit:
-            await JSONResponse({"detail": message}, 413)(scope, receive, send)
-            return
-        received = 0
-        started = False
-
-        async def limited_receive():
-            nonlocal received
-            message_in = await receive()
-            if message_in["type"] == "http.request":
-                received += len(message_in.get("body", b""))
-                if received > limit:
-                    raise BodyTooLarge(message)
-            return message_in
-
-        async def tracking_send(message_out):
-            nonlocal started
-            if message_out["type"] == "http.response.start":
-                started = True
-            await send(message_out)
-
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except Exception as err:  # noqa: BLE001 - only our own refusal is answered here
-            if started or not _is_too_large(err):
-                raise
-            await JSONResponse({"detail": message}, 413)(scope, receive, send)
-
-
-def _is_too_large(err: BaseException) -> bool:
-    """``err`` is a :class:`BodyTooLarge` (alone, or all of an exception group)."""
-    if isinstance(err, BodyTooLarge):
-        return True
-    leaves = getattr(err, "exceptions", None)
-    return bool(leaves) and all(_is_too_large(e) for e in leaves)
 
 
 def _measure(names, points, spacing, mirrored) -> list[dict] | None:
@@ -321,80 +253,3 @@ def _state_json(state: ImageState) -> dict:
     return out
 
 
-#: a host name (or IPv4 address), or an IPv6 address in brackets; then an optional port
-_HOST = re.compile(r"(?P<name>[a-z0-9_-]+(?:\.[a-z0-9_-]+)*\.?"
-                   r"|\[[0-9a-f:.]+(?:%[a-z0-9_.-]+)?\])"
-                   r"(?::(?P<port>[0-9]{1,5}))?")
-
-
-def split_host(value: str) -> tuple[str, int | None] | None:
-    """A ``Host`` header value (or an allowed entry) as ``(name, port or None)``, the name
-    lower-case and an IPv6 address in brackets; None when it is not of that form (a name
-    is letters, digits, ``.``, ``-`` and ``_``; no wildcards)."""
-    value = value.strip().lower()
-    if value.count(":") > 1 and not value.startswith("["):
-        value = f"[{value}]"  # a bare IPv6 address (in an allowed list)
-    match = _HOST.fullmatch(value)
-    if match is None:
-        return None
-    name, port = match.group("name"), match.group("port")
-    if port is None:
-        return name, None
-    return (name, int(port)) if 0 < int(port) < 65536 else None
-
-
-def host_allowed(host: str, allowed: list[tuple[str, int | None]]) -> bool:
-    """Whether a request's ``Host`` header matches one entry of ``allowed`` (an entry
-    without a port matches any port; a request without one is on port 80)."""
-    got = split_host(host)
-    if got is None:
-        return False
-    name, port = got
-    return any(name == a_name and (a_port is None or a_port == (port or 80))
-               for a_name, a_port in allowed)
-
-
-def _add_guards(app: FastAPI, allowed_hosts: tuple[str, ...] | None) -> None:
-    allowed = None
-    if allowed_hosts is not None:
-        allowed = [entry for h in allowed_hosts if (entry := split_host(h)) is not None]
-
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        if allowed is not None:
-            host = request.headers.get("host", "")
-            if not host_allowed(host, allowed):
-                # the allowed names are not listed: the page that sent this may be hostile
-                return JSONResponse({"detail": (
-                    f"requests addressed to host {host!r} are not served here (this server "
-                    "answers to localhost and to the names given with --allow-host)")}, 400)
-        if (request.method not in ("GET", "HEAD", "OPTIONS")
-                and request.headers.get(WRITE_HEADER) != "1"):
-            return JSONResponse({"detail": f"requests that change anything need the header "
-                                           f"'{WRITE_HEADER}: 1'"}, 403)
-        response = await call_next(request)
-        response.headers["Content-Security-Policy"] = CSP
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
-
-
-def _add_error_handlers(app: FastAPI) -> None:
-    def handler(status: int):
-        async def handle(_request: Request, err: Exception) -> JSONResponse:
-            return JSONResponse({"detail": str(err.args[0] if err.args else err)}, status)
-        return handle
-
-    app.add_exception_handler(UnknownImage, handler(404))
-    app.add_exception_handler(UploadRejected, handler(415))
-    app.add_exception_handler(ImageReadError, handler(422))
-    app.add_exception_handler(SavedFileError, handler(409))
-    app.add_exception_handler(SaveError, handler(500))
-    app.add_exception_handler(ValueError, handler(422))
-    app.add_exception_handler(FileNotFoundError, handler(404))
-
-    async def os_error(_request: Request, err: OSError) -> JSONResponse:
-        where = f"{err.filename}: " if err.filename else ""
-        return JSONResponse({"detail": f"{where}{err.strerror or err}"}, 500)
-
-    app.add_exception_handler(OSError, os_error)

@@ -34,11 +34,15 @@ class ImageFolder:
             raise FileNotFoundError(f"{root}: no such folder")
         self.root = root.resolve()
 
+    def accepts(self, name: str) -> bool:
+        """Whether a file of this name is listed (by its suffix, or its content)."""
+        return is_image_file(name)
+
     def names(self) -> list[str]:
         """File names of the folder's images, sorted; read afresh on every call."""
         out = []
         for entry in os.scandir(self.root):
-            if entry.name.startswith(".") or not is_image_file(entry.name):
+            if entry.name.startswith(".") or not self.accepts(entry.name):
                 continue
             path = Path(entry.path)
             if path.is_file() and self._inside(path):
@@ -48,7 +52,7 @@ class ImageFolder:
     def path(self, name: str) -> Path:
         """The file of image ``name``; :class:`UnknownImage` unless it is listed and inside."""
         if (not name or "/" in name or "\\" in name or "\0" in name or name in (".", "..")
-                or name.startswith(".") or not is_image_file(name)):
+                or name.startswith(".") or not self.accepts(name)):
             raise UnknownImage(f"{name!r}: not an image of this folder")
         path = self.root / name
         if not (path.is_file() and self._inside(path)):
