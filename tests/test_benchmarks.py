@@ -115,3 +115,37 @@ def test_annotation_drift_scores_the_junior_as_a_model(tmp_path, isbi_root):
             entry["senior_minus_junior"]["mre_offset_removed"])
         assert entry["model_minus_junior"]["mre"] == pytest.approx(0.0)
         assert entry["model_minus_junior"]["mre_offset_removed"] == pytest.approx(0.0)
+
+
+def test_onnx_volume_parity_writes_its_json(tmp_path):
+    """The built-in brain model through both backends on one AFIDs template (real data,
+    skipped when absent)."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    from .conftest import _require
+
+    root = _require("afids_templates")
+    out = tmp_path / "parity.json"
+    _load("onnx_volume_parity").main(["--root", str(root), "--limit", "1", "--repeats", "1",
+                                      "--json", str(out)])
+    payload = json.loads(out.read_text())
+    (row,) = payload["templates"]
+    assert row["max_difference_voxel"] <= 0.05 and row["presence_agrees"]
+    assert row["torch_s"] > 0 and row["onnx_s"] > 0
+    assert payload["export"]["check_max_difference_voxel"] <= 0.05
+
+
+def test_report_screenshot_writes_a_small_page_picture(tmp_path, isbi_root):
+    import shutil
+
+    if shutil.which("pdftoppm") is None:
+        pytest.skip("pdftoppm not found: install poppler-utils (apt-get install -y "
+                    "poppler-utils; .ci/run does)")
+    out = tmp_path / "page.png"
+    assert _load("report_screenshot").main(["--root", str(isbi_root), "--dpi", "40",
+                                            "--out", str(out)]) == 0
+    from PIL import Image
+
+    with Image.open(out) as im:
+        assert im.size[1] / im.size[0] == pytest.approx(11.69 / 8.27, rel=0.02)
+    assert out.stat().st_size < 300_000

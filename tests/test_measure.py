@@ -16,6 +16,7 @@ from unilandmark.measure import (
     SpecError,
     builtin_specs,
     class_agreement,
+    class_labels,
     classify,
     classify_batch,
     load_spec,
@@ -360,14 +361,22 @@ def test_cli_measure_writes_one_row_per_image(tmp_path, heads):
     out = tmp_path / "pred_measurements.csv"
     header, rows = _read_rows(out)
     assert header[:9] == ["image", "ANB", "SNB", "SNA", "ODI", "APDI", "FHI", "FHA", "MW"]
-    assert header[9:17] == [f"{n}_class" for n in ISBI.names]
+    # each class number with its words beside it, then the deviations from the norms that
+    # give a mean and an SD (ODI, APDI: Kim's), then the tail as before
+    assert header[9:25] == [c for n in ISBI.names for c in (f"{n}_class", f"{n}_class_label")]
+    assert header[25:] == ["ODI_norm_sd", "APDI_norm_sd", "orientation", "spacing_x",
+                           "spacing_y", "coordinates", "spec"]
     assert [row["image"] for row in rows] == ["a", "b", "c"]
+    labels = class_labels(ISBI)
     for n, row in enumerate(rows):
         expected = measure(ISBI, heads[n], ISBI_NAMES, (0.1, 0.1))
         classes = classify(ISBI, expected)
         for name in ISBI.names:
             assert float(row[name]) == pytest.approx(expected[name], rel=1e-5)
             assert row[f"{name}_class"] == str(classes[name])
+            assert row[f"{name}_class_label"] == labels[name][classes[name]]
+        assert float(row["ODI_norm_sd"]) == pytest.approx((expected["ODI"] - 74.5) / 6.07,
+                                                          rel=1e-5)
         assert row["coordinates"] == "float" and row["orientation"] == "original"
     assert "coordinates float" in r.output
 

@@ -19,6 +19,7 @@ from .export import export_cmd
 from .measure import measure_cmd
 from .models import demo_cmd, models_cmd, slim_cmd
 from .predict import predict_cmd
+from .report import report_cmd
 from .serve import serve_cmd
 from .train import train_cmd
 
@@ -58,6 +59,7 @@ app.command("predict")(predict_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("calibrate")(calibrate_cmd)
 app.command("measure")(measure_cmd)
+app.command("report")(report_cmd)
 app.command("models")(models_cmd)
 app.command("slim")(slim_cmd)
 app.command("convert")(convert_cmd)

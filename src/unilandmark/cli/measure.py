@@ -19,8 +19,11 @@ def measure_cmd(
                                                       "picks the built-in spec; default: the "
                                                       "file's domain column or the landmark "
                                                       "names."),
-    spec: Path = typer.Option(None, "--spec", help="Measurement spec YAML (default: the "
-                                                   "built-in spec that fits)."),
+    spec: Path = typer.Option(None, "--spec", help="Measurement spec YAML, or a built-in "
+                                                   "spec or analysis by name (isbi2015, "
+                                                   "steiner, downs, bjork-jarabak, mcnamara, "
+                                                   "holdaway); default: the built-in spec "
+                                                   "that fits."),
     truncate: bool = typer.Option(False, "--truncate/--float",
                                   help="Truncate coordinates to integers first, as the ISBI "
                                        "2015 organisers' code does (default: floats)."),
@@ -31,14 +34,14 @@ def measure_cmd(
 ) -> None:
     """Measurements and classes per image (one row per image), e.g. ANB, SNB, SNA, ODI,
     APDI, FHI, FHA, MW for a cephalogram."""
-    from ..measure import default_output, load_spec, measure_file, write_measurements
+    from ..measure import default_output, measure_file, resolve_spec, write_measurements
     from ..measure.report import summary_lines
 
     pair = checked_spacing(spacing, "--spacing")
     out = out or default_output(predictions)
     check_not_an_input(out, [predictions], "--out")
     check_writable_file(out, "--out")
-    chosen = load_spec(spec) if spec else None
+    chosen = resolve_spec(spec) if spec else None
     table = measure_file(predictions, chosen, domain, pair, truncate)
     write_measurements(out, table)
     for line in summary_lines(table, out):

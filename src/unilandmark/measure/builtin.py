@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import difflib
 import functools
+import os
 from collections.abc import Sequence
 from importlib import resources
+from pathlib import Path
 
 import yaml
 
 from .compute import normalise_name
-from .spec import MeasurementSpec, SpecError, parse_spec
+from .spec import MeasurementSpec, SpecError, load_spec, parse_spec
 
 
 @functools.lru_cache(maxsize=1)
@@ -63,11 +65,18 @@ def unknown_landmarks(spec: MeasurementSpec, landmark_names: Sequence[str]) -> s
             f"{'; '.join(parts)}; the landmarks are: {listed or 'none'}")
 
 
+def automatic_specs() -> list[MeasurementSpec]:
+    """The built-in specs ``measure`` may pick by itself: all but the named analyses
+    (``analysis: true``: Steiner, Downs, ..., chosen by name only)."""
+    return [s for s in builtin_specs().values() if not s.analysis]
+
+
 def spec_for(landmark_names: Sequence[str], domain: str | None = None,
              ) -> MeasurementSpec | None:
     """The first built-in spec whose landmark names are all present (matching by names,
-    not by count); with ``domain``, only specs of that domain are considered."""
-    for spec in builtin_specs().values():
+    not by count); with ``domain``, only specs of that domain are considered. Named
+    analyses are never picked (:func:`automatic_specs`)."""
+    for spec in automatic_specs():
         if domain is not None and spec.domain != domain:
             continue
         if covers(spec, landmark_names):
@@ -76,5 +85,24 @@ def spec_for(landmark_names: Sequence[str], domain: str | None = None,
 
 
 def specs_for_domain(domain: str) -> list[MeasurementSpec]:
-    """The built-in specs declared for ``domain`` (e.g. ``head``)."""
+    """The built-in specs declared for ``domain`` (e.g. ``head``), named analyses
+    included."""
     return [s for s in builtin_specs().values() if s.domain == domain]
+
+
+def resolve_spec(name_or_path: str | os.PathLike) -> MeasurementSpec:
+    """A built-in spec by name (``steiner``, ``isbi2015``, ...) or a spec YAML file by
+    path (a path wins over a built-in name when the file exists)."""
+    text = str(name_or_path)
+    path = Path(text)
+    if path.is_file():
+        return load_spec(path)
+    known = builtin_specs()
+    if text in known:
+        return known[text]
+    if path.suffix.lower() in (".yaml", ".yml") or len(path.parts) > 1:
+        raise SpecError(f"{path}: no such measurement spec file")
+    close = difflib.get_close_matches(text, list(known), n=3, cutoff=0.5)
+    hint = f" (closest: {', '.join(close)})" if close else ""
+    raise SpecError(f"no built-in measurement spec or analysis {text!r}{hint}; built-in: "
+                    f"{', '.join(known)}; or give a spec YAML file")

@@ -2,8 +2,8 @@
 
 Points are ``(x, y)`` in original pixels (x right, y down), or ``(x, y, z)`` for volumes:
 world millimetres (e.g. LPS), or voxel indices with a spacing ``(sx, sy, sz)``. The
-formulas of ``angle``, ``distance`` and ``ratio`` are the same for D = 2 and 3; the
-plane kinds need D = 3 and ``signed_angle`` D = 2. Before computing:
+formulas of ``angle``, ``distance``, ``projection`` and ``ratio`` are the same for D = 2
+and 3; the plane kinds need D = 3 and ``signed_angle`` D = 2. Before computing:
 
 1. ``truncate``: coordinates are truncated to integers (as the ISBI 2015 organisers'
    evaluation code does); off by default (floats).
@@ -207,7 +207,14 @@ class _Calculator:
         if getattr(m, "ratio", None) is not None:
             num, den = (np.linalg.norm(self._vec(self.physical, s), axis=-1) for s in m.ratio)
             with np.errstate(divide="ignore", invalid="ignore"):
-                return np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+                value = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
+            return value * 100.0 if m.unit == "percent" else value
+        if getattr(m, "projection", None) is not None:
+            length = projection(self._vec(pts, m.projection[0]),
+                                self._vec(pts, m.projection[1]))
+            if distance_unit == "mm" and not in_pixels:
+                length = np.where(self.known, length, np.nan)
+            return length
         vec = self._vec(pts, m.distance)
         dist = np.linalg.norm(vec, axis=-1)
         if m.sign is not None:
@@ -246,6 +253,15 @@ def signed_angle(u: np.ndarray, v: np.ndarray) -> np.ndarray:
         raise InputError("signed_angle is defined for 2-D points only")
     cross = u[:, 0] * v[:, 1] - u[:, 1] * v[:, 0]
     return np.where(cross < 0, -1.0, 1.0) * angle(u, v)
+
+
+def projection(u: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Signed length of (N, D) vectors ``u`` along the directions ``d`` (``u . d / |d|``):
+    positive where u points the way d does; NaN where d is zero."""
+    length = np.linalg.norm(d, axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(length > 0, np.sum(u * d, axis=-1) / np.where(length > 0, length, 1.0),
+                        np.nan)
 
 
 def _unit_normal(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -18,10 +18,12 @@ A volume prediction CSV (a ``z`` or ``z_mm`` column:
 z_mm`` (or from ``x, y, z`` where ``frame`` is ``world-lps`` / ``world-ras``); a row with
 ``present`` 0 or empty coordinates is a missing landmark.
 
-Output columns: ``image``, one per measurement (spec order), ``<name>_class`` for each
-measurement with classes, ``<name>_px`` for pixel fallbacks, then ``orientation``,
-``spacing_x``, ``spacing_y``, ``coordinates`` (``float``, ``truncated to integers``, or
-``world mm`` for volumes) and ``spec``.
+Output columns: ``image``, one per measurement (spec order), ``<name>_class`` and
+``<name>_class_label`` (the class in words) for each measurement with classes,
+``<name>_norm_sd`` (deviation from the norm in SD) for each measurement whose norm gives a
+mean and SD, ``<name>_px`` for pixel fallbacks, then ``orientation``, ``spacing_x``,
+``spacing_y``, ``coordinates`` (``float``, ``truncated to integers``, or ``world mm`` for
+volumes) and ``spec``.
 """
 
 from __future__ import annotations
@@ -45,9 +47,17 @@ from ..predictions.table import (
     parse_point,
     read_predictions,
 )
-from .builtin import builtin_specs, covers, spec_for, specs_for_domain, unknown_landmarks
-from .classes import classify_batch
+from .builtin import (
+    automatic_specs,
+    builtin_specs,
+    covers,
+    spec_for,
+    specs_for_domain,
+    unknown_landmarks,
+)
+from .classes import class_labels, classify_batch
 from .compute import coordinate_fault, measure_batch, normalise_name
+from .norms import deviations_batch
 from .scoring import COORDINATES
 from .spec import MeasurementSpec
 
@@ -83,6 +93,8 @@ class MeasurementTable:
         return measurement_columns(self.spec)
 
     def rows(self) -> list[dict[str, str]]:
+        labels = class_labels(self.spec)
+        deviations = deviations_batch(self.spec, self.values)
         rows = []
         for n, img in enumerate(self.images):
             row = {"image": img.image}
@@ -91,6 +103,9 @@ class MeasurementTable:
             for name in self.spec.classified():
                 c = int(self.classes[name][n])
                 row[f"{name}_class"] = str(c) if c > 0 else ""
+                row[f"{name}_class_label"] = labels.get(name, {}).get(c, "")
+            for name, dev in deviations.items():
+                row[f"{name}_norm_sd"] = _fmt(dev[n])
             for name in self.spec.pixel_fallbacks():
                 row[f"{name}_px"] = _fmt(self.values[f"{name}_px"][n])
             row["orientation"] = ORIENTATIONS[int(img.mirrored)]
@@ -104,7 +119,10 @@ class MeasurementTable:
 
 
 def measurement_columns(spec: MeasurementSpec) -> list[str]:
-    return ["image", *spec.names, *(f"{n}_class" for n in spec.classified()),
+    """The measurement CSV's header (the module doc)."""
+    return ["image", *spec.names,
+            *(c for n in spec.classified() for c in (f"{n}_class", f"{n}_class_label")),
+            *(f"{n}_norm_sd" for n in spec.deviations()),
             *(f"{n}_px" for n in spec.pixel_fallbacks()),
             "orientation", "spacing_x", "spacing_y", "coordinates", "spec"]
 
@@ -425,9 +443,9 @@ def _builtin_for(img: ImageLandmarks, domain: str | None) -> MeasurementSpec | N
         found = spec_for(img.names, domain)
         if found is None or fits(found):
             return found
-        return next((s for s in builtin_specs().values() if fits(s) and covers(s, img.names)
+        return next((s for s in automatic_specs() if fits(s) and covers(s, img.names)
                      and (domain is None or s.domain == domain)), None)
-    for spec in builtin_specs().values():  # unnamed landmarks: the spec's order decides
+    for spec in automatic_specs():  # unnamed landmarks: the spec's order decides
         if (domain is None or spec.domain == domain) and spec.landmarks and fits(spec) and \
                 covers(spec, _names(img, spec)):
             return spec

@@ -61,12 +61,14 @@ def markdown_rows(section: dict) -> list[str]:
 
 def summary_lines(table, out) -> list[str]:
     """What ``measure`` wrote: counts, coordinates, orientation, then per measurement how
-    many images have it and the class counts."""
+    many images have it and the class counts, each class with its words."""
     import numpy as np
 
+    from .classes import class_labels
     from .scoring import COORDINATES
 
     spec = table.spec
+    labels = class_labels(spec)
     mirrored = sum(img.mirrored for img in table.images)
     volumes = bool(table.images) and table.images[0].points.shape[-1] == 3
     no_spacing = 0 if volumes else sum(img.spacing is None for img in table.images)
@@ -78,15 +80,18 @@ def summary_lines(table, out) -> list[str]:
                 f"mirrored, {no_spacing} without spacing)")]
     if table.skipped:
         lines.append(f"skipped {len(table.skipped)} image(s) of another domain")
+    width = max(8, *(len(n) for n in spec.names))
     for name in spec.names:
         values = table.values[name]
         defined = int(np.isfinite(values).sum())
-        line = f"  {name:8s} {spec.unit(name):5s} defined for {defined}"
+        line = f"  {name:{width}s} {spec.unit(name):5s} defined for {defined}"
         if not defined and spec.unit(name) == "mm" and no_spacing:
             line += "   (in mm: needs a spacing; see --spacing)"
         elif name in table.classes:
             cls = table.classes[name]
             counts = {int(c): int((cls == c).sum()) for c in np.unique(cls[cls > 0])}
-            line += "   classes " + ", ".join(f"{c}: {n}" for c, n in counts.items())
+            words = labels.get(name, {})
+            line += "   classes " + ", ".join(
+                f"{c}{f' ({words[c]})' if c in words else ''}: {n}" for c, n in counts.items())
         lines.append(line)
     return lines

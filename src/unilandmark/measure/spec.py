@@ -14,13 +14,21 @@ runs code from the file. Shape of a spec (docs/measurements.md has the full refe
           - {class: 2, above: 83.2}
           - {class: 3, below: 79.4}
 
-Each measurement has exactly one of ``angle``, ``signed_angle``, ``distance``, ``ratio``,
-``sum`` or a 3-D kind (``line_plane_angle``, ``plane_angle``, ``plane_distance``,
-``projected_distance``: a plane is three points ``[A, B, C]``); a ``sum`` adds weighted
-terms (each an ``angle``, ``signed_angle``, ``distance`` or a ``ref`` to another
-measurement). A point is a symbol of ``points`` or a landmark name. ``X->Y`` is the vector
-Y - X in the patient's frame (2-D: x right, y down; 3-D: world millimetres). ``angle``,
-``distance`` and ``ratio`` hold in 2-D and 3-D alike.
+Each measurement has exactly one of ``angle``, ``signed_angle``, ``distance``,
+``projection``, ``ratio``, ``sum`` or a 3-D kind (``line_plane_angle``, ``plane_angle``,
+``plane_distance``, ``projected_distance``: a plane is three points ``[A, B, C]``); a
+``sum`` adds weighted terms (each an ``angle``, ``signed_angle``, ``distance`` or a
+``ref`` to another measurement). A point is a symbol of ``points`` or a landmark name.
+``X->Y`` is the vector Y - X in the patient's frame (2-D: x right, y down; 3-D: world
+millimetres). ``angle``, ``distance``, ``projection`` and ``ratio`` hold in 2-D and 3-D
+alike. Angles are in degrees, distances in mm (or px).
+
+A measurement may carry a ``norm`` (``mean`` and ``sd``, or a ``min``..``max`` range, with
+its ``source`` publication and ``population``) and ``interpretation`` words for a value
+below, within and above it; a spec marked ``analysis: true`` is a named clinical analysis
+(Steiner, Downs, ...): it lists what it ``not_computed`` and the landmark
+``substitutions`` it makes, and ``measure`` never picks it by itself (docs/measurements.md,
+"Norms and analyses").
 """
 
 from __future__ import annotations
@@ -40,14 +48,16 @@ from pydantic import (
 
 from ..core.errors import InputError, UnknownNameError
 
-KINDS = ("angle", "signed_angle", "distance", "ratio", "sum", "line_plane_angle",
-         "plane_angle", "plane_distance", "projected_distance")
+KINDS = ("angle", "signed_angle", "distance", "projection", "ratio", "sum",
+         "line_plane_angle", "plane_angle", "plane_distance", "projected_distance")
 #: kinds defined for 3-D points only (a plane needs a third dimension)
 KINDS_3D = ("line_plane_angle", "plane_angle", "plane_distance", "projected_distance")
 #: kinds defined for 2-D points only (the sign of a 2-D cross product)
 KINDS_2D = ("signed_angle",)
 TERM_KINDS = ("angle", "signed_angle", "distance", "ref")
-UNITS = ("deg", "mm", "px", "ratio")
+UNITS = ("deg", "mm", "px", "ratio", "percent")
+#: suffixes of the measurement CSV's extra columns: no measurement name may end in one
+RESERVED_SUFFIXES = ("_class", "_class_label", "_norm_sd", "_px")
 
 
 class SpecError(InputError):
@@ -132,6 +142,79 @@ class Term(_Data):
         return next(k for k in TERM_KINDS if getattr(self, k) is not None)
 
 
+class Norm(_Data):
+    """The reference value of a measurement, in the measurement's unit: ``mean`` and
+    ``sd`` (a deviation is then ``(value - mean) / sd``), or a ``min``..``max`` range (a
+    closed interval), or both; with the ``source`` publication it comes from, the
+    ``population`` it describes and an optional ``note``.
+
+    Within the norm: ``min <= value <= max`` where a range is given, else
+    ``mean - sd <= value <= mean + sd``.
+    """
+
+    mean: float | None = None
+    sd: float | None = Field(default=None, gt=0)
+    min: float | None = None
+    max: float | None = None
+    source: str = Field(min_length=1)
+    population: str | None = None
+    note: str | None = None
+
+    @model_validator(mode="after")
+    def _complete(self) -> Norm:
+        if (self.mean is None) != (self.sd is None):
+            raise InputError("a norm gives mean and sd together")
+        if (self.min is None) != (self.max is None):
+            raise InputError("a norm range gives min and max together")
+        if self.mean is None and self.min is None:
+            raise InputError("a norm needs mean and sd, or min and max")
+        if self.min is not None and self.min > self.max:
+            raise InputError(f"norm: min {self.min} is above max {self.max}")
+        return self
+
+    @property
+    def has_sd(self) -> bool:
+        """Whether a deviation in SD can be given (mean and sd are known)."""
+        return self.mean is not None
+
+    @property
+    def bounds(self) -> tuple[float, float]:
+        """(low, high) of "within the norm" (see the class doc)."""
+        if self.min is not None:
+            return self.min, self.max
+        return self.mean - self.sd, self.mean + self.sd
+
+
+class Interpretation(_Data):
+    """What a value means in words, below, within and above its norm."""
+
+    below: str | None = Field(default=None, min_length=1)
+    within: str | None = Field(default=None, min_length=1)
+    above: str | None = Field(default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _some(self) -> Interpretation:
+        if self.below is None and self.within is None and self.above is None:
+            raise InputError("interpretation: give at least one of below, within, above")
+        return self
+
+
+class NotComputed(_Data):
+    """A measurement of the analysis that this spec does not compute, and why."""
+
+    name: str = Field(min_length=1)
+    reason: str = Field(min_length=1)
+
+
+class Substitution(_Data):
+    """A landmark the analysis defines (``landmark``) replaced by one the model has
+    (``uses``), and what that changes (``note``)."""
+
+    landmark: str = Field(min_length=1)
+    uses: Name
+    note: str = Field(min_length=1)
+
+
 class Measurement(_Data):
     """One named measurement and its classes.
 
@@ -139,7 +222,10 @@ class Measurement(_Data):
     (P->Q and R->T). ``signed_angle``: the same angle, negative when
     ``cross(u, v) = u.x v.y - u.y v.x < 0`` (x right, y down). ``distance``: |Q - P| of
     ``[P, Q]``; with ``sign: x`` negative when Q.x < P.x (``sign: y``: when Q.y < P.y).
-    ``ratio``: |Q - P| / |T - R| of ``[[P, Q], [R, T]]``. ``sum``: weighted terms.
+    ``projection``: the signed length of P->Q along the direction of R->T, of
+    ``[[P, Q], [R, T]]`` (e.g. A point ahead of the nasion perpendicular:
+    ``[[N, A], [Po, Or]]``). ``ratio``: |Q - P| / |T - R| of ``[[P, Q], [R, T]]``
+    (``unit: percent``: times 100). ``sum``: weighted terms.
 
     3-D only (points in world mm; a plane ``[A, B, C]`` has the normal
     ``n = (B - A) x (C - A)``): ``line_plane_angle: [[P, Q], [A, B, C]]``, the angle
@@ -152,14 +238,19 @@ class Measurement(_Data):
     ``unit`` of a distance (or a sum of distances): ``mm`` (needs the pixel spacing) or
     ``px``. ``without_spacing``: what an ``mm`` distance gives for an image without
     spacing: ``nan`` (default) or ``px``, which adds ``<name>_px`` (pixels) beside the NaN.
+
+    ``norm``: the measurement's reference value (:class:`Norm`); ``interpretation``: words
+    for a value below, within and above it (needs a norm); ``note``: free text (e.g. a
+    landmark substitution that changes this measurement).
     """
 
     name: str = Field(min_length=1)
     description: str | None = None
-    unit: Literal["deg", "mm", "px", "ratio"] | None = None
+    unit: Literal["deg", "mm", "px", "ratio", "percent"] | None = None
     angle: tuple[Segment, Segment] | None = None
     signed_angle: tuple[Segment, Segment] | None = None
     distance: Segment | None = None
+    projection: tuple[Segment, Segment] | None = None
     sign: Literal["x", "y", "normal"] | None = None
     ratio: tuple[Segment, Segment] | None = None
     sum: tuple[Term, ...] | None = None
@@ -169,6 +260,9 @@ class Measurement(_Data):
     projected_distance: tuple[Segment, Plane] | None = None
     without_spacing: Literal["nan", "px"] = "nan"
     classes: tuple[ClassRule, ...] = ()
+    norm: Norm | None = None
+    interpretation: Interpretation | None = None
+    note: str | None = None
 
     @model_validator(mode="after")
     def _one_kind(self) -> Measurement:
@@ -185,11 +279,14 @@ class Measurement(_Data):
                              "line_plane_angle or a plane_distance only")
         if self.sum is not None and not self.sum:
             raise InputError(f"measurement {self.name!r}: a sum needs at least one term")
+        if self.interpretation is not None and self.norm is None:
+            raise InputError(f"measurement {self.name!r}: interpretation words need a norm")
         bad = set(self.name) & set(',"\n\r')
         if bad or self.name != self.name.strip() or self.name == "image" or \
-                self.name.endswith(("_class", "_px")):
+                self.name.endswith(RESERVED_SUFFIXES):
             raise InputError(f"measurement name {self.name!r}: must not be 'image', end in "
-                             "'_class' or '_px', or hold commas, quotes or line breaks")
+                             f"{', '.join(repr(s) for s in RESERVED_SUFFIXES)}, or hold "
+                             "commas, quotes or line breaks")
         return self
 
     @property
@@ -203,16 +300,27 @@ class MeasurementSpec(_Data):
     ``landmarks``: optional ordered list of the domain's landmark names, used to read files
     that number landmarks without naming them. ``points``: optional short symbols for
     landmark names. ``frame``: the orientation the definitions assume (free text).
+
+    A named clinical analysis (``analysis: true``; ``report`` shows it, ``measure`` never
+    picks it by itself) adds ``title`` (its name in words), ``notes`` (free text: e.g. that
+    norms vary with age, sex and ethnicity), ``substitutions`` (landmarks it defines that
+    the model lacks, replaced by ones it has) and ``not_computed`` (the analysis's
+    measurements left out, each with the reason).
     """
 
     name: str = Field(min_length=1)
+    title: str | None = None
     domain: str | None = None
     description: str | None = None
     source: str | None = None
     frame: str | None = None
+    analysis: bool = False
+    notes: tuple[str, ...] = ()
     landmarks: tuple[Name, ...] | None = None
     points: dict[str, Name] = Field(default_factory=dict)
     measurements: tuple[Measurement, ...] = Field(min_length=1)
+    substitutions: tuple[Substitution, ...] = ()
+    not_computed: tuple[NotComputed, ...] = ()
 
     @model_validator(mode="after")
     def _consistent(self) -> MeasurementSpec:
@@ -246,6 +354,27 @@ class MeasurementSpec(_Data):
                 seen.setdefault(self.resolve(p), None)
         return tuple(seen)
 
+    def landmarks_of(self, name: str) -> tuple[str, ...]:
+        """The landmark names one measurement reads (through its ``ref``s too), in
+        first-use order."""
+        seen: dict[str, None] = {}
+        todo, done = [self.measurement(name)], set()
+        while todo:
+            m = todo.pop(0)
+            if m.name in done:
+                continue
+            done.add(m.name)
+            for p in _points_of(m):
+                seen.setdefault(self.resolve(p), None)
+            todo += [self.measurement(t.ref) for t in m.sum or () if t.ref is not None]
+        return tuple(seen)
+
+    def deviations(self) -> tuple[str, ...]:
+        """Names of the measurements whose norm gives a mean and an SD (a deviation in SD,
+        the ``<name>_norm_sd`` column)."""
+        return tuple(m.name for m in self.measurements if m.norm is not None and
+                     m.norm.has_sd)
+
     def unit(self, name: str) -> str:
         """The unit of a measurement: ``deg``, ``mm``, ``px`` or ``ratio``."""
         return _unit(self, self.measurement(name), set())
@@ -274,7 +403,7 @@ class MeasurementSpec(_Data):
 
 def _points_of(m: Measurement | Term) -> list[str]:
     out: list[str] = []
-    for key in ("angle", "signed_angle", "ratio"):
+    for key in ("angle", "signed_angle", "projection", "ratio"):
         pairs = getattr(m, key, None)
         if pairs is not None:
             out += [p for seg in pairs for p in seg]
@@ -295,10 +424,10 @@ def _unit(spec: MeasurementSpec, m: Measurement, visiting: set[str]) -> str:
             m.line_plane_angle is not None or m.plane_angle is not None:
         return "deg"
     if m.ratio is not None:
-        return "ratio"
-    if m.distance is not None or m.plane_distance is not None or \
-            m.projected_distance is not None:
-        return m.unit or "mm"
+        return "percent" if m.unit == "percent" else "ratio"
+    if m.distance is not None or m.projection is not None or \
+            m.plane_distance is not None or m.projected_distance is not None:
+        return m.unit if m.unit in ("mm", "px") else "mm"
     if m.name in visiting:
         raise InputError(f"measurement {m.name!r}: its references form a cycle")
     visiting = visiting | {m.name}
@@ -346,6 +475,14 @@ def _semantic_faults(spec: MeasurementSpec) -> list[str]:
         faults.append(f"{', '.join(sorted(kinds & set(KINDS_2D)))} (2-D points only) and "
                       f"{', '.join(sorted(kinds & set(KINDS_3D)))} (3-D points only) cannot "
                       "share one spec")
+    for item in spec.not_computed:
+        if item.name in seen:
+            faults.append(f"not_computed: {item.name!r} is a measurement of this spec")
+    used = set(spec.landmarks_used())
+    for sub in spec.substitutions:
+        if spec.resolve(sub.uses) not in used:
+            faults.append(f"substitutions: {sub.landmark!r} -> {sub.uses!r}: no measurement "
+                          f"reads {sub.uses!r}")
     if faults:
         return list(dict.fromkeys(faults))
     for m in spec.measurements:
@@ -357,6 +494,8 @@ def _semantic_faults(spec: MeasurementSpec) -> list[str]:
         if m.unit is not None and m.unit != unit:
             faults.append(f"measurement {m.name!r}: unit {m.unit!r} does not fit a "
                           f"{m.kind} (its unit is {unit!r})")
+        if m.unit in ("ratio", "percent") and m.kind != "ratio":
+            faults.append(f"measurement {m.name!r}: unit {m.unit!r} is for a ratio only")
         if m.unit == "px" and m.kind in KINDS_3D:
             faults.append(f"measurement {m.name!r}: a {m.kind} is in mm (3-D world points)")
         if m.unit == "px" and m.without_spacing == "px":
