@@ -508,3 +508,32 @@ def test_images_sharing_a_record_id_are_not_saved(folder, detector):
     assert response.status_code == 422
     assert "share its record id 'head_0000' (head_0000.tif)" in response.json()["detail"]
     assert not (folder / "landmarks_reviewed.csv").exists()
+
+
+def test_a_ruler_sets_the_spacing_and_bad_rulers_are_refused(folder, detector):
+    from unilandmark.imageio.spacing_file import spacing_file
+
+    client = make_client(folder, detector, spacing=(0.5, 0.5))
+    url = "/api/images/head_0001.png"
+    before = client.get(f"{url}/landmarks").json()
+    assert before["spacing"] == [0.5, 0.5] and before["spacing_source"] == "option"
+    for body in ({"start": [1, 1], "end": [1, 1.5], "length_mm": 5},  # < 2 pixels
+                 {"start": [1, 1], "end": [1, 41], "length_mm": 0},
+                 {"start": [1, 1], "end": [1, 41], "length_mm": float("inf")},
+                 {"start": [1, 1, 1], "end": [1, 41], "length_mm": 5},
+                 {"start": [1, 1], "end": [1, 41], "length_mm": 1e6}):  # implausible
+        r = client.post(f"{url}/ruler", content=json.dumps(body), headers={
+            **WRITE, "Content-Type": "application/json"})
+        assert r.status_code in (400, 422), (body, r.text)
+        assert not spacing_file(folder / "head_0001.png").exists()
+    r = client.post(f"{url}/ruler", json={"start": [1, 1], "end": [1, 41], "length_mm": 8},
+                    headers=WRITE)
+    assert r.status_code == 200, r.text
+    assert r.json()["spacing"] == pytest.approx([0.2, 0.2])
+    assert r.json()["spacing_source"] == "ruler"
+    assert client.get(url).json()["spacing_source"] == "ruler"
+    assert client.post(f"{url}/ruler", json={"start": [1, 1], "end": [1, 41],
+                                             "length_mm": 8}).status_code == 403  # no header
+    # a new server (and predict) reads the calibration from beside the image
+    again = make_client(folder, detector).get(f"{url}/landmarks").json()
+    assert again["spacing"] == pytest.approx([0.2, 0.2]) and again["spacing_source"] == "ruler"

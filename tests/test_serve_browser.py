@@ -220,3 +220,45 @@ def test_measurements_update_while_dragging(browser, served):
                                f"return t.SNA !== {before['SNA']!r} && t.SNA;")
     ActionChains(browser).release().perform()
     assert during != before["SNA"]  # recomputed before the mouse button was released
+
+
+def test_a_ruler_in_the_image_sets_its_spacing(browser, served):
+    """Two clicks on the ends of a ruler and its length set the image's spacing: written
+    beside it (NAME.spacing.json), shown, used by the millimetres of the saved table."""
+    from selenium.webdriver.common.action_chains import ActionChains
+
+    from unilandmark.imageio.spacing_file import read_spacing_file, spacing_file
+
+    folder, url = served
+    open_page(browser, url)
+    line = browser.find_element("id", "spacing-line").text
+    assert line.startswith("No spacing: distances in mm need one. Click Ruler (C)")
+    scale, tx, ty = view(browser)
+    ends = [(8.0, 10.0), (8.0, 50.0)]  # original pixels: a 40-pixel ruler
+    viewer = browser.find_element("id", "viewer")
+    size = viewer.size
+    browser.find_element("id", "ruler").click()
+    for x, y in ends:  # offsets from the viewer's centre (selenium 4)
+        ActionChains(browser).move_to_element_with_offset(
+            viewer, int(round(x * scale + tx - size["width"] / 2)),
+            int(round(y * scale + ty - size["height"] / 2))).click().perform()
+    wait_for(browser, "return document.getElementById('ruler-dialog').open")
+    pixels = browser.find_element("id", "ruler-pixels").text
+    length = browser.find_element("id", "ruler-length")
+    length.clear()
+    length.send_keys("20")
+    browser.find_element("id", "ruler-ok").click()
+    wait_for(browser, "return document.getElementById('spacing-line').textContent"
+                      ".startsWith('Spacing ')")
+    spacing, source = read_spacing_file(folder / "head_0000.png")
+    px = float(pixels.split()[3])  # "The ruler spans N pixels."
+    assert abs(px - 40.0) < 1.5 / scale + 0.5  # the clicks land within a screen pixel
+    assert source == "ruler" and spacing[0] == spacing[1]
+    assert abs(spacing[0] - 20.0 / px) < 1e-3
+    assert "from a ruler in this image" in browser.find_element("id", "spacing-line").text
+    assert spacing_file(folder / "head_0000.png").is_file()
+    browser.find_element("id", "save").click()
+    wait_for(browser, "return document.getElementById('status').textContent === 'saved'")
+    rows = saved_rows(folder, "head_0000")
+    x, x_mm = float(rows[1]["x"]), float(rows[1]["x_mm"])
+    assert abs(x_mm - x * spacing[0]) < 0.01

@@ -6,12 +6,14 @@ serves it. Routes (all JSON unless said; ``NAME`` is an image's file name, URL-e
 - ``GET /``: the page; ``GET /static/...``: its script and style (nothing from elsewhere).
 - ``GET /api/info``: the folder, domain, landmark names, save formats, limits.
 - ``GET /api/images``: ``{"images": [{name, status}]}``.
-- ``GET /api/images/NAME``: size, display size, spacing and status (header only).
+- ``GET /api/images/NAME``: size, display size, spacing (and its source) and status.
 - ``GET /api/images/NAME/display``: the display JPEG (see :mod:`.display`).
 - ``GET /api/images/NAME/landmarks``: the review state (predicting once if new).
 - ``PUT /api/images/NAME/landmarks`` ``{points}``: store edits (status ``reviewed``).
 - ``POST /api/images/NAME/save`` ``{points, format?}``: write files (status ``saved``).
 - ``GET /api/images/NAME/prediction``: the state with the model's points attached.
+- ``POST /api/images/NAME/ruler`` ``{start, end, length_mm}``: the image's spacing from a
+  ruler, written beside it (``NAME.spacing.json``); the state with the new spacing.
 - ``POST /api/measure`` ``{name, points}``: measurements of points, nothing stored.
 - ``POST /api/upload?filename=F`` (raw bytes): add an image to the folder.
 
@@ -36,11 +38,10 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from ..core.errors import InputError
 from ..core.types import Spacing
-from ..imageio.read import read_image_info
 from .display import DISPLAY_MAX_SIDE, DISPLAY_MEDIA_TYPE, display_image, display_size
 from .folder import ImageFolder
 from .guards import (  # noqa: F401 - re-exported: the names callers import from here
@@ -86,6 +87,14 @@ class SaveIn(PointsIn):
 
 class MeasureIn(PointsIn):
     name: str
+
+
+class RulerIn(BaseModel):
+    """A ruler drawn on the image: its two ends (original pixels) and its length in mm."""
+
+    start: list[float] = Field(min_length=2, max_length=2)
+    end: list[float] = Field(min_length=2, max_length=2)
+    length_mm: float = Field(gt=0, allow_inf_nan=False)
 
 
 class _DisplayCache:
@@ -176,12 +185,13 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
     @app.get("/api/images/{name}")
     def meta(name: str) -> dict:
         path = images.path(name)
-        size, file_spacing = read_image_info(path)
+        size, image_spacing, source = store._info(path)
         stat = path.stat()
         status = store.status_of(name)
         return {"name": name, "size": list(size),
                 "display_size": list(display_size(size, display_max_side)),
-                "spacing": list(file_spacing or spacing or ()) or None,
+                "spacing": list(image_spacing) if image_spacing else None,
+                "spacing_source": source if image_spacing else None,
                 "version": f"{stat.st_mtime_ns}-{stat.st_size}", "status": status}
 
     @app.get("/api/images/{name}/display")
@@ -210,6 +220,10 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
     @app.get("/api/images/{name}/prediction")
     def prediction(name: str) -> dict:
         return respond(store.with_prediction(name))
+
+    @app.post("/api/images/{name}/ruler")
+    def ruler(name: str, body: RulerIn) -> dict:
+        return respond(store.calibrate(name, body.start, body.end, body.length_mm))
 
     @app.post("/api/measure")
     def measure_points(body: MeasureIn) -> dict:

@@ -23,6 +23,7 @@ from ..core.errors import InputError
 from ..core.naming import file_stem
 from ..core.types import Spacing
 from ..imageio.read import read_image_info
+from ..imageio.spacing_file import read_spacing_file, write_ruler_spacing
 from .folder import ImageFolder
 from .saving import (
     DEFAULT_CSV_NAME,
@@ -68,6 +69,9 @@ class ImageState:
     qc: str | None = None
     orientation: str | None = None
     files: tuple[str, ...] = field(default=())
+    #: where ``spacing`` came from: ``ruler`` (the image's own calibration file),
+    #: ``file`` (its header), ``option`` (``serve --spacing``), or None (no spacing)
+    spacing_source: str | None = None
 
     @property
     def mirrored(self) -> bool:
@@ -90,6 +94,7 @@ class ImageState:
             "names": list(self.names), "points": pts(self.points),
             "human": self.human().tolist(), "size": list(self.size),
             "spacing": list(self.spacing) if self.spacing else None,
+            "spacing_source": self.spacing_source if self.spacing else None,
             "predicted": pts(self.predicted) if self.predicted is not None else None,
             "confidence": ([float(c) for c in self.confidence]
                            if self.confidence is not None else None),
@@ -216,9 +221,9 @@ class ReviewStore:
         saved = self._read_saved(path)
         if saved is not None:
             points, orientation = saved
-            size, spacing = self._info(path)
+            size, spacing, source = self._info(path)
             state = ImageState(name, SAVED, self.names, points, size, spacing, "file",
-                               orientation=orientation)
+                               orientation=orientation, spacing_source=source)
         else:
             state = self._predicted_state(name, path)
         with self._lock:
@@ -237,11 +242,12 @@ class ReviewStore:
 
     def _predicted_state(self, name: str, path: Path) -> ImageState:
         result = self.prediction(name)
-        size, _ = self._info(path)
+        size, spacing, source = self._info(path)
         flags = getattr(result, "flags", None)
         return ImageState(
             name, PREDICTED, self.names, np.array(result.points, dtype=np.float64), size,
-            result.spacing, "model", predicted=np.array(result.points, dtype=np.float64),
+            spacing, "model", predicted=np.array(result.points, dtype=np.float64),
+            spacing_source=source,
             confidence=np.asarray(result.confidence, dtype=np.float64),
             flags=None if flags is None else np.asarray(flags, dtype=bool),
             qc=getattr(result, "qc", None),
@@ -272,9 +278,35 @@ class ReviewStore:
                 return saved
         return None
 
-    def _info(self, path: Path) -> tuple[tuple[int, int], Spacing | None]:
-        size, spacing = read_image_info(path)
-        return size, spacing or self.spacing
+    def _info(self, path: Path) -> tuple[tuple[int, int], Spacing | None, str | None]:
+        """Size (W, H), spacing and its source, first found first (docs/prediction.md,
+        "Spacing"): the image's own calibration (a ruler), its header, ``--spacing``."""
+        size, header = read_image_info(path)
+        calibrated = read_spacing_file(path)
+        if calibrated is not None:
+            return size, calibrated[0], calibrated[1]
+        if header:
+            return size, header, "file"
+        return size, self.spacing, "option" if self.spacing else None
+
+    def calibrate(self, name: str, start, end, length_mm: float) -> ImageState:
+        """Set image ``name``'s spacing from a ruler of ``length_mm`` drawn from ``start``
+        to ``end`` (original pixels): written beside the image (``NAME.spacing.json``,
+        atomically; :mod:`..imageio.spacing_file`), so ``predict`` and ``measure`` use it
+        too. The points stay; their millimetres change. The model's cached answer for the
+        image is dropped (a patch stage sized in mm would read it differently)."""
+        state = self.get(name)
+        path = self.folder.path(name)
+        write_ruler_spacing(path, start, end, length_mm)
+        _, spacing, source = self._info(path)
+        with self._model_lock:
+            for key in [k for k in self._predictions if k[0] == name]:
+                del self._predictions[key]
+        with self._lock:
+            state = replace(self._states.get(name, state), spacing=spacing,
+                            spacing_source=source)
+            self._states[name] = state
+            return state
 
     # -- editing and saving ----------------------------------------------------------------
     def update(self, name: str, raw_points) -> ImageState:

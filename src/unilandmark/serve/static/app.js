@@ -26,6 +26,7 @@
     syncTimer: null,
     editCount: 0,
     timings: [], // {name, start, landmarks, image}: performance.now() marks
+    ruler: null, // while calibrating: {ends: [[x, y], ...]} in original pixels
   };
   window.unilandmark = app; // for tests and the curious
 
@@ -128,6 +129,7 @@
   // -- opening an image --------------------------------------------------------------
   async function openImage(name) {
     if (!name) return;
+    if (app.ruler) stopRuler();
     await flushSync();
     const token = ++app.loadToken;
     const timing = { name, start: performance.now(), landmarks: null, image: null };
@@ -188,6 +190,96 @@
     renderTable();
     render();
     renderMeasurements(state.measurements);
+    renderSpacing();
+  }
+
+  const SPACING_SOURCES = { ruler: "from a ruler in this image", file: "from the image file",
+    option: "given to serve (--spacing)" };
+
+  function renderSpacing() {
+    const line = $("spacing-line");
+    const s = app.state && app.state.spacing;
+    line.classList.toggle("warning", !s);
+    if (s) {
+      const value = Math.abs(s[0] - s[1]) < 1e-9 ? s[0].toPrecision(4) : `${s[0].toPrecision(4)} \u00d7 ${s[1].toPrecision(4)}`;
+      line.textContent = `Spacing ${value} mm/pixel, ${SPACING_SOURCES[app.state.spacing_source] || "known"}.`;
+    } else {
+      line.textContent = "No spacing: distances in mm need one. Click Ruler (C) and the two " +
+        "ends of a ruler of known length in the image, or start serve with --spacing.";
+    }
+  }
+
+  // -- ruler: two clicks and a length set the image's spacing ---------------------------
+  function startRuler() {
+    if (!app.state) return;
+    app.ruler = { ends: [] };
+    viewer.classList.add("measuring");
+    viewerMessage("Ruler: click one end of a ruler of known length (Esc cancels).");
+    drawRuler();
+  }
+
+  function stopRuler() {
+    app.ruler = null;
+    viewer.classList.remove("measuring");
+    viewerMessage("");
+    drawRuler();
+  }
+
+  function drawRuler() {
+    let layer = $("ruler-layer");
+    if (!layer) {
+      layer = svg("g", { id: "ruler-layer" });
+      canvas.appendChild(layer);
+    }
+    layer.replaceChildren();
+    if (!app.ruler) return;
+    const v = app.view;
+    const pts = app.ruler.ends.map((p) => [p[0] * v.scale + v.tx, p[1] * v.scale + v.ty]);
+    for (const p of pts) layer.appendChild(svg("circle", { class: "ruler-end", cx: p[0], cy: p[1], r: 4 }));
+    if (pts.length === 2) {
+      layer.appendChild(svg("line", { class: "ruler-line", x1: pts[0][0], y1: pts[0][1], x2: pts[1][0], y2: pts[1][1] }));
+    }
+  }
+
+  function rulerClick(p) {
+    if (!onImage(p)) return;
+    app.ruler.ends.push(p);
+    drawRuler();
+    if (app.ruler.ends.length === 1) {
+      viewerMessage("Ruler: now click its other end.");
+      return;
+    }
+    const [a, b] = app.ruler.ends;
+    const pixels = Math.hypot(b[0] - a[0], b[1] - a[1]);
+    $("ruler-pixels").textContent = `The ruler spans ${pixels.toFixed(1)} pixels.`;
+    $("ruler-dialog").returnValue = "";
+    $("ruler-dialog").showModal();
+    $("ruler-length").select();
+  }
+
+  async function finishRuler() {
+    const dialog = $("ruler-dialog");
+    const ruler = app.ruler;
+    const name = app.current;
+    if (!ruler || dialog.returnValue !== "ok" || ruler.ends.length !== 2) {
+      stopRuler();
+      return;
+    }
+    const length = Number($("ruler-length").value);
+    try {
+      const state = await api("POST", imageUrl(name, "/ruler"),
+        { start: ruler.ends[0], end: ruler.ends[1], length_mm: length });
+      if (name === app.current) {
+        app.state.spacing = state.spacing;
+        app.state.spacing_source = state.spacing_source;
+        renderSpacing();
+        measureSoon();
+      }
+      toast(`${name}: spacing ${state.spacing[0].toPrecision(4)} mm/pixel from the ruler, saved beside the image`);
+    } catch (err) {
+      toast(`Ruler: ${err.message}`, "error");
+    }
+    stopRuler();
   }
 
   function neighbour(step) {
@@ -291,6 +383,7 @@
   }
 
   function render() {
+    drawRuler();
     const v = app.view;
     picture.style.transform = `translate(${v.tx - 0.5 * v.scale}px, ${v.ty - 0.5 * v.scale}px) scale(${v.scale})`;
     canvas.dataset.scale = v.scale;
@@ -377,6 +470,11 @@
   function renderMeasurements(list) {
     const box = $("measurements-box");
     box.hidden = !list || !list.length;
+    const missing = (list || []).some((m) => m.value === null || m.value === undefined);
+    const note = $("measurements-note");
+    note.hidden = !(missing && app.state && !app.state.spacing);
+    note.textContent = "\u2014: a distance in mm needs the image's spacing: use the Ruler (C), " +
+      "or start serve with --spacing.";
     const body = $("measurements").querySelector("tbody");
     body.replaceChildren();
     for (const m of list || []) {
@@ -622,6 +720,11 @@
   viewer.addEventListener("pointerdown", (e) => {
     if (e.button !== 0) return;
     viewer.focus();
+    if (app.ruler) {
+      rulerClick(toOriginal(e));
+      e.preventDefault();
+      return;
+    }
     const g = e.target.closest ? e.target.closest(".landmark") : null;
     const rect = viewer.getBoundingClientRect();
     if (g && app.state) {
@@ -739,6 +842,10 @@
     } else if (key === "i") {
       $("invert").checked = !$("invert").checked;
       applyFilter();
+    } else if (key === "c") {
+      startRuler();
+    } else if (key === "Escape" && app.ruler) {
+      stopRuler();
     } else if (key === "r") {
       resetFilter();
     } else if (key === "?") {
@@ -769,6 +876,8 @@
     $("zoom-out").addEventListener("click", () => zoomCentre(0.8));
     $("reset-view").addEventListener("click", resetFilter);
     $("help-button").addEventListener("click", () => $("help").showModal());
+    $("ruler").addEventListener("click", startRuler);
+    $("ruler-dialog").addEventListener("close", finishRuler);
     for (const id of ["contrast", "brightness", "invert"]) $(id).addEventListener("input", applyFilter);
     // give the keys back to the page once a control has been used
     for (const id of ["contrast", "brightness", "format"]) $(id).addEventListener("change", (e) => e.target.blur());
