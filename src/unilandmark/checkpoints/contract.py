@@ -22,7 +22,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.errors import InputError
-from ..core.limits import MAX_STAGES, PATCH_SCALE_MM_RANGE, PATCH_SCALE_RANGE
+from ..core.limits import (
+    MAX_STAGES,
+    PATCH_SCALE_MM_RANGE,
+    PATCH_SCALE_RANGE,
+    VOLUME_PATCH_SIDE_RANGE,
+)
 from ..core.modelmeta import domain_fault, domains_fault
 from ..models.config import ModelConfig
 
@@ -56,7 +61,8 @@ class VolumePatchGeometry(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     kind: Literal["volume-patch"] = "volume-patch"
-    patch_size: int = Field(24, ge=8, le=512)
+    patch_size: int = Field(24, ge=VOLUME_PATCH_SIDE_RANGE[0],
+                            le=VOLUME_PATCH_SIDE_RANGE[1])
     spacing: float | None = Field(None, gt=0)
     sigma: float = Field(1.5, gt=0)
 

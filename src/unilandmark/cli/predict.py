@@ -156,19 +156,20 @@ def volume_inputs(items: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]
     return paths, missing
 
 
-def predict_volumes(state: dict, items: list[Path], domain: str | None, out: Path,
-                    markups: Path | None, device: str, words: str,
+def predict_volumes(load: Callable[[], object], items: list[Path], domain: str | None,
+                    out: Path, markups: Path | None, words: str,
                     presence_threshold: float | None = None, resume: bool = False) -> None:
     """The volume branch of ``predict``: one row per (volume, landmark) in voxels and world
     mm (docs/volumes.md), optional Slicer markups; unreadable volumes listed at the end.
-    The CSV is rewritten as volumes finish (:class:`RowsSoFar`); ``resume`` keeps the
-    volumes already in ``out`` and predicts the others."""
+    ``load`` gives the detector (a PyTorch ``VolumeDetector`` or an ONNX
+    ``OnnxVolumeDetector``: the same results, the same rows). The CSV is rewritten as
+    volumes finish (:class:`RowsSoFar`); ``resume`` keeps the volumes already in ``out``
+    and predicts the others."""
     import numpy as np
 
     from ..core.errors import InputError as Fault
     from ..core.naming import unique_image_ids
     from ..data.markups import write_markups
-    from ..inference.volume_detector import VolumeDetector
     from ..predictions.volume_table import VOLUME_COLUMNS, volume_rows
 
     kept = earlier_rows(out, resume)
@@ -176,7 +177,7 @@ def predict_volumes(state: dict, items: list[Path], domain: str | None, out: Pat
         raise InputError(f"--resume: {out} is not a volume prediction table (columns "
                          f"{', '.join(c for c in kept.header if c not in VOLUME_COLUMNS)} "
                          "are not); give another --out, or leave out --resume to replace it")
-    detector = VolumeDetector.from_checkpoint_state(state, device)
+    detector = load()
     detector.presence_threshold = presence_threshold
     err_console.print(f"model: {words} (volumes)", highlight=False)
     paths, failures = volume_inputs(items)
@@ -269,8 +270,9 @@ def predict_cmd(
                                     "name: head (senior annotator, the default) or head-mean "
                                     "(mean of the two ISBI annotators)."),
     model: Path = typer.Option(None, "--model", help="An exported ONNX graph (model.onnx, see "
-                                                     "`export`), run by onnxruntime instead "
-                                                     "of PyTorch."),
+                                                     "`export`; an image or a volume model), "
+                                                     "run by onnxruntime instead of "
+                                                     "PyTorch."),
     out: Path = typer.Option(..., "--out", help=CSV_HELP),
     overlay: Path = typer.Option(None, "--overlay", help="Also draw each image with its "
                                                          "named landmarks into this folder."),
@@ -341,15 +343,27 @@ def predict_cmd(
         check_writable_dir(overlay, "--overlay")
     if not inputs and not image_list:
         raise InputError("give image files, folders or --list FILE")
+    onnx_detector = None
     if model is None:
         from ..checkpoints.builtin import model_path
         from ..checkpoints.checkpoint import load_checkpoint
-        from ..inference.volume_detector import is_volume_model
+        from ..inference.volume_detector import VolumeDetector, is_volume_model
 
         state = load_checkpoint(model_path(checkpoint))
         if is_volume_model(state):
-            predict_volumes(state, list(inputs or []) + _listed(image_list), domain, out,
-                            markups, device, model_words(None, checkpoint),
+            predict_volumes(lambda: VolumeDetector.from_checkpoint_state(state, device),
+                            list(inputs or []) + _listed(image_list), domain, out,
+                            markups, model_words(None, checkpoint), presence_threshold,
+                            resume)
+            return
+    else:
+        from ..export.loading import open_onnx_model
+        from ..export.volume_runner import OnnxVolumeDetector
+
+        onnx_detector = open_onnx_model(model, device=device)
+        if isinstance(onnx_detector, OnnxVolumeDetector):
+            predict_volumes(lambda: onnx_detector, list(inputs or []) + _listed(image_list),
+                            domain, out, markups, model_words(model, None),
                             presence_threshold, resume)
             return
     if markups is not None or presence_threshold is not None:
@@ -361,10 +375,8 @@ def predict_cmd(
     todo = [(p, rid) for p, rid in zip(paths, unique_image_ids(paths), strict=True)
             if rid not in done_ids]
     detector: Predictor
-    if model is not None:
-        from ..export.runner import OnnxDetector
-
-        detector = OnnxDetector(model, device=device)
+    if onnx_detector is not None:
+        detector = onnx_detector
     else:
         from ..inference.detector import Detector
 

@@ -129,8 +129,11 @@ MAX_DILATIONS = 16
 #: a patch stage's ``scale`` (original pixels per patch pixel): below 0.25 a patch stage
 #: would enlarge every image more than 4x per side before cropping
 PATCH_SCALE_RANGE = (0.25, 256.0)
-#: a patch stage's ``scale_mm`` (mm per patch pixel)
+#: a patch stage's ``scale_mm`` (mm per patch pixel); also a volume patch stage's
+#: ``spacing`` (mm per patch voxel) in ONNX metadata
 PATCH_SCALE_MM_RANGE = (1e-3, 100.0)
+#: a volume patch stage's cube side (voxels), inclusive
+VOLUME_PATCH_SIDE_RANGE = (8, 512)
 #: nesting of the JSON text in a model file (stage configs, provenance, ONNX metadata)
 MAX_JSON_DEPTH = 64
 #: elements of one output an ONNX graph declares (its fixed dimensions multiplied)

@@ -70,15 +70,35 @@ def domain_fault(meta: Any, needs_input: bool = False) -> str | None:
     sigma = meta.get("sigma", 1.0)
     if not _numbers([sigma]) or sigma <= 0:
         return f"sigma must be a positive number, got {sigma!r:.80}"
-    return (_apply_fault(meta.get("apply"), k) or _pairs_fault(meta.get("flip_pairs"), names)
+    return (apply_fault(meta.get("apply"), k) or _pairs_fault(meta.get("flip_pairs"), names)
             or shape_fault(meta.get("shape"), k) or _spacing_fault(meta, volume)
-            or _thresholds_fault(meta.get("presence_threshold"), k)
+            or thresholds_fault(meta.get("presence_threshold"), k)
             or calibration_fault(meta.get("calibration"), k))
 
 
 #: the evidence names a quality calibration may use (``quality.evidence.FEATURES`` is this
 #: tuple: the one list of them)
 CALIBRATION_FEATURES = ("stage1", "final", "shape", "shift", "spread", "mirror", "landmark")
+
+
+#: the intensity rules of a volume domain (``inference.volume_inputs.normalise_volume``)
+VOLUME_MODALITIES = ("mr", "ct")
+
+
+def volume_intensity_fault(meta: dict) -> str | None:
+    """Why a volume domain's intensity rule is refused, or None: ``modality`` one of
+    :data:`VOLUME_MODALITIES` (default ``mr``) and ``ct_window``, where given, two finite
+    numbers in HU with ``high > low``."""
+    modality = meta.get("modality", "mr")
+    if modality not in VOLUME_MODALITIES:
+        return f"modality {modality!r:.80} is not one of {', '.join(VOLUME_MODALITIES)}"
+    window = meta.get("ct_window")
+    if window is None:
+        return None
+    if not isinstance(window, list) or len(window) != 2 or not _numbers(window) or \
+            window[1] <= window[0]:
+        return f"ct_window must be two finite numbers (low, high) in HU, got {window!r:.80}"
+    return None
 
 
 def calibration_fault(cal: Any, k: int) -> str | None:
@@ -152,7 +172,9 @@ def _numbers(values, finite: bool = True) -> bool:
                and (not finite or math.isfinite(v)) for v in values)
 
 
-def _apply_fault(apply: Any, k: int) -> str | None:
+def apply_fault(apply: Any, k: int) -> str | None:
+    """Why a stage's ``apply`` gate is refused, or None (also for no gate): ``k``
+    true/false values."""
     if apply is None:
         return None
     if not isinstance(apply, list) or len(apply) != k or \
@@ -186,7 +208,9 @@ def _spacing_fault(meta: dict, volume: bool) -> str | None:
     return f"spacing: {fault}" if fault else None
 
 
-def _thresholds_fault(value: Any, k: int) -> str | None:
+def thresholds_fault(value: Any, k: int) -> str | None:
+    """Why stored presence thresholds are refused, or None (also for none): one number or
+    ``k`` of them."""
     if value is None:
         return None
     values = value if isinstance(value, list) else [value]

@@ -50,6 +50,8 @@ from ..core.limits import (
 from ..core.modelmeta import domain_fault, landmark_names_fault
 
 FORMAT = "unilandmark-onnx/1"
+#: the format of an exported volume model (:mod:`.volume_contract`)
+VOLUME_FORMAT = "unilandmark-onnx-volume/1"
 OPSET = 18
 INPUTS = ("image", "original_size", "content_size", "orientation")
 OUTPUTS = ("landmarks", "confidence", "mirrored", "stage_landmarks", "stage_confidence",
@@ -80,6 +82,10 @@ def parse_metadata(props: dict[str, str]) -> dict:
     """ONNX ``metadata_props`` -> a dict with the JSON values decoded; a clear error for
     a graph not written by ``unilandmark export``, for JSON nested beyond the limit, and
     for values that break the limits of ``core.limits`` (:func:`check_metadata`)."""
+    if props.get("format") == VOLUME_FORMAT:
+        raise InputError("a volume model (exported from a volume stage): it predicts "
+                         "volumes, through `unilandmark predict VOLUME --model` or "
+                         "unilandmark.export.volume_runner.OnnxVolumeDetector")
     if props.get("format") != FORMAT:
         raise InputError(f"not a unilandmark ONNX model (metadata format "
                          f"{props.get('format')!r}, expected {FORMAT!r}); export one with "

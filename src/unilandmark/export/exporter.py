@@ -9,12 +9,8 @@ onnxruntime on the tracing inputs and compared with PyTorch.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
-import logging
 import os
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,6 +23,10 @@ from ..core.version import __version__
 from ..inference.detector import Detector
 from .contract import FORMAT, INPUTS, OPSET, OUTPUTS, SPACING_RULE, stage_input_names
 from .graph import PredictionGraph
+from .tracing import ExportCheckError, provenance_of, quiet_export, require_onnx
+
+__all__ = ["CHECK_TOLERANCE_PX", "ExportCheckError", "ExportSummary", "export_onnx",
+           "input_names", "metadata", "quiet_export", "require_onnx"]
 
 #: the exported graph must reproduce PyTorch on the tracing inputs to this many pixels
 CHECK_TOLERANCE_PX = 0.05
@@ -41,39 +41,33 @@ class ExportSummary:
     max_difference_px: float
 
 
-def require_onnx() -> None:
-    """A clear message when the optional ``export`` extra is missing."""
-    missing = []
-    for name in ("onnx", "onnxruntime", "onnxscript"):
-        try:
-            __import__(name)
-        except ImportError:
-            missing.append(name)
-    if missing:
-        from .runner import MissingExtraError
-
-        raise MissingExtraError(f"ONNX export needs {', '.join(missing)}: pip install "
-                                "'unilandmark[export]'")
-
-
 def export_onnx(checkpoint: str | os.PathLike | None, domain: str | None,
-                out: str | os.PathLike, check: bool = True) -> ExportSummary:
+                out: str | os.PathLike, check: bool = True,
+                check_volume: str | os.PathLike | None = None):
     """Export ``Detector(relocate=False)`` of ``domain`` (the checkpoint's only domain when
-    None) to ``out``, written atomically."""
+    None) to ``out``, written atomically. A volume model is exported by
+    :func:`.volume_exporter.export_volume_onnx` (a ``VolumeExportSummary``; ``check_volume``:
+    the volume its check runs on, default a phantom)."""
     require_onnx()
     import onnx
 
     from ..checkpoints.builtin import model_path
     from ..checkpoints.checkpoint import load_checkpoint
+    from ..inference.volume_detector import is_volume_model
 
     path = model_path(checkpoint)
     state = load_checkpoint(path)
+    if is_volume_model(state):
+        from .volume_exporter import export_volume_onnx
+
+        return export_volume_onnx(state, path, domain, out, check, check_volume)
+    if check_volume is not None:
+        raise InputError("--check-volume is for volume models; this is a 2-D model (its "
+                         "check runs on its tracing inputs)")
     detector = Detector.from_checkpoint_state(state, relocate=False, source=str(path))
     domain = detector._domain(domain)
-    provenance = dict(state.get("provenance") or {})
-    sidecar = path.with_suffix(".json")  # the built-in model's figures live beside it
-    if checkpoint is None and sidecar.is_file():
-        provenance = {**provenance, **json.loads(sidecar.read_text())}
+    # the built-in model's figures live beside it
+    provenance = provenance_of(state, path, checkpoint is None)
     graph = PredictionGraph(detector, domain).eval()
     names = input_names(graph)
     example = _example_inputs(graph, detector, domain)
@@ -179,25 +173,6 @@ def _dynamic_shapes(graph: PredictionGraph):
     first = ({0: batch}, {0: batch}, {0: batch}, {0: batch})
     # a cascade whose gates turned every landmark off has no stage inputs at all
     return (*first, tuple(stages)) if stages else first
-
-
-@contextlib.contextmanager
-def quiet_export():
-    """The exporter's own notes (skipped torchvision ops, deprecations) are not the user's
-    business."""
-    logger = logging.getLogger("torch.onnx")
-    level = logger.level
-    logger.setLevel(logging.ERROR)
-    try:
-        with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
-            warnings.simplefilter("ignore")
-            yield
-    finally:
-        logger.setLevel(level)
-
-
-class ExportCheckError(InputError):
-    """The written graph does not reproduce PyTorch's landmarks: nothing is kept."""
 
 
 def _check(path: Path, graph: PredictionGraph, example, names, out: Path) -> float:

@@ -12,8 +12,6 @@ Threads: onnxruntime's own pool, ``threads`` or else ``OMP_NUM_THREADS`` when se
 
 from __future__ import annotations
 
-import logging
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -22,9 +20,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.geometry import flip_permutation
-from ..core.limits import MAX_OUTPUT_ELEMENTS
 from ..core.modelmeta import calibration_fault
-from ..core.preflight import check_onnx_device
 from ..core.types import Spacing, pixels_to_mm
 from ..inference.inputs import fallback_spacing, read_batches, read_input
 from ..inference.results import LandmarkResult, PredictionFailure
@@ -32,45 +28,22 @@ from ..inference.shape import ShapeModel, fit_shape
 from ..quality.evidence import assess
 from .contract import ORIENTATION_CODES, parse_metadata
 from .inputs import graph_inputs, least_size
+from .session import MissingExtraError, onnxruntime, open_session, output_fault
+from .session import providers as _providers
 
-log = logging.getLogger(__name__)
-
-
-class MissingExtraError(ImportError, InputError):
-    """An optional dependency is not installed (an input problem, not a bug: the command
-    line prints it as one line)."""
-
-
-def onnxruntime():
-    """The onnxruntime module, or a clear message naming the extra to install."""
-    try:
-        import onnxruntime as ort
-    except ImportError as err:
-        raise MissingExtraError("running an ONNX model needs onnxruntime: pip install "
-                                "'unilandmark[export]'") from err
-    return ort
+#: re-exported for code written against this module (they live in :mod:`.session`)
+__all__ = ["MissingExtraError", "OnnxDetector", "_providers", "onnxruntime"]
 
 
 class OnnxDetector:
     """An exported graph (``unilandmark export``) ready to predict."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu",
-                 threads: int | None = None):
-        device = check_onnx_device(device, "device")
-        ort = onnxruntime()
+                 threads: int | None = None, opened: tuple | None = None):
+        """``opened``: the ``(session, device)`` of :func:`.session.open_session` for
+        ``path`` where the caller has it already (the file is then not read again)."""
         path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such ONNX model")
-        options = ort.SessionOptions()
-        threads = threads if threads is not None else int(os.environ.get("OMP_NUM_THREADS",
-                                                                         "0") or 0)
-        options.intra_op_num_threads = max(0, threads)
-        options.inter_op_num_threads = 1 if threads else 0
-        try:
-            self.session = ort.InferenceSession(str(path), options,
-                                                providers=_providers(ort, device))
-        except Exception as err:  # onnxruntime raises its own types for a damaged file
-            raise InputError(f"{path}: not a readable ONNX model ({err})") from err
+        self.session, self.device = opened or open_session(path, device, threads)
         try:
             self.meta = parse_metadata(self.session.get_modelmeta().custom_metadata_map)
         except ValueError as err:
@@ -79,8 +52,6 @@ class OnnxDetector:
         if fault:
             raise InputError(f"{path}: {fault}")
         self.path = path
-        self.device = "cuda" if "CUDAExecutionProvider" in self.session.get_providers() \
-            else "cpu"
         self.domain = self.meta["domain"]
         self.names = tuple(self.meta["landmark_names"])
         graph_k = _graph_landmarks(self.session)
@@ -195,14 +166,11 @@ class OnnxDetector:
 def _declared_fault(session, meta: dict) -> str | None:
     """Why the graph's declared shapes are refused, or None: an output whose fixed
     dimensions multiply beyond :data:`~unilandmark.core.limits.MAX_OUTPUT_ELEMENTS` (a
-    crafted graph declaring terabytes), an ``image`` input that is not the metadata's
-    ``input_size``."""
-    for output in session.get_outputs():
-        fixed = [d for d in output.shape if isinstance(d, int)]
-        if any(d < 0 for d in fixed) or math.prod(fixed) > MAX_OUTPUT_ELEMENTS:
-            return (f"the graph declares its output {output.name!r} as {list(output.shape)}, "
-                    f"{math.prod(fixed):,} elements, above the limit of "
-                    f"{MAX_OUTPUT_ELEMENTS:,}; refused (a damaged or crafted file)")
+    crafted graph declaring terabytes, :func:`.session.output_fault`), an ``image`` input
+    that is not the metadata's ``input_size``."""
+    fault = output_fault(session)
+    if fault:
+        return fault
     w, h = meta["input_size"]
     for graph_input in session.get_inputs():
         shape = graph_input.shape
@@ -222,23 +190,3 @@ def _graph_landmarks(session) -> int | None:
                 isinstance(output.shape[1], int):
             return int(output.shape[1])
     return None
-
-
-def _providers(ort, device: str) -> list:
-    """onnxruntime's providers for ``device``: ``auto`` takes the CUDA provider where
-    onnxruntime-gpu has one (silently the CPU otherwise), ``cuda`` asks for it (a warning
-    when it is missing)."""
-    cuda = "CUDAExecutionProvider" in ort.get_available_providers()
-    if device == "auto":
-        return ["CUDAExecutionProvider", "CPUExecutionProvider"] if cuda \
-            else ["CPUExecutionProvider"]
-    if not device.startswith("cuda"):
-        return ["CPUExecutionProvider"]
-    if not cuda:
-        log.warning("--device %s: this onnxruntime has no CUDA provider (onnxruntime-gpu); "
-                    "running on the CPU", device)
-        return ["CPUExecutionProvider"]
-    index = int(device.split(":", 1)[1]) if ":" in device else 0
-    return [("CUDAExecutionProvider", {"device_id": index}), "CPUExecutionProvider"]
-
-

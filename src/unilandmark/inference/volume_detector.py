@@ -25,33 +25,13 @@ import torch
 from ..checkpoints.checkpoint import load_checkpoint, stage_chain, upgrade
 from ..checkpoints.contract import load_weights, stage_contract, stage_label
 from ..core.errors import InputError
-from ..core.naming import file_stem
 from ..core.world import VolumeGeometry
-from ..imageio.volume import read_volume
 from ..models import build_model, codec_for
 from ..quality.presence import thresholds_of
-from .volume_inputs import canonical, normalise_volume, resample_into, volume_geometry
-from .volume_refine import refine_volume_points
+from .volume_locate import PatchStep, VolumeResult, locate, read_turned
+from .volume_refine import torch_patch_network
 
-
-@dataclass(frozen=True)
-class VolumeResult:
-    """Landmarks of one volume: ``voxels`` and ``world`` (K, 3) (x, y, z; world in LPS
-    mm), ``confidence`` (K,) the heatmap peak (0..1) of the last stage that placed each
-    landmark, ``present`` (K,) whether it reaches that stage's presence threshold
-    (``quality.presence``; an absent
-    landmark keeps its best guess here but is written with empty coordinates), the
-    volume's ``geometry``."""
-
-    id: str
-    image_path: str | None
-    domain: str
-    names: tuple[str, ...]
-    voxels: np.ndarray
-    world: np.ndarray
-    confidence: np.ndarray
-    geometry: VolumeGeometry
-    present: np.ndarray | None = None
+__all__ = ["RefineStage", "VolumeDetector", "VolumeResult", "is_volume_model"]
 
 
 def is_volume_model(state: dict) -> bool:
@@ -145,19 +125,8 @@ class VolumeDetector:
         """One volume: a path (NIfTI, NRRD, MetaImage, a DICOM series folder) or an
         ``(array (Z, Y, X), VolumeGeometry)`` pair."""
         domain = self._domain(domain)
-        meta = self.domains[domain]
-        if isinstance(volume, (str, os.PathLike)):
-            array, vg = read_volume(volume)
-            rid, path = file_stem(volume), str(volume)
-        else:
-            array, vg = volume
-            rid, path = "volume", None
-        turned_array, turned = canonical(array, vg)  # the orientation training used
-        del array
-        normalised = normalise_volume(turned_array, meta.get("modality", "mr"),
-                                      tuple(meta.get("ct_window", (-1000.0, 2000.0))))
-        del turned_array
-        return self.predict_turned(normalised, turned, vg, domain, rid, path)
+        normalised, turned, stored, rid, path = read_turned(volume, self.domains[domain])
+        return self.predict_turned(normalised, turned, stored, domain, rid, path)
 
     @torch.no_grad()
     def predict_turned(self, normalised: np.ndarray, turned: VolumeGeometry,
@@ -166,34 +135,33 @@ class VolumeDetector:
         """A volume already turned to the network's orientation (``canonical``) and
         normalised (``normalise_volume``, the model's modality): ``normalised`` (Z, Y, X)
         with its geometry ``turned``; ``stored``: the geometry of the volume as stored
-        (the frame of the returned voxel indices)."""
+        (the frame of the returned voxel indices). The pipeline is
+        :func:`.volume_locate.locate`, with this detector's PyTorch models."""
         domain = self._domain(domain)
-        meta = self.domains[domain]
-        geometry = volume_geometry(turned, meta["target_spacing"], meta["input_size"])
-        network = resample_into(normalised, geometry)
-        x = torch.from_numpy(np.ascontiguousarray(network, dtype=np.float32))[None, None]
-        pred = self.codecs[domain].decode(self.model(x.to(self.device), domain))
-        points = geometry.to_original(pred.points[0].double().cpu().numpy())  # turned voxels
-        confidence = pred.confidence[0].float().cpu().numpy()
-        # presence: the peak of the last stage that placed each landmark, its threshold
-        threshold = thresholds_of(meta.get("presence_threshold"), len(points))
-        for r in self.refiners:
-            apply = r.apply.get(domain)
-            if apply is None or not apply.any():
-                continue
-            refined, refined_confidence = refine_volume_points(
-                r.model, r.codec, domain, normalised, turned,
-                np.where(apply[:, None], points, np.nan), r.patch_size, r.spacing, self.device)
-            points = np.where(apply[:, None], refined, points)
-            confidence = np.where(apply, refined_confidence, confidence)
-            threshold = np.where(apply, r.presence.get(domain, np.zeros(len(points))),
-                                 threshold)
-        world = turned.index_to_world(points)
-        voxels = stored.world_to_index(world)
-        if self.presence_threshold is not None:
-            threshold = np.full(len(points), self.presence_threshold)
-        return VolumeResult(rid, path, domain, tuple(meta["landmark_names"]), voxels, world,
-                            confidence.astype(np.float32), stored, confidence >= threshold)
+        return locate(normalised, turned, stored, self.domains[domain], domain,
+                      self._coarse(domain), self.steps(domain), self.presence_threshold,
+                      rid, path)
+
+    def _coarse(self, domain: str):
+        """The coarse model as a :data:`.volume_locate.CoarseNetwork`."""
+        codec = self.codecs[domain]
+
+        @torch.no_grad()
+        def run(network: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            x = torch.from_numpy(network)[None, None].to(self.device)
+            pred = codec.decode(self.model(x, domain))
+            return pred.points[0].cpu().numpy(), pred.confidence[0].float().cpu().numpy()
+
+        return run
+
+    def steps(self, domain: str) -> list[PatchStep]:
+        """The cascade's ``volume-patch`` stages for ``domain`` that refine a landmark."""
+        k = int(self.domains[domain]["num_landmarks"])
+        return [PatchStep(torch_patch_network(r.model, r.codec, domain, self.device),
+                          r.patch_size, r.spacing, r.apply[domain],
+                          r.presence.get(domain, np.zeros(k)))
+                for r in self.refiners
+                if r.apply.get(domain) is not None and r.apply[domain].any()]
 
     def predict_many(self, volumes, domain: str | None = None) -> list[VolumeResult]:
         return [self.predict(v, domain) for v in volumes]

@@ -27,13 +27,15 @@ translation ``f (0.5 - o) - 0.5``; world millimetres (LPS) follow through the vo
 grid is face-aligned (the 2-D resize's ``align_corners=False``), unlike
 :func:`..imageio.reorient.resample_to_spacing`, which keeps the first voxel's centre.
 
-Sampling (:func:`resample_into`): trilinear with ``torch.nn.functional.grid_sample``
-(``align_corners=False``, so a normalised coordinate ``g`` is the index
-``((g + 1) n - 1) / 2``), ``padding_mode="border"`` inside the volume's outer faces and
-``fill`` beyond them. Shrinking (``f > 1`` along an axis) first smooths that axis with a
-Gaussian of ``sigma = (f - 1) / 2`` original voxels (scikit-image's anti-aliasing rule:
-none at ``f = 1``, 0.5 voxel when halving, 1.5 when shrinking 4x); enlarging is plain
-trilinear.
+Sampling (:func:`resample_into`): trilinear as ``torch.nn.functional.grid_sample``
+computes it (``align_corners=False``, so a normalised coordinate ``g`` is the index
+``((g + 1) n - 1) / 2``; ``padding_mode="border"``) inside the volume's outer faces and
+``fill`` beyond them, in numpy (:func:`..imageio.trilinear.sample_trilinear`, torch's
+float32 arithmetic step by step), so this module needs no torch and the torch-free ONNX
+driver (``export.volume_runner``) prepares the very inputs ``VolumeDetector`` does.
+Shrinking (``f > 1`` along an axis) first smooths that axis with a Gaussian of
+``sigma = (f - 1) / 2`` original voxels (scikit-image's anti-aliasing rule: none at
+``f = 1``, 0.5 voxel when halving, 1.5 when shrinking 4x); enlarging is plain trilinear.
 
 Intensity (:func:`normalise_volume`): CT in Hounsfield units clipped to a window
 (``-1000 .. 2000`` HU by default) and scaled to [0, 1]; MR by its 0.5th..99.5th
@@ -46,19 +48,20 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from ..core.errors import InputError
+from ..core.modelmeta import VOLUME_MODALITIES
 from ..core.types import Geometry, Record
 from ..core.world import VolumeGeometry
 from ..imageio.read import normalise_intensity
+from ..imageio.trilinear import sample_trilinear
 from ..imageio.volume import read_volume_info
 
 __all__ = ["CT_WINDOW", "MODALITIES", "normalise_volume", "patch_geometry",
            "record_volume_geometry", "resample_into", "to_world", "volume_geometry",
            "world_to_network"]
 
-MODALITIES = ("mr", "ct")
+MODALITIES = VOLUME_MODALITIES  # ("mr", "ct"), one list with the model-file checks
 
 
 #: the default CT window in Hounsfield units: air to dense bone
@@ -171,14 +174,14 @@ def resample_into(array: np.ndarray, geometry: Geometry, fill: float = 0.0) -> n
     ``geometry``: ``(Z', Y', X')`` float32 with ``(X', Y', Z') = geometry.input_size``.
 
     Network voxel ``(x, y, z)`` takes the trilinear value at original index
-    ``geometry.to_original((x, y, z))`` (``grid_sample``, ``align_corners=False``); a
-    network voxel whose original position lies beyond the volume's outer faces gets
-    ``fill``. Axes shrunk by ``f > 1`` are first smoothed with a Gaussian of
-    ``sigma = (f - 1) / 2`` original voxels (module docstring). Only the part of the
-    volume the input reaches (plus the filter's and the interpolation's margins) is
-    touched, so a small patch of a large volume costs a small patch.
+    ``geometry.to_original((x, y, z))`` (:func:`~..imageio.trilinear.sample_trilinear`:
+    ``grid_sample``'s value, ``align_corners=False``); a network voxel whose original
+    position lies beyond the volume's outer faces gets ``fill``. Axes shrunk by ``f > 1``
+    are first smoothed with a Gaussian of ``sigma = (f - 1) / 2`` original voxels (module
+    docstring). Only the part of the volume the input reaches (plus the filter's and the
+    interpolation's margins) is touched, so a small patch of a large volume costs a small
+    patch. numpy and scipy only.
     """
-    import torch.nn.functional as F
     from scipy.ndimage import gaussian_filter
 
     arr = np.asarray(array)
@@ -217,14 +220,11 @@ def resample_into(array: np.ndarray, geometry: Geometry, fill: float = 0.0) -> n
         box = gaussian_filter(box, sigma=tuple(sigma[::-1]), mode="nearest",
                               truncate=_TRUNCATE).astype(np.float32, copy=False)
     size = np.array(box.shape[::-1])  # (x, y, z) of the box
-    # normalised coordinates (align_corners=False): g = (2 i + 1) / n - 1
-    g = [torch.from_numpy((2.0 * (coords[a] - starts[a]) + 1.0) / size[a] - 1.0).float()
+    # normalised coordinates (align_corners=False): g = (2 i + 1) / n - 1, in float32 as
+    # grid_sample took them
+    g = [((2.0 * (coords[a] - starts[a]) + 1.0) / size[a] - 1.0).astype(np.float32)
          for a in range(3)]
-    gz, gy, gx = torch.meshgrid(g[2], g[1], g[0], indexing="ij")
-    grid = torch.stack([gx, gy, gz], dim=-1)[None]  # (1, Z', Y', X', 3) as (x, y, z)
-    sampled = F.grid_sample(torch.from_numpy(np.ascontiguousarray(box))[None, None], grid,
-                            mode="bilinear", padding_mode="border",
-                            align_corners=False)[0, 0].numpy()
+    sampled = sample_trilinear(box, g[0], g[1], g[2])
     out[mask] = sampled[mask]
     return out
 
