@@ -77,3 +77,40 @@ def test_a_bad_ruler_is_refused_and_nothing_written(tmp_path, start, end, length
     with pytest.raises(InputError, match=needle):
         write_ruler_spacing(image, start, end, length)
     assert not spacing_file(image).exists()
+
+
+def test_a_spacing_table_gives_each_image_its_own(tmp_path):
+    from unilandmark.imageio.spacing_file import read_spacing_table, spacings_for
+
+    images = [_image(tmp_path, n) for n in ("a.png", "b.png", "c.png", "d.png")]
+    sub = tmp_path / "more"
+    sub.mkdir()
+    table = tmp_path / "spacings.csv"
+    table.write_text("image,spacing_x,spacing_y\na.png,0.1,0.1\nb,0.2,0.25\n"
+                     f"{images[2]},0.3,0.3\nghost.png,0.4,0.4\n")
+    found, unused = spacings_for(images, read_spacing_table(table), tmp_path)
+    assert found == {str(images[0]): (0.1, 0.1), str(images[1]): (0.2, 0.25),
+                     str(images[2]): (0.3, 0.3)}
+    assert unused == ["ghost.png"]
+    raw = read_input(str(images[1]), 0, (0.5, 0.5), "option", spacings=found)
+    assert raw.spacing == (0.2, 0.25) and raw.spacing_source == "spacing-file"
+    one = tmp_path / "one.csv"
+    one.write_text("image,spacing\nd.png,0.15\n")
+    assert read_spacing_table(one) == {"d.png": (0.15, 0.15)}
+
+
+def test_a_bad_spacing_table_lists_every_faulty_line(tmp_path):
+    from unilandmark.imageio.spacing_file import read_spacing_table
+
+    table = tmp_path / "s.csv"
+    table.write_text("image,spacing\na.png,0.1\n,0.1\nb.png,abc\nc.png,nan\na.png,0.2\n"
+                     "d.png,0.1,0.2\n")
+    with pytest.raises(InputError) as info:
+        read_spacing_table(table)
+    text = str(info.value)
+    assert text.startswith(f"{table}: line 3: no image; line 4: spacing 'abc,abc' is not a "
+                           "number; line 5: spacing must be positive and finite")
+    assert "line 6: image 'a.png' is listed twice; line 7: 3 cells, the header has 2" in text
+    (tmp_path / "h.csv").write_text("file,mm\n")
+    with pytest.raises(InputError, match="line 1: the header must be image,spacing"):
+        read_spacing_table(tmp_path / "h.csv")

@@ -303,6 +303,19 @@ def predict_cmd(
         None, "--presence-threshold", min=0.0, max=1.0,
         help="Volumes: report a landmark absent when its heatmap peak is below this "
              "(default: the model's own, chosen on its validation split; 0: never absent)."),
+    spacing_file: Path = typer.Option(
+        None, "--spacing-file",
+        help="A CSV giving each image its own spacing: image,spacing or "
+             "image,spacing_x,spacing_y (image: a file name, a path or a stem); it wins "
+             "over the image's header and --spacing."),
+    keep_going: bool = typer.Option(
+        False, "--keep-going",
+        help="Exit 0 even when images are out of scope for the model (QC fail: another "
+             "anatomy or view); their rows are written either way."),
+    overlay_full: bool = typer.Option(
+        False, "--overlay-full-resolution",
+        help="Draw the overlays at each image's own pixel size (default: about 660 "
+             "pixels wide)."),
     resume: bool = typer.Option(
         False, "--resume",
         help="Continue an interrupted batch: keep the images already in --out and predict "
@@ -315,8 +328,11 @@ def predict_cmd(
     MetaImage, NIfTI, NRRD), from --spacing, or from the model's training spacing with
     --assume-training-spacing; the CSV records the spacing used per image and its source.
     Unreadable files are listed at the end and give exit code 2; the CSV holds every image
-    that was read. The CSV is written as the batch goes (whole images, atomically), so a
-    killed batch keeps what it finished: --resume predicts the rest.
+    that was read. Images out of scope for the model (QC fail: another anatomy or view)
+    are named in an error line and give exit code 2 too, unless --keep-going; the images
+    to review are named with the landmarks to check. The CSV is written as the batch goes
+    (whole images, atomically), so a killed batch keeps what it finished: --resume
+    predicts the rest.
     """
     from dataclasses import replace
 
@@ -370,6 +386,19 @@ def predict_cmd(
         raise InputError("--markups and --presence-threshold are for volume models")
     kept = earlier_rows(out, resume)
     paths, failures, skipped = collect_inputs(inputs or [], image_list)
+    spacings = None
+    if spacing_file is not None:
+        from ..imageio.spacing_file import read_spacing_table, spacings_for
+
+        spacings, unused = spacings_for(paths, read_spacing_table(spacing_file),
+                                        spacing_file.parent)
+        console.print(f"--spacing-file: {len(spacings)} of {plural(len(paths), 'image')} "
+                      f"given a spacing by {spacing_file}", highlight=False)
+        if unused:
+            err_console.print(f"warning: --spacing-file {spacing_file}: {len(unused)} "
+                              f"entr{'y' if len(unused) == 1 else 'ies'} matched no image "
+                              f"({', '.join(unused[:5])}{', ...' if len(unused) > 5 else ''})",
+                              highlight=False, markup=False)
     total = len(paths) + len(failures)
     done_ids = {row["image"] for row in kept.rows} if kept is not None else set()
     todo = [(p, rid) for p, rid in zip(paths, unique_image_ids(paths), strict=True)
@@ -394,7 +423,7 @@ def predict_cmd(
         for result in detector.iter_predict(
                 [p for p, _ in todo], domain, spacing=sp, batch_size=batch_size,
                 readers=readers, assume_training_spacing=assume_training_spacing,
-                reduced_decode=not full_decode,
+                reduced_decode=not full_decode, spacings=spacings,
                 on_failure=lambda f: (failures.append((f.item, f.reason)), advance())):
             queue = ids.get(os.path.abspath(result.image_path)) if result.image_path else None
             result = replace(result, id=queue.pop(0)) if queue else result
@@ -412,6 +441,9 @@ def predict_cmd(
         console.print(f"wrote {plural(len(results), 'image')} x {len(results[0].names)} "
                       f"landmarks to {out}{note}", highlight=False)
         console.print(qc_summary(results), highlight=False)
+        out_of_scope = print_verdicts(results, detector)
+    else:
+        out_of_scope = []
     if table.rows and measurements:
         from ..measure import default_output, measure_file, write_measurements
         from ..measure.report import summary_lines
@@ -427,7 +459,8 @@ def predict_cmd(
             draw_overlay(r.image_path, r.points, None, overlay / f"{r.id}.png",
                          title=f"{r.id} ({r.domain}): mean confidence "
                                f"{float(r.confidence.mean()):.2f}, QC {r.qc}",
-                         names=r.names, confidence=r.confidence)
+                         names=r.names, confidence=r.confidence, flags=r.flags,
+                         full_resolution=overlay_full)
         console.print(f"overlays: {overlay}")
     if failures:
         err_console.print(f"[red]{len(failures)} of {total} input(s) "
@@ -437,6 +470,47 @@ def predict_cmd(
         for item, reason in failures:
             err_console.print(f"  {item}: {reason}", highlight=False, markup=False)
         raise typer.Exit(EXIT_INPUT)
+    if out_of_scope and not keep_going:
+        err_console.print(f"[red]{len(out_of_scope)} of {plural(len(results), 'image')} out "
+                          "of scope for this model[/red] (their rows are in the CSV with qc "
+                          "fail; --keep-going exits 0)", highlight=False)
+        raise typer.Exit(EXIT_INPUT)
+
+
+#: at most this many "check these landmarks" lines are printed (a batch gets a summary)
+VERDICT_LINES = 20
+
+
+def print_verdicts(results, detector) -> list:
+    """Say what to do with each image (:mod:`..quality.verdict`): an error line per image
+    out of scope; "check these N landmarks" per image for a small batch, else the
+    landmarks flagged most often. Returns the results out of scope."""
+    from collections import Counter
+
+    from ..quality.verdict import habitual, verdict
+
+    calibrations = getattr(detector, "calibrations", None) or {}
+    meta = getattr(detector, "meta", None) or {}
+    out_of_scope, reviews = [], []
+    for r in results:
+        cal = calibrations.get(r.domain) or meta.get("calibration")
+        v = verdict(r, always=habitual(cal, len(r.names)))
+        if v.out_of_scope:
+            out_of_scope.append(r)
+            err_console.print(f"error: {r.image_path or r.id}: {v.sentence}",
+                              highlight=False, markup=False)
+        elif v.qc == "review":
+            reviews.append((r, v))
+    if reviews and len(reviews) <= VERDICT_LINES:
+        for r, v in reviews:
+            console.print(f"{r.id}: {v.sentence}", highlight=False, markup=False)
+    elif reviews:
+        counts = Counter(n for _, v in reviews for n in v.to_check)
+        common = ", ".join(f"{n} ({c})" for n, c in counts.most_common(5))
+        console.print(f"{len(reviews)} images to review; the landmarks to check most often: "
+                      f"{common} (the flag column names them per image)", highlight=False,
+                      markup=False)
+    return out_of_scope
 
 
 def _check_resumed_domain(out: Path, kept, domain: str | None, known: dict) -> None:

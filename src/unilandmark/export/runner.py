@@ -13,7 +13,7 @@ Threads: onnxruntime's own pool, ``threads`` or else ``OMP_NUM_THREADS`` when se
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -94,11 +94,13 @@ class OnnxDetector:
                      on_result: Callable[[LandmarkResult], None] | None = None,
                      on_failure: Callable[[PredictionFailure], None] | None = None,
                      readers: int = 2, reduced_decode: bool = True,
+                     spacings: Mapping[str, Spacing] | None = None,
                      ) -> Iterator[LandmarkResult]:
         """Yield one result per image, ``batch_size`` images per graph run; the options
         of ``Detector.iter_predict`` (``on_failure``: report an unreadable image and go on;
         ``readers``: threads reading ahead; ``reduced_decode``: a JPEG decoded at the
-        smallest size the graph's stages need)."""
+        smallest size the graph's stages need; ``spacings``: each image's own spacing by
+        absolute path)."""
         domain = self._domain(domain)
         if orientation not in ORIENTATION_CODES:
             raise InputError(f"unknown orientation {orientation!r}; expected one of "
@@ -109,7 +111,7 @@ class OnnxDetector:
         fewest = least_size(self.meta) if reduced_decode else None
 
         def load(index, item):
-            return read_input(item, index, fallback, fallback_source, fewest)
+            return read_input(item, index, fallback, fallback_source, fewest, spacings)
 
         for chunk in read_batches(images, load, batch_size, readers, on_failure):
             yield from self._predict_chunk(chunk, orientation, on_result)

@@ -90,3 +90,75 @@ def write_ruler_spacing(image: str | os.PathLike, start, end, length_mm: float) 
                          "length_px": float(math.dist(start, end))}}
     atomic_write_text(spacing_file(image), json_text(payload))
     return mm, mm
+
+
+def read_spacing_table(path: str | os.PathLike) -> dict[str, Spacing]:
+    """``predict --spacing-file``: a CSV with a header, ``image,spacing`` (the same in x and
+    y) or ``image,spacing_x,spacing_y``, one row per image; ``image`` a file name, a path
+    (relative to the table's folder) or a stem. Returns {image cell: (x, y) mm per pixel};
+    every faulty line (an empty image, a spacing that is not a plausible number, an image
+    listed twice) is reported together, naming the file and line."""
+    import csv
+
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError:
+        raise InputError(f"{path}: not a UTF-8 text file (a spacing table is a CSV)") from None
+    rows = list(csv.reader(text.splitlines()))
+    if not rows:
+        raise InputError(f"{path}: empty; expected a header image,spacing or "
+                         "image,spacing_x,spacing_y")
+    header = [c.strip().lower() for c in rows[0]]
+    if header[:1] != ["image"] or header[1:] not in (["spacing"], ["spacing_x", "spacing_y"]):
+        raise InputError(f"{path}: line 1: the header must be image,spacing or "
+                         f"image,spacing_x,spacing_y, got {','.join(rows[0])!r:.120}")
+    out: dict[str, Spacing] = {}
+    faults = []
+    for line, cells in enumerate(rows[1:], start=2):
+        if not any(c.strip() for c in cells):
+            continue
+        if len(cells) != len(header):
+            faults.append(f"line {line}: {len(cells)} cells, the header has {len(header)}")
+            continue
+        image = cells[0].strip()
+        values = [c.strip() for c in cells[1:]]
+        if len(values) == 1:
+            values = values * 2
+        fault = None if image else "no image"
+        if fault is None:
+            try:
+                spacing = (float(values[0]), float(values[1]))
+                fault = spacing_fault(spacing, 2)
+            except ValueError:
+                fault = f"spacing {','.join(values)!r} is not a number"
+        if fault is None and image in out:
+            fault = f"image {image!r} is listed twice"
+        if fault:
+            faults.append(f"line {line}: {fault}")
+        else:
+            out[image] = spacing
+    if faults:
+        shown = "; ".join(faults[:10]) + (f" (and {len(faults) - 10} more)"
+                                          if len(faults) > 10 else "")
+        raise InputError(f"{path}: {shown}")
+    return out
+
+
+def spacings_for(paths, table: dict[str, Spacing], where: str) -> tuple[dict, list[str]]:
+    """Each of ``paths``'s spacing from a :func:`read_spacing_table` table, matched by the
+    cell as a path (relative to ``where``, the table's folder), the file name, or the stem;
+    returns ({absolute path: spacing}, table entries that matched no image)."""
+    from ..core.naming import file_stem
+
+    base = Path(where)
+    as_path = {os.path.abspath(base / cell): cell for cell in table}
+    out, used = {}, set()
+    for p in paths:
+        absolute = os.path.abspath(p)
+        for cell in (as_path.get(absolute), Path(p).name, file_stem(p)):
+            if cell is not None and cell in table:
+                out[absolute] = table[cell]
+                used.add(cell)
+                break
+    return out, [c for c in table if c not in used]

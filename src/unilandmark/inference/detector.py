@@ -23,7 +23,7 @@ format at any size and runs the checkpoint's stages:
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -169,6 +169,7 @@ class Detector:
                      on_result: Callable[[LandmarkResult], None] | None = None,
                      on_failure: Callable[[PredictionFailure], None] | None = None,
                      readers: int = 2, reduced_decode: bool = True,
+                     spacings: Mapping[str, Spacing] | None = None,
                      ) -> Iterator[LandmarkResult]:
         """Yield one result per image, ``batch_size`` images at a time through the model.
 
@@ -185,6 +186,8 @@ class Detector:
         reduced_decode: decode a JPEG at the smallest size that still has the pixels the
         model's finest stage samples (:meth:`least_size`; points stay in the original's
         pixels); False decodes every file whole.
+        spacings: absolute path -> spacing (x, y) mm per pixel, each image's own (``predict
+        --spacing-file``); before the image's calibration file, its header and ``spacing``.
         """
         domain = self._domain(domain)
         if orientation not in ORIENTATIONS:
@@ -196,7 +199,7 @@ class Detector:
         least_size = self.least_size(domain) if reduced_decode else None
 
         def load(index, item):
-            return read_input(item, index, fallback, fallback_source, least_size)
+            return read_input(item, index, fallback, fallback_source, least_size, spacings)
 
         for chunk in read_batches(images, load, batch_size, readers, on_failure):
             yield from self._predict_chunk(chunk, domain, orientation, on_result)

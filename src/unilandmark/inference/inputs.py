@@ -6,7 +6,7 @@ neither torch nor any training code."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,11 +50,14 @@ class RawInput:
 
 
 def read_input(item, index: int, fallback: Spacing | None, fallback_source: str,
-               least_size: LeastSize | None = None) -> RawInput:
+               least_size: LeastSize | None = None,
+               spacings: Mapping[str, Spacing] | None = None) -> RawInput:
     """A path or a 2-D array -> :class:`RawInput`; ``fallback`` is the spacing of an
     input whose file carries none (``fallback_spacing``). A path's own calibration
     (``NAME.spacing.json`` beside it, :mod:`..imageio.spacing_file`: a ruler measured in
-    the review app) comes first, before the file's header and ``fallback``. With
+    the review app) comes first, before the file's header and ``fallback``; before it, a
+    path's entry in ``spacings`` (absolute path -> spacing: ``predict --spacing-file``,
+    source ``spacing-file``). With
     ``least_size`` a JPEG is decoded at the smallest size that still has the pixels the
     model needs
     (:func:`least_size_rule`). Runs in the reader threads, so decoding and normalising
@@ -63,7 +66,9 @@ def read_input(item, index: int, fallback: Spacing | None, fallback_source: str,
         def wanted(size):
             return size if least_size is None else least_size(size, fallback)
 
-        calibrated = read_spacing_file(item)  # a ruler measured on this image wins
+        listed = spacings.get(os.path.abspath(item)) if spacings else None
+        calibrated = (listed, "spacing-file") if listed is not None else \
+            read_spacing_file(item)  # a ruler measured on this image wins
         if calibrated is not None:
             fallback, fallback_source = calibrated
         read = read_image_reduced(item, wanted)

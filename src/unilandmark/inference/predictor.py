@@ -36,5 +36,5 @@ class Predictor(Protocol):
                      **options) -> Iterator[LandmarkResult]:
         """One result per image as it is ready (options: ``orientation``,
         ``assume_training_spacing``, ``on_result``, ``on_failure``, ``readers``,
-        ``reduced_decode``)."""
+        ``reduced_decode``, ``spacings``)."""
         ...

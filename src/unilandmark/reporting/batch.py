@@ -108,7 +108,8 @@ def report_images(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
         queue = ids.get(os.path.abspath(result.image_path or ""))
         rid = queue.pop(0) if queue else result.id
         try:
-            html, pdf, report = _write_one(result, rid, out, chosen, model, date)
+            html, pdf, report = _write_one(result, rid, out, chosen, model, date,
+                                           detector.calibrations.get(domain))
         except READ_ERRORS as err:
             outcome.failures.append((str(result.image_path), str(err)))
             continue
@@ -156,10 +157,11 @@ def _domain(detector, domain: str | None) -> str:
 
 def _write_one(result: LandmarkResult, rid: str, out: Path,
                analyses: list[tuple[MeasurementSpec, bool]], model: ModelInfo,
-               date: str | None) -> tuple[Path, Path, PatientReport]:
+               date: str | None, calibration: dict | None = None,
+               ) -> tuple[Path, Path, PatientReport]:
     from dataclasses import replace
 
-    report = patient_report(replace(result, id=rid), analyses, model, date)
+    report = patient_report(replace(result, id=rid), analyses, model, date, calibration)
     html = out / f"{rid}.html"
     atomic_write_text(html, render_html(report, traced_png(report)))
     pdf = render_pdf(report, out / f"{rid}.pdf")

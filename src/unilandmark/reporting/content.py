@@ -23,6 +23,7 @@ from ..inference.results import LandmarkResult
 from ..measure.compute import measure, normalise_name
 from ..measure.norms import Reading, readings
 from ..measure.spec import MeasurementSpec
+from ..quality.verdict import habitual, verdict
 
 #: the source of a result's spacing, in words (``LandmarkResult.spacing_source``)
 SPACING_SOURCES = {
@@ -127,25 +128,13 @@ class PatientReport:
         return tuple(n for n, f in zip(self.names, self.flags, strict=True) if f)
 
 
-def qc_words(result: LandmarkResult) -> str:
-    """The QC verdict in words: ``pass``, ``review: check landmarks X, Y`` or ``fail: the
-    image as a whole was not understood``; a model without calibration says so."""
-    flags = np.zeros(len(result.names), bool) if result.flags is None else \
-        np.asarray(result.flags, bool)
-    flagged = [n for n, f in zip(result.names, flags, strict=True) if f]
+def qc_words(result: LandmarkResult, calibration: dict | None = None) -> str:
+    """The QC verdict in words, as ``predict`` prints it (:mod:`..quality.verdict`):
+    ``pass: ...``, ``check N landmarks: X, Y`` (those the model always flags named so,
+    given its ``calibration``) or ``out of scope: ...``; ``not assessed`` without a QC."""
     if result.qc is None:
-        text = "not assessed (this model gives no QC verdict)"
-    elif result.qc == "fail":
-        text = (f"fail: the image as a whole was not understood ({len(flagged)} of "
-                f"{len(flags)} landmarks flagged)")
-    elif result.qc == "review":
-        text = f"review: check landmarks {', '.join(flagged)}"
-    else:
-        text = str(result.qc)
-    if result.qc is not None and result.risk is None:
-        text += (" (a model without calibration flags only points outside the image or far "
-                 "off the training shapes)")
-    return text
+        return "not assessed (this model gives no QC verdict)"
+    return verdict(result, always=habitual(calibration, len(result.names))).sentence
 
 
 def spacing_words(result: LandmarkResult) -> str:
@@ -186,10 +175,13 @@ def section(spec: MeasurementSpec, result: LandmarkResult) -> Section:
 
 
 def patient_report(result: LandmarkResult, analyses: list[tuple[MeasurementSpec, bool]],
-                   model: ModelInfo, date: str | None = None) -> PatientReport:
+                   model: ModelInfo, date: str | None = None,
+                   calibration: dict | None = None) -> PatientReport:
     """The report of one result. ``analyses``: (spec, requested) pairs; a spec not
     requested by name (a default) is shown only where the model's landmarks give at least
-    one of its measurements, and listed in ``left_out`` otherwise."""
+    one of its measurements, and listed in ``left_out`` otherwise. ``calibration``: the
+    model's quality calibration for the result's domain (names the landmarks it always
+    flags)."""
     sections, left_out = [], []
     for spec, requested in analyses:
         sec = section(spec, result)
@@ -206,7 +198,7 @@ def patient_report(result: LandmarkResult, analyses: list[tuple[MeasurementSpec,
         image_id=result.id, image_path=str(result.image_path or ""), domain=result.domain,
         names=tuple(result.names), points=np.asarray(result.points, np.float64),
         confidence=np.asarray(result.confidence, np.float64), flags=flags, qc=result.qc,
-        qc_words=qc_words(result),
+        qc_words=qc_words(result, calibration),
         spacing=None if result.spacing is None else tuple(float(v) for v in result.spacing),
         spacing_words=spacing_words(result), orientation=result.orientation, model=model,
         date=date or _dt.datetime.now().strftime("%Y-%m-%d %H:%M"),
