@@ -44,5 +44,9 @@ def test_models_lists_the_shipped_trained_models_and_predict_names_its_model(tmp
     write_image(image, (np.random.default_rng(0).random((200, 160)) * 255).astype(np.uint8))
     r = CliRunner().invoke(app, ["predict", str(image), "--checkpoint", "head-mean",
                                  "--out", str(tmp_path / "p.csv")])
+    assert r.exit_code == 2, r.output  # noise is no cephalogram: out of scope, said
+    assert f"error: {image}: out of scope: " in r.output
+    r = CliRunner().invoke(app, ["predict", str(image), "--checkpoint", "head-mean",
+                                 "--out", str(tmp_path / "p.csv"), "--keep-going"])
     assert r.exit_code == 0, r.output
     assert "model: built-in 'head-mean'" in r.output

@@ -244,7 +244,8 @@ def test_cli_export_then_predict_with_the_model_writes_the_same_csv(cascade, exp
     for name, option in (("onnx", ["--model", str(tmp_path / "m.onnx")]),
                          ("torch", ["--checkpoint", str(cascade)])):
         r = runner.invoke(app, ["predict", str(folder), "--out", str(tmp_path / f"{name}.csv"),
-                                "--spacing", "0.1", "--domain", "head", *option])
+                                "--spacing", "0.1", "--domain", "head", "--keep-going",
+                                *option])  # a briefly trained model: QC may say out of scope
         assert r.exit_code == 0, r.output
         with open(tmp_path / f"{name}.csv", newline="") as fh:
             rows[name] = list(csv.DictReader(fh))

@@ -191,6 +191,10 @@ def test_quality_flags_and_verdict_are_drawn(browser, phantoms, tmp_path, builti
             ".filter(g => g.querySelector('.flag-ring').style.display !== 'none')"
             ".map(g => Number(g.dataset.index))")
         assert rings == [1, 6]
+        coloured = browser.execute_script(  # drawn in the flag colour, whatever the confidence
+            "return [...document.querySelectorAll('#points g.landmark.flagged')]"
+            ".map(g => Number(g.dataset.index))")
+        assert coloured == [1, 6]
         assert browser.find_element("id", "qc").text == "QC: review"
 
 

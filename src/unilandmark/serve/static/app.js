@@ -375,6 +375,8 @@
 
   function colourClass(k) {
     if (app.human[k] || !app.state.confidence) return "human";
+    // a flagged landmark is never drawn in a confident colour: the colours agree with the flags
+    if (app.state.flags && app.state.flags[k]) return "flagged";
     const c = app.state.confidence[k];
     const levels = app.info.confidence_levels;
     if (c >= levels.high) return "conf-high";
