@@ -106,12 +106,14 @@ def demo_cmd(
                              "data/, run/ (checkpoints), predictions/, report/, report.md."),
     epochs: int = typer.Option(None, help="Training epochs (default: the demo config's 40)."),
     seed: int = typer.Option(0, help="Seed of the phantoms and of the training."),
+    threads: int = typer.Option(None, min=1, help="Torch threads for training (default: "
+                                                  "the cores other processes leave free)."),
 ) -> None:
     """Phantoms -> universal training on the CPU -> evaluation -> report, in minutes."""
     from ..core.preflight import check_writable_dir
     from ..workflows.demo import run_demo
 
     check_writable_dir(out, "--out")
-    run_demo(out, epochs=epochs, seed=seed, log=console.print)
+    run_demo(out, epochs=epochs, seed=seed, log=console.print, threads=threads)
 
 

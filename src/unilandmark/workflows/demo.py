@@ -33,8 +33,9 @@ DEMO_CONFIG = Path(__file__).parent / "configs" / "demo.yaml"
 
 
 def run_demo(out: str | Path = "demo-out", epochs: int | None = None, seed: int = 0,
-             progress: bool = True, log=print) -> dict:
-    """Run the whole demo; returns {domain: evaluation report}."""
+             progress: bool = True, log=print, threads: int | None = None) -> dict:
+    """Run the whole demo; returns {domain: evaluation report}. ``threads``: torch threads
+    for training (default: the cores other processes leave free, ``core.cpu``)."""
     out = Path(out)
     data = out / "data"
     log(f"[1/4] writing phantom domains to {data}")
@@ -46,6 +47,8 @@ def run_demo(out: str | Path = "demo-out", epochs: int | None = None, seed: int 
     raw["train"]["seed"] = seed
     if epochs is not None:
         raw["train"]["epochs"] = epochs
+    if threads is not None:
+        raw["train"]["threads"] = threads
     config = load_config(data=raw)
     log(f"[2/4] training a universal {config.model.name} on {len(config.domains)} domains "
         f"({config.train.epochs} epochs) into {out / 'run'}")
