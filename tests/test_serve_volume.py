@@ -1,7 +1,8 @@
 """The review app on volumes (FastAPI's test client, synthetic volumes, a stand-in model):
 slices and their anatomical labels for volumes stored in any axis order, the safety rules
 on the new routes, and saving to the volume review table and Slicer markups, which read
-back to the same world points (absent landmarks included).
+back to the same world points (absent landmarks included). DICOM series folders beside
+volume files: listed, shown and saved as the file holding the same voxels is.
 
 The phantom's voxels encode their own position: in LPS order ``value = x + 30 y + 900 z``
 (x towards the patient's left, y posterior, z superior), so a slice says exactly which
@@ -31,6 +32,8 @@ from unilandmark.predictions.volume_table import VOLUME_COLUMNS  # noqa: E402
 from unilandmark.serve import create_app  # noqa: E402
 from unilandmark.serve.slices import LoadedVolume, view_labels  # noqa: E402
 from unilandmark.serve.volume_app import MIN_JSON_BYTES  # noqa: E402
+
+from .test_volume_io import write_dicom_series  # noqa: E402
 
 WRITE = {"X-Unilandmark": "1"}
 SIZE = (20, 24, 16)  # (X, Y, Z) voxels in LPS order
@@ -522,3 +525,191 @@ def test_reviewed_volumes_can_be_trained_on_at_once(folder, model, tmp_path):
     result = fit(config, progress=False, log=lambda *_: None)
     trained = VolumeDetector.from_checkpoint(result.last_path)
     assert trained.domains["reviewed"]["landmark_names"] == list(NAMES)
+
+
+# ---------------------------------------------------------------- DICOM series folders
+
+SERIES_UID = "1.2.826.0.1.3680043.2.1125.9.51"
+OTHER_UID = "1.2.826.0.1.3680043.2.1125.9.52"
+
+
+def stored_ras():
+    """The phantom stored RAS (x and y flipped; right-handed, so a DICOM stack keeps it)."""
+    array, geometry = phantom()
+    return reoriented(array, geometry, "RAS")
+
+
+@pytest.fixture
+def mixed(tmp_path):
+    """One volume file and one DICOM series folder holding the same voxels and geometry."""
+    out = tmp_path / "mixed"
+    out.mkdir()
+    array, geometry = stored_ras()
+    write_volume(out / "scan.nii.gz", array, geometry)
+    write_dicom_series(out / "series_name", array, geometry, SERIES_UID)
+    return out
+
+
+def assert_close(a, b, where):
+    """Equal JSON, numbers within 1e-5 (a DICOM header keeps positions to 6 decimals)."""
+    if isinstance(a, dict):
+        assert isinstance(b, dict) and a.keys() == b.keys(), where
+        for key in a:
+            assert_close(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, list):
+        assert isinstance(b, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(a, float) or isinstance(b, float):
+        assert a == pytest.approx(b, abs=1e-5), where
+    else:
+        assert a == b, where
+
+
+def test_a_dicom_series_folder_is_listed_and_shown_as_its_file_is(mixed, model):
+    client = client_for(mixed, model)
+    assert client.get("/api/volumes").json()["volumes"] == [
+        {"name": "scan.nii.gz", "status": "new"}, {"name": "series_name", "status": "new"}]
+    file_meta = client.get("/api/volumes/scan.nii.gz").json()
+    series_meta = client.get("/api/volumes/series_name").json()
+    assert series_meta["orientation"] == "RAS" and series_meta["frame"] == "LPS"
+    assert series_meta.keys() == file_meta.keys()
+    for key in set(file_meta) - {"name", "version"}:
+        assert_close(series_meta[key], file_meta[key], key)
+    for view, spec in series_meta["views"].items():
+        assert spec["labels"] == LABELS[view]
+        for index in (0, spec["count"] // 2, spec["count"] - 1):
+            from_series, _ = get_slice(client, "series_name", view, index)
+            from_file, _ = get_slice(client, "scan.nii.gz", view, index)
+            np.testing.assert_array_equal(from_series, from_file)
+            np.testing.assert_array_equal(from_series, expected_slice(view, index))
+    assert model.calls == []
+
+
+def test_saving_a_series_writes_its_row_and_markups_beside_it(mixed, model):
+    client = client_for(mixed, model)
+    state = client.get("/api/volumes/series_name/landmarks").json()
+    assert state["status"] == "predicted" and model.calls == ["RAS"]
+    points = state["points"]
+    points[0] = [points[0][0] + 2.5, points[0][1], points[0][2] - 1.0]
+    points[2] = [1.0, 40.0, 5.5]
+    slices = sorted(p.name for p in (mixed / "series_name").iterdir())
+    saved = client.post("/api/volumes/series_name/save", json={"points": points},
+                        headers=WRITE)
+    assert saved.status_code == 200, saved.text
+    assert saved.json()["files"] == [str(mixed / "series_name.mrk.json"),
+                                     str(mixed / "landmarks_reviewed_volumes.csv")]
+    assert sorted(p.name for p in (mixed / "series_name").iterdir()) == slices
+    markups = read_markups(mixed / "series_name.mrk.json")
+    assert markups.labels == NAMES
+    np.testing.assert_allclose(markups.points_lps, points, atol=1e-9)
+    lines = (mixed / "landmarks_reviewed_volumes.csv").read_text().splitlines()
+    rows = [dict(zip(VOLUME_COLUMNS, line.split(","), strict=True)) for line in lines[1:]]
+    assert [r["image"] for r in rows] == ["series_name"] * 3
+    stored = stored_ras()[1]
+    voxels = np.array([[float(r[c]) for c in "xyz"] for r in rows])
+    np.testing.assert_allclose(stored.index_to_world(voxels), points, atol=1e-3)
+    np.testing.assert_allclose([[float(r[f"{c}_mm"]) for c in "xyz"] for r in rows], points,
+                               atol=1e-4)
+    again = StandIn()  # another session opens the saved points, from either format
+    for save in ("markups", "csv"):
+        state = client_for(mixed, again, save=save).get(
+            "/api/volumes/series_name/landmarks").json()
+        assert state["status"] == "saved" and state["source"] == "file"
+        np.testing.assert_allclose(state["points"], points, atol=1e-3)
+    assert again.calls == []
+    assert {v["name"]: v["status"] for v in client_for(mixed, again).get(
+        "/api/volumes").json()["volumes"]} == {"scan.nii.gz": "new", "series_name": "saved"}
+    write_volume(mixed / "series_name.nrrd", *stored_ras())  # the same record id
+    clash = client.post("/api/volumes/series_name/save", json={"points": points},
+                        headers=WRITE)
+    assert clash.status_code == 422 and "share its record id 'series_name'" in clash.text
+
+
+@pytest.mark.parametrize("fault, words", [
+    ("link", "series_name/zz_outside.dcm: a link to a file outside this DICOM series folder"),
+    ("nested", "series_name/more: a folder inside this DICOM series folder"),
+    ("hidden link", "series_name/.outside.dcm: a link to a file outside"),
+])
+def test_a_series_folder_reading_elsewhere_is_refused(mixed, model, tmp_path, fault, words):
+    (outside,) = write_dicom_series(tmp_path / "elsewhere", phantom()[0][:1],
+                                    VolumeGeometry((20, 24, 1), SPACING, ORIGIN), OTHER_UID)
+    series = mixed / "series_name"
+    if fault == "nested":
+        write_dicom_series(series / "more", *stored_ras(), OTHER_UID)
+    else:
+        os.symlink(outside, series / ("zz_outside.dcm" if fault == "link" else ".outside.dcm"))
+    client = client_for(mixed, model)
+    assert [v["name"] for v in client.get("/api/volumes").json()["volumes"]] == [
+        "scan.nii.gz", "series_name"]  # listed, so that opening it says what is wrong
+    for url in ("/api/volumes/series_name", "/api/volumes/series_name/slice/axial/1",
+                "/api/volumes/series_name/landmarks", "/api/volumes/series_name/prediction"):
+        response = client.get(url)
+        assert response.status_code == 422, (url, response.text)
+        assert words in response.json()["detail"] and OTHER_UID not in response.text
+    response = client.post("/api/volumes/series_name/save", json={"points": [None] * 3},
+                           headers=WRITE)
+    assert response.status_code == 422 and words in response.json()["detail"]
+    assert model.calls == [] and not (mixed / "landmarks_reviewed_volumes.csv").exists()
+
+
+def test_a_series_folder_resolving_outside_is_not_served(mixed, model, tmp_path):
+    write_dicom_series(tmp_path / "elsewhere", *stored_ras(), OTHER_UID)
+    os.symlink(tmp_path / "elsewhere", mixed / "linked")
+    client = client_for(mixed, model)
+    assert [v["name"] for v in client.get("/api/volumes").json()["volumes"]] == [
+        "scan.nii.gz", "series_name"]
+    for url in ("/api/volumes/linked", "/api/volumes/linked/slice/axial/1",
+                "/api/volumes/..%2Felsewhere", "/api/volumes/series_name%2Fslice016.dcm"):
+        assert client.get(url).status_code == 404, url
+    assert model.calls == []
+
+
+def test_folders_without_a_series_and_hidden_ones_are_not_listed(mixed, model):
+    notes = mixed / "notes"
+    notes.mkdir()
+    (notes / "readme.txt").write_text("not a scan")
+    (notes / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(64))
+    (mixed / "empty").mkdir()
+    write_dicom_series(mixed / ".hidden", *stored_ras(), OTHER_UID)
+    client = client_for(mixed, model)
+    assert [v["name"] for v in client.get("/api/volumes").json()["volumes"]] == [
+        "scan.nii.gz", "series_name"]
+    for name in ("notes", "empty", ".hidden"):
+        assert client.get(f"/api/volumes/{name}").status_code == 404, name
+        assert client.get(f"/api/volumes/{name}/landmarks").status_code == 404, name
+
+
+def test_a_folder_of_several_series_is_listed_and_refused_naming_them(mixed, model):
+    array, geometry = stored_ras()
+    write_dicom_series(mixed / "two", array, geometry, SERIES_UID)
+    write_dicom_series(mixed / "two", array, geometry, OTHER_UID, prefix="other")
+    client = client_for(mixed, model)
+    assert "two" in [v["name"] for v in client.get("/api/volumes").json()["volumes"]]
+    for url in ("/api/volumes/two", "/api/volumes/two/landmarks"):
+        response = client.get(url)
+        assert response.status_code == 422, response.text
+        detail = response.json()["detail"]
+        assert f"{SERIES_UID} (16 files)" in detail and f"{OTHER_UID} (16 files)" in detail
+        assert "2 DICOM series in this folder" in detail and "split them" in detail
+    assert model.calls == []
+
+
+def test_the_listing_checks_each_series_folder_once_per_change(mixed, model, monkeypatch):
+    from unilandmark.serve import volume_folder
+
+    checked = []
+    real = volume_folder._holds_dicom
+    monkeypatch.setattr(volume_folder, "_holds_dicom",
+                        lambda folder: checked.append(folder.name) or real(folder))
+    client = client_for(mixed, model)
+    for _ in range(3):
+        client.get("/api/volumes")
+    client.get("/api/volumes/series_name/slice/axial/0")
+    assert checked == ["series_name"]
+    series = mixed / "series_name"
+    (series / "notes.txt").write_text("added")
+    before = series.stat().st_mtime_ns
+    os.utime(series, ns=(before, before + 10**9))  # a coarse clock may not have moved
+    client.get("/api/volumes")
+    assert checked == ["series_name"] * 2

@@ -130,7 +130,8 @@ class LoadedVolume:
     ``array`` (Z, Y, X) as stored and ``geometry`` its world frame (LPS mm);
     ``display`` the same voxels in the display frame (a view: no copy) and
     ``display_geometry`` its geometry; ``version`` names the file's version (modification
-    time and size) so that the page's cached slices follow a changed file.
+    time and size; of every file, for a DICOM series folder) so that the page's cached
+    slices follow a changed file.
     """
 
     array: np.ndarray

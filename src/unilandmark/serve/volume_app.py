@@ -1,7 +1,8 @@
 """The review app for volumes: a FastAPI application over one folder of volumes and one
 loaded volume model (``create_app`` builds it when the model predicts volumes).
 
-Routes (JSON unless said; ``NAME`` is a volume's file name, URL-encoded):
+Routes (JSON unless said; ``NAME`` is a volume's file name, or the name of a DICOM series
+folder in the folder, URL-encoded):
 
 - ``GET /``: the volume page (``static/volume.html``); ``GET /static/...``: its script
   and style.
@@ -64,7 +65,8 @@ def create_volume_app(folder: str | Path, detector, domain: str | None = None, *
                       allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
                       max_json_bytes: int | None = None,
                       max_upload_bytes: int = 64 * 1024 * 1024) -> FastAPI:
-    """The review app for the volumes directly in ``folder``, predicted by ``detector``
+    """The review app for the volumes directly in ``folder`` (files, and DICOM series
+    subfolders: :mod:`.volume_folder`), predicted by ``detector``
     (a :class:`~unilandmark.inference.volume_detector.VolumeDetector`, or anything with
     its ``domains`` and ``predict((array, geometry), domain)``).
 

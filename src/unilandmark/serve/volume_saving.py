@@ -8,20 +8,22 @@ package's own readers, so reviewed volumes are training data at once:
 - **CSV** (``landmarks_reviewed_volumes.csv`` in the folder by default): the volume
   prediction table's layout (:data:`~unilandmark.predictions.volume_table.VOLUME_COLUMNS`,
   ``image,landmark,name,x,y,z,frame,x_mm,y_mm,z_mm,confidence,present,domain``), one row
-  per landmark, ``image`` the record id (the file's stem, ``.nii.gz`` counted whole),
-  ``x, y, z`` voxel indices of the volume as stored with ``frame`` = ``voxel`` and
-  ``x_mm, y_mm, z_mm`` the same point in LPS mm (4 decimals, as ``predict`` writes them);
-  ``confidence`` is empty (a person placed or accepted the point) and an absent landmark
-  keeps its row with empty coordinates and ``present`` 0. The ``volume-csv`` adapter reads
-  it back (``volume_csv_dataset(table, images=FOLDER)``): empty coordinates are absent
-  landmarks. Saving one volume replaces that volume's rows (read, modify, write,
-  atomically) while holding the table's lock file (``NAME.csv.lock``,
-  :func:`unilandmark.serve.saving.table_lock`), as the image review table does; other
-  volumes' rows and any column of a user's own are kept (the table is written back
-  comma-separated, UTF-8).
-- **Slicer markups** (``STEM.mrk.json`` beside ``STEM.nii.gz``): one control point per
-  landmark labelled with its name, LPS (:func:`unilandmark.data.markups.write_markups`,
-  atomic); an absent landmark is an ``undefined`` control point.
+  per landmark, ``image`` the record id (the file's stem, ``.nii.gz`` counted whole; a
+  DICOM series folder's name), ``x, y, z`` voxel indices of the volume as stored with
+  ``frame`` = ``voxel`` and ``x_mm, y_mm, z_mm`` the same point in LPS mm (4 decimals, as
+  ``predict`` writes them); ``confidence`` is empty (a person placed or accepted the
+  point) and an absent landmark keeps its row with empty coordinates and ``present`` 0.
+  The ``volume-csv`` adapter reads it back (``volume_csv_dataset(table, images=FOLDER)``;
+  rows of volume files: it looks a record id up among the folder's files, not its series
+  folders): empty coordinates are absent landmarks. Saving one volume replaces that
+  volume's rows (read, modify, write, atomically) while holding the table's lock file
+  (``NAME.csv.lock``, :func:`unilandmark.serve.saving.table_lock`), as the image review
+  table does; other volumes' rows and any column of a user's own are kept (the table is
+  written back comma-separated, UTF-8).
+- **Slicer markups** (``STEM.mrk.json`` beside ``STEM.nii.gz``; ``NAME.mrk.json`` beside
+  a DICOM series folder ``NAME/``, not inside it): one control point per landmark
+  labelled with its name, LPS (:func:`unilandmark.data.markups.write_markups`, atomic);
+  an absent landmark is an ``undefined`` control point.
 """
 
 from __future__ import annotations
@@ -59,8 +61,11 @@ def volume_formats_of(choice: str) -> tuple[str, ...]:
 
 # -- Slicer markups ------------------------------------------------------------------------
 def markups_file(volume_path: Path) -> Path:
-    """The markups file of a volume: ``STEM.mrk.json`` in the volume's folder."""
-    return volume_path.parent / f"{file_stem(volume_path.name)}.mrk.json"
+    """The markups file of a volume: ``STEM.mrk.json`` beside it, in the folder under
+    review; for a DICOM series folder ``NAME.mrk.json`` beside the folder (never inside
+    it: the series folder holds its slices only)."""
+    stem = volume_path.name if volume_path.is_dir() else file_stem(volume_path.name)
+    return volume_path.parent / f"{stem}.mrk.json"
 
 
 def read_volume_markups(volume_path: Path, names: Sequence[str]) -> np.ndarray | None:

@@ -10,15 +10,19 @@ left, ``y`` posterior, ``z`` superior); a NaN row is a landmark marked absent. V
 points, where given, are ``(x, y, z)`` indices of the volume as stored (the numpy array
 ``(Z, Y, X)``'s axes reversed; the centre of the first voxel at 0).
 
-Volumes are read once into memory (:class:`VolumeCache`, the last few, bounded in bytes)
-and served slice by slice (:mod:`.slices`); the model is given the array already read,
-so a volume is decoded once for both.
+A volume is a file or a DICOM series folder (:mod:`.volume_folder`); its version is the
+file's modification time and size, or those of every file of the series folder
+(:func:`.volume_folder.volume_version`). Volumes are read once into memory
+(:class:`VolumeCache`, the last few, bounded in bytes) and served slice by slice
+(:mod:`.slices`); the model is given the array already read, so a volume is decoded once
+for both.
 """
 
 from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -26,13 +30,12 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import InputError
-from ..core.naming import file_stem
 from ..core.world import VolumeGeometry
 from ..imageio.volume import read_volume, read_volume_info
 from .saving import SaveError, cannot_write
 from .slices import LoadedVolume
 from .state import NEW, PREDICTED, REVIEWED, SAVED, pick_domain
-from .volume_folder import VolumeFolder, check_self_contained
+from .volume_folder import VolumeFolder, check_self_contained, volume_version
 from .volume_saving import (
     DEFAULT_VOLUME_CSV_NAME,
     markups_file,
@@ -49,6 +52,9 @@ from .volume_saving import (
 CACHE_BYTES = 2 * 1024**3
 #: volumes kept in memory at most
 CACHE_VOLUMES = 3
+#: seconds a DICOM series folder's version (a stat of each file) is reused while the
+#: folder's own modification time stands (files added or removed change it at once)
+SERIES_VERSION_SECONDS = 1.0
 
 
 def is_volume_detector(detector) -> bool:
@@ -157,7 +163,9 @@ def parse_world_points(raw, count: int, geometry: VolumeGeometry) -> np.ndarray:
 class VolumeCache:
     """The volumes read into memory, most recently used last: at most ``capacity``
     volumes and ``max_bytes`` bytes of voxels (the most recent one always stays). Each
-    file version is read once, also when several requests ask for it at the same time."""
+    version of a file or series folder is read once, also when several requests ask for
+    it at the same time; what would read outside its place is refused first
+    (:func:`.volume_folder.check_self_contained`)."""
 
     def __init__(self, capacity: int = CACHE_VOLUMES, max_bytes: int = CACHE_BYTES):
         self.capacity = capacity
@@ -165,10 +173,27 @@ class VolumeCache:
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict = {}
+        self._versions: dict[str, tuple[int, float, str]] = {}
+
+    def version(self, path: Path) -> str:
+        """The volume's version (:func:`.volume_folder.volume_version`); a series folder's
+        is reused for :data:`SERIES_VERSION_SECONDS` while the folder's own modification
+        time stands, so that a slice request does not stat every file of the series."""
+        if not path.is_dir():
+            return volume_version(path)
+        mtime, now = path.stat().st_mtime_ns, time.monotonic()
+        with self._lock:
+            memo = self._versions.get(str(path))
+        if memo is not None and memo[0] == mtime and now - memo[1] < SERIES_VERSION_SECONDS:
+            return memo[2]
+        version = volume_version(path)
+        with self._lock:
+            self._versions[str(path)] = (mtime, now, version)
+        return version
 
     def get(self, path: Path) -> LoadedVolume:
-        stat = path.stat()
-        key = (str(path), stat.st_mtime_ns, stat.st_size)
+        version = self.version(path)
+        key = (str(path), version)
         with self._lock:
             if key in self._items:
                 self._items.move_to_end(key)
@@ -181,7 +206,7 @@ class VolumeCache:
             try:
                 check_self_contained(path)
                 array, geometry = read_volume(path)
-                volume = LoadedVolume(array, geometry, f"{stat.st_mtime_ns}-{stat.st_size}")
+                volume = LoadedVolume(array, geometry, version)
             finally:
                 with self._lock:
                     self._loading.pop(key, None)
@@ -239,7 +264,8 @@ class VolumeReviewStore:
             state = self._states.get(name)
         if state is not None:
             return state.status
-        if file_stem(name) in csv_ids or markups_file(self.folder.root / name).is_file():
+        if (self.folder.record_id(name) in csv_ids
+                or markups_file(self.folder.root / name).is_file()):
             return SAVED
         return NEW
 
@@ -253,6 +279,7 @@ class VolumeReviewStore:
         with self._lock:
             if name in self._states:
                 return self._states[name]
+        check_self_contained(path)  # before any header is read
         geometry = read_volume_info(path)
         saved = self._read_saved(path, geometry)
         if saved is not None:
@@ -266,8 +293,7 @@ class VolumeReviewStore:
         """The model's result for volume ``name`` (a ``VolumeResult``), once per file
         version; the model is given the array the page's slices come from."""
         path = self.folder.path(name)
-        stat = path.stat()
-        key = (name, stat.st_mtime_ns, stat.st_size)
+        key = (name, self.cache.version(path))
         with self._model_lock:
             if key not in self._predictions:
                 loaded = self.cache.get(path)
@@ -310,8 +336,8 @@ class VolumeReviewStore:
             if fmt == "markups":
                 saved = read_volume_markups(path, self.names)
             else:
-                saved = read_volume_csv(self.csv_path, file_stem(path.name), self.names,
-                                        geometry)
+                saved = read_volume_csv(self.csv_path, self.folder.record_id(path.name),
+                                        self.names, geometry)
             if saved is not None:
                 return saved
         return None
@@ -333,10 +359,11 @@ class VolumeReviewStore:
         state = self.get(name)
         points = parse_world_points(raw_points, len(self.names), state.geometry)
         path = self.folder.path(name)
+        record = self.folder.record_id(name)
         clash = self.folder.shared_stem(name)
         if clash:
             raise InputError(f"{name}: other volumes share its record id "
-                             f"{file_stem(name)!r} ({', '.join(clash)}); rename them first")
+                             f"{record!r} ({', '.join(clash)}); rename them first")
         written = []
         with self._lock:
             for f in formats:
@@ -345,9 +372,9 @@ class VolumeReviewStore:
                     if f == "markups":
                         written.append(write_volume_markups(path, self.names, points))
                     else:
-                        rows = review_rows(file_stem(name), self.names, points,
-                                           state.geometry, self.domain)
-                        written.append(write_volume_csv(self.csv_path, file_stem(name), rows))
+                        rows = review_rows(record, self.names, points, state.geometry,
+                                           self.domain)
+                        written.append(write_volume_csv(self.csv_path, record, rows))
                 except OSError as err:
                     error = cannot_write(target, err)
                     if written:
