@@ -29,7 +29,8 @@ SAVE_CHOICES = ("csv", "labelme", "markups", "both")
 @friendly
 def serve_cmd(
     folder: Path = typer.Argument(Path("."), help="Folder of images (or, with a volume model, "
-                                                  "volumes) to review (default: here)."),
+                                                  "volume files and DICOM series folders) "
+                                                  "to review (default: here)."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Default: the built-in model."),
     domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images; "
                                                       "needed when the model knows several."),
