@@ -114,3 +114,17 @@ def test_a_bad_spacing_table_lists_every_faulty_line(tmp_path):
     (tmp_path / "h.csv").write_text("file,mm\n")
     with pytest.raises(InputError, match="line 1: the header must be image,spacing"):
         read_spacing_table(tmp_path / "h.csv")
+
+
+def test_report_words_name_a_ruler_and_a_spacing_file():
+    from unilandmark.inference.detector import LandmarkResult
+    from unilandmark.reporting.content import spacing_words
+
+    def result(source):
+        return LandmarkResult("x", "head", ("a",), np.zeros((1, 2), np.float32),
+                              np.ones(1, np.float32), (0.1, 0.1), None,
+                              spacing_source=source)
+
+    assert spacing_words(result("ruler")).endswith("measured with a ruler on this image "
+                                                   "(its NAME.spacing.json)")
+    assert spacing_words(result("spacing-file")).endswith("given per image (--spacing-file)")

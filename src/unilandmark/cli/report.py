@@ -30,6 +30,11 @@ def report_cmd(
     spacing: float = typer.Option(None, help="mm per pixel for images whose file has no "
                                              "spacing (PNG, JPEG, ...), e.g. 0.1 for ISBI "
                                              "2015; the file's own spacing wins."),
+    spacing_file: Path = typer.Option(None, "--spacing-file",
+                                      help="A CSV giving each image its own spacing: "
+                                           "image,spacing or image,spacing_x,spacing_y (as "
+                                           "for predict); it wins over the header and "
+                                           "--spacing."),
     domain: str = typer.Option(None, "--domain", help="Domain (anatomy) of the images; "
                                                       "optional for one-domain models."),
     device: str = typer.Option("auto", help="auto (a GPU where there is one), cpu, cuda, "
@@ -56,7 +61,7 @@ def report_cmd(
                       highlight=False, markup=False)
 
     outcome = report_images(inputs, out, checkpoint, analysis, sp, domain, device, date,
-                            on_report=said)
+                            on_report=said, spacing_file=spacing_file)
     if outcome.skipped:
         console.print(f"skipped {outcome.skipped} file(s) in the folders that are not images",
                       highlight=False)

@@ -80,19 +80,27 @@ def report_images(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
                   spacing: tuple[float, float] | None = None, domain: str | None = None,
                   device: str = "cpu", date: str | None = None,
                   on_report: Callable[[str, Path, Path, PatientReport], None] | None = None,
-                  ) -> BatchOutcome:
+                  spacing_file: str | os.PathLike | None = None) -> BatchOutcome:
     """Report every image of ``inputs`` (files and folders) into the folder ``out``.
 
     ``checkpoint``: a model file or a built-in model name (default: the built-in head
     model). ``analyses``: built-in names or spec YAML paths (default: every built-in
     analysis of the model's domain that its landmarks allow). ``spacing``: mm per pixel
-    (x, y) for images whose file gives none. ``date``: the date printed (default: now).
+    (x, y) for images whose file gives none; ``spacing_file``: a CSV giving each image its
+    own (``predict --spacing-file``, :func:`..imageio.spacing_file.read_spacing_table`).
+    ``date``: the date printed (default: now).
     ``on_report`` is called as each image's files are written.
     """
     out = Path(out)
     asked = choose_analyses(analyses, "") if analyses else None  # refused before the model
     paths, failures, skipped = image_inputs(inputs)
     outcome = BatchOutcome(failures=failures, skipped=skipped)
+    spacings = None
+    if spacing_file is not None:
+        from ..imageio.spacing_file import read_spacing_table, spacings_for
+
+        spacings, _ = spacings_for(paths, read_spacing_table(spacing_file),
+                                   Path(spacing_file).parent)
     detector = _detector(checkpoint, device)
     domain = _domain(detector, domain)
     chosen = asked or choose_analyses(None, domain)
@@ -103,7 +111,7 @@ def report_images(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
     images: list[ImageLandmarks] = []
     results: list[LandmarkResult] = []
     for result in detector.iter_predict(
-            paths, domain, spacing=spacing, batch_size=2, readers=0,
+            paths, domain, spacing=spacing, batch_size=2, readers=0, spacings=spacings,
             on_failure=lambda f: outcome.failures.append((f.item, f.reason))):
         queue = ids.get(os.path.abspath(result.image_path or ""))
         rid = queue.pop(0) if queue else result.id

@@ -27,6 +27,8 @@ from ..quality.verdict import habitual, verdict
 
 #: the source of a result's spacing, in words (``LandmarkResult.spacing_source``)
 SPACING_SOURCES = {
+    "ruler": "measured with a ruler on this image (its NAME.spacing.json)",
+    "spacing-file": "given per image (--spacing-file)",
     "file": "from the image file's header",
     "option": "given by the user (--spacing)",
     "model": "assumed: the model's training spacing (--assume-training-spacing)",
