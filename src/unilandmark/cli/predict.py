@@ -234,26 +234,9 @@ def collect_inputs(inputs: list[Path], lists: list[Path] | None = None
     Returns (paths, missing [(input, reason)] for inputs that do not exist, the number of
     files in folders skipped as not images). A list file that cannot be read raises.
     """
-    from ..imageio.read import is_image_file
+    from ..inference.inputs import image_paths
 
-    items: list[Path] = list(inputs) + _listed(lists)
-    paths, missing, skipped = [], [], 0
-    for item in items:
-        if item.is_dir():
-            # hidden files (a macOS "._scan.png" resource fork beside scan.png, ".DS_Store")
-            # are not the user's images: left out, as the review app does
-            files = sorted(p for p in item.iterdir() if p.is_file() and
-                           not p.name.startswith("."))
-            found = [p for p in files if is_image_file(p)]
-            skipped += len(files) - len(found)
-            if not found:
-                missing.append((str(item), "no image files in this folder"))
-            paths += found
-        elif item.is_file():
-            paths.append(item)
-        else:
-            missing.append((str(item), "no such file or folder"))
-    return paths, missing, skipped
+    return image_paths(list(inputs) + _listed(lists))
 
 
 @friendly

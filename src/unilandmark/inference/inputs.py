@@ -152,3 +152,31 @@ def read_batches(images: Iterable, load: Callable[[int, Any], Any], batch_size: 
             chunk = []
     if chunk:
         yield chunk
+
+
+def image_paths(items: Iterable[str | os.PathLike]
+                ) -> tuple[list, list[tuple[str, str]], int]:
+    """Files and folders -> the image files, in order: files as given, every image file of
+    a folder (by name or content, sorted, not recursive). Hidden files (a macOS
+    ``._scan.png`` resource fork beside ``scan.png``, ``.DS_Store``) are not the user's
+    images: left out, as the review app does. Returns (paths, [(input, reason)] for inputs
+    that do not exist or hold no image, number of folder files that are not images)."""
+    from pathlib import Path
+
+    from ..imageio.read import is_image_file
+
+    paths, missing, skipped = [], [], 0
+    for item in map(Path, items):
+        if item.is_dir():
+            files = sorted(p for p in item.iterdir() if p.is_file() and
+                           not p.name.startswith("."))
+            found = [p for p in files if is_image_file(p)]
+            skipped += len(files) - len(found)
+            if not found:
+                missing.append((str(item), "no image files in this folder"))
+            paths += found
+        elif item.is_file():
+            paths.append(item)
+        else:
+            missing.append((str(item), "no such file or folder"))
+    return paths, missing, skipped

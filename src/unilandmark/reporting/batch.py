@@ -55,23 +55,9 @@ def image_inputs(items: Sequence[str | os.PathLike]) -> tuple[list[Path], list[t
     (sorted, not recursive, hidden files left out). Returns (paths, [(input, reason)] for
     inputs that do not exist or hold no image, number of folder files that are not
     images)."""
-    from ..imageio.read import is_image_file
+    from ..inference.inputs import image_paths
 
-    paths, missing, skipped = [], [], 0
-    for item in map(Path, items):
-        if item.is_dir():
-            files = sorted(p for p in item.iterdir() if p.is_file() and
-                           not p.name.startswith("."))
-            found = [p for p in files if is_image_file(p)]
-            skipped += len(files) - len(found)
-            if not found:
-                missing.append((str(item), "no image files in this folder"))
-            paths += found
-        elif item.is_file():
-            paths.append(item)
-        else:
-            missing.append((str(item), "no such file or folder"))
-    return paths, missing, skipped
+    return image_paths(items)
 
 
 def report_images(inputs: Sequence[str | os.PathLike], out: str | os.PathLike,
