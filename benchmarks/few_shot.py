@@ -20,6 +20,8 @@ Plus a learning curve on the phantoms: a phantom-head model, then the phantom ha
 on 16 test phantoms in pixels.
 
     python benchmarks/few_shot.py --json out/few_shot.json        # the full run (~30 min)
+    python benchmarks/few_shot.py --seeds 3 --arms scratch,adapted --no-curve \
+        --json out/few_shot_seeds.json                             # the spread over seeds
     python benchmarks/few_shot.py --quick --json out/quick.json   # a smoke run (minutes)
 
 Output: ``{"arms": [{"domain": "hand" | "chest", "arm": "scratch" | "adapted" |
@@ -78,6 +80,11 @@ def parse(argv=None):
     p.add_argument("--steps", type=int, default=150,
                    help="optimisation steps on the new domain per fold and arm")
     p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--seeds", type=int, default=1,
+                   help="repeat every arm with this many seeds: seed s trains with seed s "
+                        "and (s > 0) draws the folds at random; the JSON's 'spread' gives "
+                        "each arm's mean, SD, min and max over seeds and each pair of arms' "
+                        "difference per seed")
     p.add_argument("--curve-steps", type=int, default=120)
     p.add_argument("--no-curve", action="store_true")
     p.add_argument("--threads", type=int, default=None)
@@ -108,9 +115,12 @@ def _pairs(items: list[str], option: str) -> dict:
 
 
 # -- folds --------------------------------------------------------------------------
-def fold_ids(ids: list[str], folds: int) -> list[list[str]]:
-    """Sorted ids, every ``folds``-th to a fold."""
+def fold_ids(ids: list[str], folds: int, seed: int = 0) -> list[list[str]]:
+    """Sorted ids, every ``folds``-th to a fold; ``seed`` > 0 shuffles them first (another
+    draw of the folds)."""
     ids = sorted(ids)
+    if seed:
+        ids = [ids[i] for i in np.random.default_rng(seed).permutation(len(ids))]
     return [ids[i::folds] for i in range(folds)]
 
 
@@ -150,11 +160,11 @@ def domain_entry(name, dataset, root, input_size, options=None, train_split="tra
 
 
 def train_arm(arm: str, new: dict, head: dict | None, model: dict, epochs: int, args,
-              out: Path, checkpoint: str, batches_new: int):
+              out: Path, checkpoint: str, batches_new: int, seed: int = 0):
     domains = [new]
     data = {"name": f"few-shot-{arm}", "out_dir": str(out), "domains": domains,
             "optim": dict(args.optim),
-            "train": {"epochs": epochs, "batch_size": args.batch_size, "seed": 0,
+            "train": {"epochs": epochs, "batch_size": args.batch_size, "seed": seed,
                       "cache_dir": str(Path(args.work) / "cache"), "threads": args.threads,
                       "augment": FEW_SHOT_AUGMENT}}
     if arm == "adapted":
@@ -181,13 +191,13 @@ def scores(pred: np.ndarray, records, thresholds) -> dict:
     return {"mre": s["mre"], "unit": unit, "median": s["median"], "sdr": s["sdr"]}
 
 
-def run_domain(name: str, args, model: dict, checkpoint: str) -> list[dict]:
+def run_domain(name: str, args, model: dict, checkpoint: str, seed: int = 0) -> list[dict]:
     info = NEW_DOMAINS[name]
     data = Path(args.data)
     spec = build_dataset(info["dataset"], data / info["folder"])
     head = domain_entry("head", HEAD["dataset"], data / HEAD["folder"], HEAD["input"],
                         HEAD["options"], HEAD["train_split"])
-    folds = fold_ids([r.id for r in spec.records], args.folds)
+    folds = fold_ids([r.id for r in spec.records], args.folds, seed)
     arms = [a for a in args.arms.split(",") if a]
     by_id = spec.record_map()
     predictions = {a: {} for a in arms}
@@ -196,23 +206,24 @@ def run_domain(name: str, args, model: dict, checkpoint: str) -> list[dict]:
         if args.only_fold is not None and i != args.only_fold:
             continue
         table = write_fold_table(spec, set(test), Path(args.work) / "folds" / name /
-                                 f"fold{i}.csv")
+                                 f"seed{seed}_fold{i}.csv")
         n_train = len(spec.records) - len(test)
         new = domain_entry(name, "csv", table, info["input"],
                            {"domain": name, "thresholds": list(spec.thresholds)})
         epochs = steps_to_epochs(args.steps, n_train, args.batch_size)
         batches = math.ceil(max(2, n_train) / args.batch_size)
         for arm in arms:
-            out = Path(args.work) / "runs" / name / arm / f"fold{i}"
+            out = Path(args.work) / "runs" / name / arm / f"seed{seed}_fold{i}"
             best, seconds = train_arm(arm, new, head, model, epochs, args, out, checkpoint,
-                                      batches)
+                                      batches, seed)
             train_s[arm] += seconds
             detector = Detector.from_checkpoint(best)
             results = detector.predict_many([by_id[t].image_path for t in test], name,
                                             orientation="original")
             for t, r in zip(test, results, strict=True):
                 predictions[arm][t] = r.points
-            print(f"{name} fold {i + 1}/{len(folds)} {arm}: {seconds:.0f} s", flush=True)
+            print(f"{name} seed {seed} fold {i + 1}/{len(folds)} {arm}: {seconds:.0f} s",
+                  flush=True)
     rows = []
     for arm in arms:
         ids = sorted(predictions[arm])
@@ -220,9 +231,38 @@ def run_domain(name: str, args, model: dict, checkpoint: str) -> list[dict]:
             continue
         records = [by_id[t] for t in ids]
         pred = np.stack([predictions[arm][t] for t in ids])
-        rows.append({"domain": name, "arm": arm, **scores(pred, records, spec.thresholds),
+        rows.append({"domain": name, "arm": arm, "seed": seed,
+                     **scores(pred, records, spec.thresholds),
                      "train_s": round(train_s[arm], 1)})
     return rows
+
+
+def spread(rows: list[dict]) -> dict:
+    """Over seeds: each (domain, arm)'s MRE mean, SD, min and max; each pair of arms'
+    difference (first minus second) per seed, its mean, min and max, and ``consistent``:
+    the same sign in every seed (with one seed: not judged)."""
+    out = {"arms": {}, "differences": {}}
+    by = {}
+    for r in rows:
+        by.setdefault(r["domain"], {}).setdefault(r["arm"], {})[r["seed"]] = r["mre"]
+    for domain, arms in by.items():
+        for arm, per_seed in arms.items():
+            v = np.array(list(per_seed.values()))
+            out["arms"][f"{domain} {arm}"] = {
+                "mean": float(v.mean()), "sd": float(v.std(ddof=1)) if len(v) > 1 else None,
+                "min": float(v.min()), "max": float(v.max()), "seeds": len(v)}
+        names = sorted(arms)
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:
+                seeds = sorted(set(arms[a]) & set(arms[b]))
+                d = np.array([arms[a][s] - arms[b][s] for s in seeds])
+                if not len(d):
+                    continue
+                out["differences"][f"{domain} {a} - {b}"] = {
+                    "per_seed": d.tolist(), "mean": float(d.mean()), "min": float(d.min()),
+                    "max": float(d.max()),
+                    "consistent": bool(len(d) > 1 and (np.all(d > 0) or np.all(d < 0)))}
+    return out
 
 
 # -- the learning curve on the phantoms -----------------------------------------------
@@ -302,11 +342,13 @@ def main(argv=None) -> dict:
         if not (Path(args.data) / NEW_DOMAINS[name]["folder"]).is_dir():
             print(f"skipping {name}: no data at {Path(args.data) / NEW_DOMAINS[name]['folder']}")
             continue
-        rows += run_domain(name, args, model, checkpoint)
+        for seed in range(args.seeds):
+            rows += run_domain(name, args, model, checkpoint, seed)
     curve = [] if args.no_curve else run_curve(args)
-    payload = {"arms": rows, "curve": curve,
+    payload = {"arms": rows, "spread": spread(rows), "curve": curve,
                "settings": {"folds": args.folds, "steps": args.steps,
                             "batch_size": args.batch_size, "curve_steps": args.curve_steps,
+                            "seeds": args.seeds,
                             "inputs": {n: list(v["input"]) for n, v in NEW_DOMAINS.items()},
                             "head_input": list(HEAD["input"]), "model": model,
                             "optim": args.optim, "init": args.init,
@@ -322,12 +364,16 @@ def main(argv=None) -> dict:
 
 
 def print_table(rows: list[dict], curve: list[dict]) -> None:
-    print(f"{'domain':6s} {'arm':9s} {'MRE':>8s} {'median':>8s} {'unit':4s}  SDR"
+    print(f"{'domain':6s} {'arm':9s} {'seed':>4s} {'MRE':>8s} {'median':>8s} {'unit':4s}  SDR"
           f"{'':20s} {'train s':>8s}")
     for r in rows:
         sdr = " ".join(f"{k}:{v:.0f}%" for k, v in r["sdr"].items())
-        print(f"{r['domain']:6s} {r['arm']:9s} {r['mre']:8.2f} {r['median']:8.2f} "
-              f"{r['unit']:4s}  {sdr:22s} {r['train_s']:8.0f}")
+        print(f"{r['domain']:6s} {r['arm']:9s} {r.get('seed', 0):4d} {r['mre']:8.2f} "
+              f"{r['median']:8.2f} {r['unit']:4s}  {sdr:22s} {r['train_s']:8.0f}")
+    for key, d in spread(rows)["differences"].items():
+        per_seed = ", ".join(f"{v:+.2f}" for v in d["per_seed"])
+        print(f"{key}: mean {d['mean']:+.2f} (per seed {per_seed})"
+              f"{'; consistent' if d['consistent'] else ''}")
     for r in curve:
         print(f"phantom hand n={r['n_train']:<3d} {r['arm']:8s} {r['mre']:6.2f} px")
 

@@ -25,6 +25,8 @@ def main(argv=None) -> int:
     p.add_argument("--dpi", type=int, default=80, help="resolution of the page picture")
     p.add_argument("--date", default="2025-01-02 10:00", help="the date printed")
     p.add_argument("--out", default="docs/figures/report_page1.png")
+    p.add_argument("--checkpoint", default="head",
+                   help="the model (the docs figure: the senior model, head)")
     a = p.parse_args(argv)
 
     from PIL import Image
@@ -36,8 +38,8 @@ def main(argv=None) -> int:
         return 2
     source = Path(a.root) / "RawImage" / a.image
     with tempfile.TemporaryDirectory(prefix="report-shot-") as tmp:
-        outcome = report_images([source], tmp, spacing=(0.1, 0.1), device="cpu",
-                                date=a.date)
+        outcome = report_images([source], tmp, checkpoint=a.checkpoint, spacing=(0.1, 0.1),
+                                device="cpu", date=a.date)
         if outcome.failures:
             print(f"{outcome.failures[0][0]}: {outcome.failures[0][1]}", file=sys.stderr)
             return 2

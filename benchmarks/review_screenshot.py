@@ -62,7 +62,7 @@ def main(argv=None):
         shutil.copy(source, folder / source.name)
         for neighbour in sorted(source.parent.iterdir())[1:5]:  # a few more in the list
             shutil.copy(neighbour, folder / neighbour.name)
-        app = create_app(folder, Detector.from_checkpoint(None), spacing=(0.1, 0.1))
+        app = create_app(folder, Detector.from_checkpoint("head"), spacing=(0.1, 0.1))
         with BackgroundServer(app) as url, headless_chromium(*a.size) as driver:
             driver.get(f"{url}/#{source.name}")
             wait_for(driver, "return document.body.dataset.state === 'ready' && "

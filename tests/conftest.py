@@ -54,3 +54,18 @@ def trained_run(phantoms, tmp_path_factory):
     """GU2Net trained once on the three phantom domains (40 epochs; the default run's
     learning test)."""
     return train_universal(phantoms, tmp_path_factory.mktemp("trained"))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (1400 x 900) for the review pages' browser tests; skips, with
+    the reason, where no Chromium/chromedriver or selenium is installed (``.ci/run``
+    installs Debian's chromium and chromium-driver)."""
+    from benchmarks._browser import BrowserUnavailable, find_browser, headless_chromium
+
+    try:
+        find_browser()
+        with headless_chromium(1400, 900) as driver:
+            yield driver
+    except BrowserUnavailable as err:
+        pytest.skip(f"no headless browser: {err}")

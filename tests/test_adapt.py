@@ -382,3 +382,39 @@ def test_adapt_command_names_bad_arguments(phantoms, head_model, tmp_path):
                               "--dataset", "csv", "--checkpoint", str(head_model),
                               "--out", str(tmp_path / "o")])
     assert bad.exit_code == 2 and "already has a domain 'head'" in bad.output
+
+
+def test_site_in_place_without_refinement_drops_the_old_refiner(phantoms, head_cascade,
+                                                               tmp_path):
+    """``--domain head`` on a one-domain cascade, ``--no-refine``: the old patch stage
+    refined the replaced convention only, so it goes; stage 1 predicts the site."""
+    table = few_table(phantoms, "head", 4, tmp_path)
+    out = tmp_path / "site"
+    args = ["adapt", "--data", str(table), "--domain", "head", "--dataset", "csv",
+            "--opt", "domain=head", "--checkpoint", str(head_cascade), "--out", str(out),
+            "--epochs", "1", "--no-refine", "--no-progress", "--set", "train.cache_dir=null"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "adapted in place" in result.output and "uncalibrated" in result.output
+    chain = stage_chain(load_checkpoint(out / "model.pt"))
+    assert [s["kind"] for s in chain] == ["image"] and set(chain[0]["domains"]) == {"head"}
+    image = phantoms / "head" / "images" / "head_0030.png"
+    assert Detector.from_checkpoint(out / "model.pt").predict(image).points.shape == (8, 2)
+
+
+def test_a_site_under_its_own_name_keeps_the_source_domain(phantoms, head_model, tmp_path):
+    """``--domain clinic --from-domain head`` with the head's landmarks: site mode (the
+    source's input size and shape), the model serves head and clinic."""
+    table = few_table(phantoms, "head", 4, tmp_path)
+    out = tmp_path / "clinic"
+    result = CliRunner().invoke(app, [
+        "adapt", "--data", str(table), "--domain", "clinic", "--from-domain", "head",
+        "--dataset", "csv", "--opt", "domain=head", "--checkpoint", str(head_model),
+        "--out", str(out), "--epochs", "1", "--old-data", f"head={phantoms}",
+        "--no-progress", "--set", "train.cache_dir=null"])
+    assert result.exit_code == 0, result.output
+    assert "added beside head" in result.output
+    first = stage_chain(load_checkpoint(out / "model.pt"))[0]
+    assert set(first["domains"]) == {"head", "clinic"}
+    assert first["domains"]["clinic"]["shape"] == first["domains"]["head"]["shape"]
+    assert first["domains"]["clinic"]["input_size"] == first["domains"]["head"]["input_size"]

@@ -149,3 +149,4 @@ def test_report_screenshot_writes_a_small_page_picture(tmp_path, isbi_root):
     with Image.open(out) as im:
         assert im.size[1] / im.size[0] == pytest.approx(11.69 / 8.27, rel=0.02)
     assert out.stat().st_size < 300_000
+

@@ -7,23 +7,25 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from unilandmark.checkpoints.builtin import DEFAULT_MODEL, model_path
 from unilandmark.cli import app
-from unilandmark.inference.detector import PRETRAINED_DIR, PRETRAINED_NAME, Detector
+from unilandmark.inference.detector import Detector
 
-PROVENANCE = (PRETRAINED_DIR / PRETRAINED_NAME).with_suffix(".json")
+#: the default built-in model (the one `predict` uses without --checkpoint)
+DEFAULT_FILE = model_path(None)
 
 
 @pytest.fixture(scope="module")
 def provenance():
-    if not (PRETRAINED_DIR / PRETRAINED_NAME).is_file():
+    if not DEFAULT_FILE.is_file():
         pytest.skip("no built-in model in this checkout")
-    return json.loads(PROVENANCE.read_text())
+    return json.loads(DEFAULT_FILE.with_suffix(".json").read_text())
 
 
 def test_builtin_model_loads_with_its_provenance(provenance):
     detector = Detector.from_checkpoint(None)
-    assert "head" in detector.domains
-    assert (PRETRAINED_DIR / PRETRAINED_NAME).stat().st_size < 10 * 2**20
+    assert "head" in detector.domains and DEFAULT_MODEL == "head-mean"
+    assert DEFAULT_FILE.stat().st_size < 10 * 2**20
     assert {"data", "training", "protocols"} <= set(provenance)
 
 

@@ -15,23 +15,13 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the review app needs the 'serve' extra")
 
-from benchmarks._browser import BrowserUnavailable, find_browser, headless_chromium, wait_for
+from benchmarks._browser import wait_for
 
 from unilandmark import csv_dataset, labelme_dataset
 from unilandmark.inference.detector import Detector
 from unilandmark.serve import BackgroundServer, create_app
 
 DRAG = (60, -45)  # screen pixels
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        find_browser()
-        with headless_chromium(1400, 900) as driver:
-            yield driver
-    except BrowserUnavailable as err:
-        pytest.skip(f"no headless browser: {err}")
 
 
 @pytest.fixture(scope="module")

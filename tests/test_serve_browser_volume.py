@@ -19,7 +19,7 @@ import pytest
 
 pytest.importorskip("fastapi", reason="the review app needs the 'serve' extra")
 
-from benchmarks._browser import BrowserUnavailable, find_browser, headless_chromium, wait_for
+from benchmarks._browser import wait_for
 
 from unilandmark.checkpoints.builtin import model_path
 from unilandmark.data.markups import read_markups
@@ -34,16 +34,6 @@ SCT = "t2.nii.gz"
 DRAG = (45, -36)  # screen pixels: right and up
 LABELS = {"axial": ["R", "L", "A", "P"], "coronal": ["R", "L", "S", "I"],
           "sagittal": ["A", "P", "S", "I"]}
-
-
-@pytest.fixture(scope="module")
-def browser():
-    try:
-        find_browser()
-        with headless_chromium(1400, 900) as driver:
-            yield driver
-    except BrowserUnavailable as err:
-        pytest.skip(f"no headless browser: {err}")
 
 
 @pytest.fixture(scope="module")

@@ -12,6 +12,7 @@ import typer
 from .adapt import adapt_cmd
 from .calibrate import calibrate_cmd
 from .common import set_debug
+from .conventions import conventions_cmd
 from .convert import convert_cmd
 from .datasets import datasets_app
 from .evaluate import evaluate_cmd
@@ -58,6 +59,7 @@ app.command("adapt")(adapt_cmd)
 app.command("predict")(predict_cmd)
 app.command("evaluate")(evaluate_cmd)
 app.command("calibrate")(calibrate_cmd)
+app.command("conventions")(conventions_cmd)
 app.command("measure")(measure_cmd)
 app.command("report")(report_cmd)
 app.command("models")(models_cmd)

@@ -1,4 +1,5 @@
-"""``unilandmark adapt``: add a new anatomy to a trained model from a handful of images."""
+"""``unilandmark adapt``: adapt a domain to a new site, or add a new anatomy, from a handful
+of labelled images."""
 
 from __future__ import annotations
 
@@ -26,7 +27,10 @@ def _parse_old_data(items: list[str] | None) -> dict[str, str]:
 def adapt_cmd(
     data: Path = typer.Option(..., "--data", help="The new domain's dataset root (or table "
                                                   "for --dataset csv)."),
-    domain: str = typer.Option(..., "--domain", help="Name of the new domain, e.g. hand."),
+    domain: str = typer.Option(..., "--domain", help="A domain of the model (e.g. head) to "
+                               "adapt it to a site in place (same landmarks), or the name "
+                               "of a new domain: a site beside its source (same landmarks "
+                               "as --from-domain) or a new anatomy (e.g. hand)."),
     out: Path = typer.Option(..., "--out", help="Folder for the stages' runs, model.pt and "
                                                 "the adaptation summary."),
     dataset: str = typer.Option("csv", "--dataset", help="Dataset adapter of --data (see "
@@ -55,15 +59,17 @@ def adapt_cmd(
     train_split: str = typer.Option(None, "--train-split", help="Default: train if the "
                                     "dataset has it, else all."),
     val_split: str = typer.Option(None, "--val-split", help="The new domain's validation "
-                                  "split (default none: the model is the last epoch)."),
+                                  "split (default none: the model is the last epoch; a "
+                                  "site is then uncalibrated, with it recalibrated)."),
     input_size: str = typer.Option(None, "--input-size", help="WxH network input of the new "
                                    "domain (default: the images' median aspect at the "
                                    "source domain's pixel count)."),
     resize: str = typer.Option("stretch", "--resize", help="stretch or letterbox."),
     epochs: int = typer.Option(None, "--epochs", min=1, help="Whole-image stage epochs "
-                               "(default: about 300 steps)."),
+                               "(default: about 150 steps for a site, 300 for a new "
+                               "anatomy)."),
     patch_epochs: int = typer.Option(None, "--patch-epochs", min=1, help="Epochs of each "
-                                     "patch stage (default: about 300 steps)."),
+                                     "patch stage (default: as --epochs)."),
     batch_size: int = typer.Option(4, "--batch-size", min=2, help="Images per training step."),
     refine: bool = typer.Option(None, "--refine/--no-refine", help="Train the checkpoint's "
                                 "patch stages for the new domain too (default: when the "
@@ -80,8 +86,10 @@ def adapt_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress",
                                   help="Show a progress bar per epoch."),
 ) -> None:
-    """Add a new anatomy (domain) to a trained model from a handful of labelled images;
-    the result serves the old and the new domains. See docs/adapt.md."""
+    """Adapt a model to a new site (its machines and its experts' conventions) or add a
+    new anatomy, from a handful of labelled images. --domain naming a domain of the model
+    adapts it in place; a new name adds a domain, and the result serves the old and the
+    new domains. See docs/adapt.md."""
     from ..workflows.adapt import AdaptRequest, run_adaptation
 
     if resize not in ("stretch", "letterbox"):

@@ -250,8 +250,9 @@ def predict_cmd(
                                                       "head; optional for one-domain models."),
     checkpoint: Path = typer.Option(None, "--checkpoint", help="Trained checkpoint (best.pt) "
                                     "or model file (.safetensors), or a built-in model by "
-                                    "name: head (senior annotator, the default) or head-mean "
-                                    "(mean of the two ISBI annotators)."),
+                                    "name: head-mean (mean of the two ISBI annotators, the "
+                                    "default) or head (the senior annotator, for the "
+                                    "challenge's protocol)."),
     model: Path = typer.Option(None, "--model", help="An exported ONNX graph (model.onnx, see "
                                                      "`export`; an image or a volume model), "
                                                      "run by onnxruntime instead of "

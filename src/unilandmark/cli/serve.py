@@ -123,7 +123,8 @@ def serve_cmd(
     app = create_app(folder, detector, domain, spacing=pair,
                      save=save, csv_path=csv_path,
                      max_upload_bytes=int(max_upload_mb * 2**20),
-                     allowed_hosts=(*LOOPBACK_HOSTS, *extra))
+                     allowed_hosts=(*LOOPBACK_HOSTS, *extra),
+                     checkpoint=None if volumes else file)
     count = len(app.state.store.folder.names())
     shown = f"[{host}]" if ":" in host else host
     kind = "volumes" if volumes else "images"

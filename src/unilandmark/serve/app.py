@@ -16,6 +16,9 @@ serves it. Routes (all JSON unless said; ``NAME`` is an image's file name, URL-e
   ruler, written beside it (``NAME.spacing.json``); the state with the new spacing.
 - ``POST /api/measure`` ``{name, points}``: measurements of points, nothing stored.
 - ``POST /api/upload?filename=F`` (raw bytes): add an image to the folder.
+- ``GET /api/site``: the site's corrected images and the adaptation's state, log and last
+  result (per-landmark mean shift); ``POST /api/site/train``: adapt the model to the saved
+  images in the background (:mod:`.site_training`); the adapted model then predicts.
 
 Points are ``[x, y]`` in original pixels or ``null`` (not visible). Requests that change
 anything must carry the header ``X-Unilandmark: 1``, which a page from another site
@@ -59,6 +62,7 @@ from .guards import (  # noqa: F401 - re-exported: the names callers import from
 )
 from .measurements import measurements_for
 from .saving import FORMATS
+from .site_training import SiteTrainer
 from .state import ImageState, ReviewStore
 from .volume_app import create_volume_app
 from .volume_state import is_volume_detector
@@ -123,7 +127,8 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
                csv_path: str | Path | None = None, max_upload_bytes: int = MAX_UPLOAD_BYTES,
                display_max_side: int = DISPLAY_MAX_SIDE,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
-               max_json_bytes: int | None = None) -> FastAPI:
+               max_json_bytes: int | None = None, checkpoint: str | Path | None = None,
+               load_model=None, adapt_settings: dict | None = None) -> FastAPI:
     """The review app for the images directly in ``folder``, predicted by ``detector``.
 
     ``domain``: the model's domain (None: its only one). ``spacing``: mm per pixel (x, y)
@@ -135,6 +140,11 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
     ``max_upload_bytes``: the largest upload; ``max_json_bytes``: the largest body of any
     other request (None: :data:`MIN_JSON_BYTES`, or :data:`JSON_BYTES_PER_LANDMARK` per
     landmark where that is more).
+
+    ``checkpoint``: the model's file, which "Train on the corrections" adapts to the
+    folder's saved images (:mod:`.site_training`; None: training is unavailable);
+    ``load_model``: path -> detector for the adapted model (default: ``type(detector)
+    .from_checkpoint``); ``adapt_settings``: AdaptRequest fields to override.
 
     A volume model (every domain 3-D, e.g. the built-in ``brain``) gets the volume app
     instead (:func:`~unilandmark.serve.volume_app.create_volume_app`: the volumes in
@@ -153,10 +163,14 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
                         csv_path=csv_path)
     if max_json_bytes is None:
         max_json_bytes = max(MIN_JSON_BYTES, JSON_BYTES_PER_LANDMARK * len(store.names))
+    trainer = SiteTrainer(store, checkpoint, load_model or (
+        lambda path: type(detector).from_checkpoint(path, str(getattr(detector, "device", "cpu")))),
+        adapt_settings)
     cache = _DisplayCache()
     app = FastAPI(title="unilandmark review", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")
     app.state.store = store
+    app.state.trainer = trainer
     # inside the guard (added after it is outermost): the host and header checks come first
     app.add_middleware(BodyLimit, upload_bytes=max_upload_bytes, json_bytes=max_json_bytes)
     add_guards(app, allowed_hosts)
@@ -232,6 +246,14 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
         state = store.get(body.name)
         points = parse_points(body.points, len(store.names), state.size)
         return {"measurements": _measure(store.names, points, state.spacing, state.mirrored)}
+
+    @app.get("/api/site")
+    def site_status() -> dict:
+        return trainer.status()
+
+    @app.post("/api/site/train")
+    def site_train() -> dict:
+        return trainer.start()
 
     @app.post(UPLOAD_PATH)
     async def upload(request: Request, filename: str) -> dict:

@@ -240,6 +240,22 @@ class ReviewStore:
                                                                spacing=self.spacing)
             return self._predictions[key]
 
+    def replace_detector(self, detector) -> None:
+        """Predict with ``detector`` from now on (an adaptation of the same domain: same
+        landmark names). The model's cached answers go, and so do the states of images
+        that only hold its points (``predicted``): they are predicted again when opened.
+        Reviewed and saved points stay as they are."""
+        names = tuple(detector.domains.get(self.domain, {}).get("landmark_names", ()))
+        if names != self.names:
+            raise InputError(f"the new model's domain {self.domain!r} has other landmarks "
+                             f"({len(names)}) than the app's ({len(self.names)})")
+        with self._model_lock:
+            self.detector = detector
+            self._predictions.clear()
+        with self._lock:
+            for name in [n for n, st in self._states.items() if st.status == PREDICTED]:
+                del self._states[name]
+
     def _predicted_state(self, name: str, path: Path) -> ImageState:
         result = self.prediction(name)
         size, spacing, source = self._info(path)

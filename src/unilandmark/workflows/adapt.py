@@ -38,6 +38,7 @@ from ..core.wording import relative_note
 from ..data.sizes import size_advice, suggest_input_size
 from ..training.config import DomainConfig, ExperimentConfig, load_config
 from ..training.dataset import record_size
+from .site import carry_source_facts, rename_domain, site_changes, training_name
 
 #: the optimiser for a handful of images (docs/adapt.md)
 ADAPT_OPTIM = {"lr": 1e-4, "max_lr": 1e-2, "schedule": "cyclic", "cycle_epochs": 2.0}
@@ -49,6 +50,15 @@ FEW_SHOT_AUGMENT = {"rotate_deg": 15.0, "scale": 0.15, "translate": 0.08,
 IMAGE_STEPS = 300
 #: optimisation steps of each patch stage when no epoch count is given
 PATCH_STEPS = 300
+#: a new anatomy from a handful of images: wide augmentation, a high cyclic learning rate
+FEW_SHOT_RECIPE = {"optim": ADAPT_OPTIM, "augment": FEW_SHOT_AUGMENT,
+                   "image_steps": IMAGE_STEPS, "patch_steps": PATCH_STEPS}
+#: a known anatomy at a new site (same landmarks): the source stages' own augmentation
+#: (``None``) and a gentler, shorter schedule; measured in benchmarks/site_adaptation.py
+#: (docs/adapt.md, "How many images")
+SITE_RECIPE = {"optim": {"lr": 1e-4, "max_lr": 1e-3, "schedule": "cyclic",
+                         "cycle_epochs": 2.0},
+               "augment": None, "image_steps": 150, "patch_steps": 150}
 #: fewer training images than this adapt with a warning (docs/adapt.md): the figures of
 #: so few are not to be trusted, and prediction's configuration check needs this many
 TRUSTED_IMAGES = 3
@@ -112,6 +122,15 @@ class AdaptPlan:
     checkpoint: Path
     old_checks: list[DomainConfig]
     notes: list[str] = field(default_factory=list)
+    #: site mode: the new data has the source domain's landmarks (workflows.site)
+    site: bool = False
+    #: the domain the site replaces (``--domain`` of the checkpoint), or None
+    replace: str | None = None
+    #: the domain's name while it trains (the site's name unless it replaces one)
+    train_name: str = ""
+    source: str = "mean"
+    train_records: list = field(default_factory=list)
+    unit: str = "px"
 
 
 @dataclass
@@ -135,16 +154,34 @@ def plan_adaptation(req: AdaptRequest, log=print, warn=None) -> AdaptPlan:
     chain = stage_chain(load_checkpoint(path))
     first = chain[0]
     old_meta = first["domains"]
-    if req.domain in old_meta:
-        raise InputError(f"--domain {req.domain}: {path} already has a domain {req.domain!r}; "
-                         f"name the new anatomy differently (it knows {sorted(old_meta)})")
-    source = req.from_domain or (next(iter(old_meta)) if len(old_meta) == 1 else "mean")
+    replace = req.domain in old_meta
+    if replace and req.from_domain not in (None, req.domain):
+        raise InputError(f"--domain {req.domain} is a domain of {path}: adapting it to a site "
+                         f"starts from it; leave --from-domain out, or name the site "
+                         f"differently to add it beside {req.domain}")
+    source = req.domain if replace else (
+        req.from_domain or (next(iter(old_meta)) if len(old_meta) == 1 else "mean"))
     if source != "mean" and source not in old_meta:
         raise InputError(f"--from-domain {source}: not a domain of {path}; it knows "
                          f"{sorted(old_meta)} (or use mean)")
-    notes = [f"the new domain {req.domain} starts from "
-             f"{'the mean of ' + ', '.join(old_meta) if source == 'mean' else source}"]
     spec = build_dataset(req.dataset, req.data, **req.options)
+    site = source != "mean" and list(spec.landmark_names) == \
+        list(old_meta[source]["landmark_names"])
+    if replace and not site:
+        raise InputError(
+            f"--domain {req.domain}: {path} already has a domain {req.domain!r} with "
+            f"landmarks {_names(old_meta[req.domain]['landmark_names'])}; {spec.name} has "
+            f"{_names(spec.landmark_names)}. Adapting a domain to a site needs the same "
+            "landmarks in the same order; name a new anatomy differently (it knows "
+            f"{sorted(old_meta)})")
+    train_name = training_name(req.domain, old_meta) if replace else req.domain
+    if site:
+        notes = [f"site adaptation: {req.domain} " + (
+            f"adapted in place (trained as {train_name}, then replacing {req.domain})"
+            if replace else f"added beside {source}, starting from it (same landmarks)")]
+    else:
+        notes = [f"the new domain {req.domain} starts from "
+                 f"{'the mean of ' + ', '.join(old_meta) if source == 'mean' else source}"]
     train_split = req.train_split or ("train" if spec.splits.get("train") else "all")
     val_split = req.val_split
     for option, split in (("--train-split", train_split), ("--val-split", val_split)):
@@ -161,36 +198,46 @@ def plan_adaptation(req: AdaptRequest, log=print, warn=None) -> AdaptPlan:
     sizes = [record_size(r) for r in train_records]
     ref = old_meta[source] if source != "mean" else next(iter(old_meta.values()))
     ref_size = tuple(int(v) for v in ref["input_size"])
-    input_size = tuple(req.input_size) if req.input_size else \
-        suggest_input_size(sizes, ref_size[0] * ref_size[1])
-    if not req.input_size:
+    if req.input_size:
+        input_size = tuple(req.input_size)
+    elif site:
+        input_size = ref_size
+        notes.append(f"input size {input_size[0]}x{input_size[1]}: {source}'s")
+    else:
+        input_size = suggest_input_size(sizes, ref_size[0] * ref_size[1])
+    if not req.input_size and not site:
         notes.append(f"input size {input_size[0]}x{input_size[1]}: the training images' "
                      f"median aspect at the {ref_size[0]}x{ref_size[1]} input's pixel count")
     # logged by the stage when it trains (stages.adapted); kept for the summary here
     advice = size_advice(sizes, input_size, req.resize, f"the {len(sizes)} training images")
     notes += [f"warning: {t}" for t in advice.warnings]
-    new = DomainConfig(name=req.domain, dataset=req.dataset, root=str(req.data),
+    new = DomainConfig(name=train_name, dataset=req.dataset, root=str(req.data),
                        options=dict(req.options), train_split=train_split,
-                       val_split=val_split, input_size=input_size, resize=req.resize,
-                       sigma=req.sigma or float(ref.get("sigma", 2.0)))
-    old_checks, old_train = _old_domains(req, first, log, notes)
+                       val_split=val_split, input_size=input_size,
+                       resize=ref.get("resize", req.resize) if site and not req.input_size
+                       else req.resize, sigma=req.sigma or float(ref.get("sigma", 2.0)),
+                       flip_pairs=[tuple(p) for p in ref.get("flip_pairs") or []]
+                       if site else [])
+    old_checks, old_train = _old_domains(req, first, log, notes,
+                                         skip=req.domain if replace else None)
     out = Path(req.out)
     n = len(train_records)
-    epochs = req.epochs or _epochs(IMAGE_STEPS, n, req.batch_size)
+    recipe = SITE_RECIPE if site else FEW_SHOT_RECIPE
+    epochs = req.epochs or _epochs(recipe["image_steps"], n, req.batch_size)
     if not req.epochs:
-        notes.append(f"{epochs} epochs of the whole-image stage (about {IMAGE_STEPS} steps "
-                     f"on {n} image(s))")
-    init = {"checkpoint": req.checkpoint, "domains": {req.domain: source},
+        notes.append(f"{epochs} epochs of the whole-image stage (about "
+                     f"{recipe['image_steps']} steps on {n} image(s))")
+    init = {"checkpoint": req.checkpoint, "domains": {train_name: source},
             "shared": req.shared, "shared_lr_scale": req.shared_lr_scale,
             "replay": req.replay}
     stage1 = {
         "name": f"adapt-{req.domain}", "out_dir": str(out / "stage1"),
         "domains": [new.model_dump(mode="json")] + [d.model_dump(mode="json")
                                                     for d in old_train],
-        "optim": dict(ADAPT_OPTIM), "init": {**init, "stage": 0},
+        "optim": dict(recipe["optim"]), "init": {**init, "stage": 0},
         "train": {"epochs": epochs, "batch_size": req.batch_size, "seed": req.seed,
                   "device": req.device, "threads": req.threads, "cache_dir": req.cache_dir,
-                  "augment": dict(FEW_SHOT_AUGMENT)}}
+                  "augment": _augment(recipe, chain[0])}}
     configs = [load_config(data=stage1, overrides=req.overrides)]
     patch_stages = [i for i, s in enumerate(chain) if s["kind"] == "patch"]
     refine = req.refine if req.refine is not None else bool(patch_stages)
@@ -206,24 +253,41 @@ def plan_adaptation(req: AdaptRequest, log=print, warn=None) -> AdaptPlan:
         stage["previous"] = str(previous)
         patch_batch = max(req.batch_size, old.train.batch_size)
         pairs = n * spec.num_landmarks
-        p_epochs = req.patch_epochs or _epochs(PATCH_STEPS, pairs, patch_batch)
+        p_epochs = req.patch_epochs or _epochs(recipe["patch_steps"], pairs, patch_batch)
         data = {"name": f"adapt-{req.domain}-stage{rank}", "out_dir": str(out / f"stage{rank}"),
                 "stage": stage,
                 "domains": [new.model_dump(mode="json")] +
                            [d.model_dump(mode="json") for d in old_train
                             if d.name in chain[index]["domains"]],
-                "optim": dict(ADAPT_OPTIM), "init": {**init, "stage": index},
-                "train": {**stage1["train"], "epochs": p_epochs, "batch_size": patch_batch}}
+                "optim": dict(recipe["optim"]), "init": {**init, "stage": index},
+                "train": {**stage1["train"], "epochs": p_epochs, "batch_size": patch_batch,
+                          "augment": _augment(recipe, chain[index])}}
         configs.append(load_config(data=data))
         previous = out / f"stage{rank}" / "best.pt"
-    return AdaptPlan(configs, chain, path, old_checks, notes)
+    return AdaptPlan(configs, chain, path, old_checks, notes, site=site,
+                     replace=req.domain if replace else None, train_name=train_name,
+                     source=source, train_records=list(train_records), unit=spec.unit)
+
+
+def _names(names) -> str:
+    names = list(names)
+    return f"[{', '.join(names[:4])}{', ...' if len(names) > 4 else ''}] ({len(names)})"
+
+
+def _augment(recipe: dict, source_stage: dict) -> dict:
+    """The recipe's augmentation, or (``None``) the source stage's own training one."""
+    if recipe["augment"] is not None:
+        return dict(recipe["augment"])
+    return ExperimentConfig.model_validate(source_stage["config"]).train.augment.model_dump(
+        mode="json")
 
 
 def _epochs(steps: int, samples: int, batch_size: int) -> int:
     return max(1, math.ceil(steps / max(1, math.ceil(max(2, samples) / batch_size))))
 
 
-def _old_domains(req: AdaptRequest, first: dict, log, notes: list[str]):
+def _old_domains(req: AdaptRequest, first: dict, log, notes: list[str],
+                 skip: str | None = None):
     """(old domains to validate before/after, old domains to list in stage configs).
 
     An old domain whose data is not found is left out with a warning (an error when it
@@ -242,7 +306,7 @@ def _old_domains(req: AdaptRequest, first: dict, log, notes: list[str]):
     configs = [DomainConfig.model_validate(d) for d in first["config"].get("domains", [])]
     checks, listed = [], []
     for dc in configs:
-        if dc.name not in first["domains"]:
+        if dc.name not in first["domains"] or dc.name == skip:
             continue
         root = req.old_data.get(dc.name, dc.root)
         dc = dc.model_copy(update={"root": root})
@@ -304,19 +368,73 @@ def _adapt(req: AdaptRequest, plan: AdaptPlan, out: Path, resume: bool, overwrit
         results.append(fit(config, resume=stage_resume, overwrite=overwrite and not
                            stage_resume, progress=progress, log=log))
     final = compose_model(results[-1].best_path, plan, bool(len(plan.configs) > 1))
+    site = _finish_site(req, plan, final, log) if plan.site else None
     model_path = out / "model.pt"
     save_checkpoint(model_path, final)
     after = _score_domains(final, plan.old_checks, req.device, log, "after")
-    new = plan.configs[0].domains[0]
+    new = plan.configs[0].domains[0].model_copy(update={"name": req.domain})
     new_scores = _score_domains(final, [new] if new.val_split else [], req.device, log,
                                 "adapted")
     summary = _summary(req, plan, before, after, new_scores, results, model_path)
+    if site is not None:
+        summary["site"] = site
     json_path, md_path = out / "adaptation.json", out / "adaptation.md"
     atomic_write_text(json_path, json_text(summary))
     atomic_write_text(md_path, summary_markdown(summary))
     for line in forgetting_lines(summary):
         log(line)
     return AdaptResult(model_path, json_path, md_path, summary)
+
+
+def _finish_site(req: AdaptRequest, plan: AdaptPlan, final: dict, log) -> dict:
+    """Site mode, in place on ``final``: the site replaces its domain (``plan.replace``),
+    keeps what its images cannot re-estimate, is recalibrated on its validation split or
+    marked uncalibrated; returns the ``site`` part of the summary (the per-landmark
+    offsets before and after and the mean shift, on the site's training images)."""
+    from ..core.preflight import check_device
+    from ..inference.detector import Detector
+    from ..quality.calibration import MIN_IMAGES
+    from .calibrate import ValidationSource, calibrate_state
+
+    if plan.replace:
+        renamed = rename_domain(final, plan.train_name, plan.replace)
+        final.clear()  # in place: the cascade may have lost a stage
+        final.update(renamed)
+    records = plan.train_records
+    notes = carry_source_facts(final, plan.chain, req.domain, plan.source, len(records))
+    device = check_device(req.device, "--device")
+    new = plan.configs[0].domains[0]
+    calibration = "uncalibrated"
+    if new.val_split:
+        source = ValidationSource(req.dataset, str(req.data), new.val_split, dict(req.options))
+        try:
+            calibrate_state(final, {req.domain: source}, device=device, log=log)
+            calibration = f"recalibrated on {new.val_split}"
+        except InputError as err:
+            notes.append(f"warning: not recalibrated ({err}); the domain is uncalibrated")
+    else:
+        notes.append(f"{req.domain} is uncalibrated (its quality flags use the uncalibrated "
+                     f"rules): give --val-split with {MIN_IMAGES} or more images to "
+                     "recalibrate it on the site's own images")
+    paths = [r.image_path for r in records]
+    before = Detector.from_checkpoint_state(
+        prediction_state(load_checkpoint(plan.checkpoint)), device).predict_many(
+        paths, plan.source, orientation="original")
+    after = Detector.from_checkpoint_state(final, device).predict_many(
+        paths, req.domain, orientation="original")
+    changes = site_changes(np.stack([r.points for r in before]),
+                           np.stack([r.points for r in after]), records, plan.unit)
+    names = list(stage_chain(final)[0]["domains"][req.domain]["landmark_names"])
+    for note in notes:
+        log(note)
+    plan.notes.extend(notes)
+    moved = sorted(zip(changes["mean_shift_magnitude"], names, strict=True), reverse=True)[:3]
+    log(f"{req.domain}: on its {len(records)} training images the mean offset from the "
+        f"site's points fell from {np.mean(changes['offset_before']):.2f} to "
+        f"{np.mean(changes['offset_after']):.2f} {plan.unit}; largest mean shifts: " +
+        ", ".join(f"{n} {v:.2f} {plan.unit}" for v, n in moved))
+    return {"replaced": plan.replace, "source": plan.source, "calibration": calibration,
+            "landmark_names": names, **changes}
 
 
 def compose_model(best_path: Path, plan: AdaptPlan, refined: bool) -> dict:
@@ -363,6 +481,8 @@ def _score_domains(state: dict, domains: list[DomainConfig], device: str, log,
 def _summary(req, plan, before, after, new_scores, results, model_path) -> dict:
     old = {}
     for name in plan.chain[0]["domains"]:
+        if name == plan.replace:
+            continue  # adapted in place: its old convention is not kept to compare with
         b, a = before.get(name), after.get(name)
         entry = {"before": b, "after": a}
         if b and a:
@@ -374,7 +494,7 @@ def _summary(req, plan, before, after, new_scores, results, model_path) -> dict:
                        "train_split": plan.configs[0].domains[0].train_split,
                        "input_size": list(plan.configs[0].domains[0].input_size),
                        "validation": new_scores.get(req.domain)},
-        "settings": {"from_domain": plan.configs[0].init.domains[req.domain],
+        "settings": {"from_domain": plan.source, "site": plan.site,
                      "shared": req.shared, "shared_lr_scale": req.shared_lr_scale,
                      "replay": req.replay,
                      "stages": [{"kind": c.stage.kind, "epochs": c.train.epochs,

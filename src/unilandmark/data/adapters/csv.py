@@ -5,8 +5,9 @@ landmark columns ``x1, y1, x2, y2, ...`` or ``NAME_x, NAME_y``, and optional ``i
 ``split``, ``spacing`` (both axes) or ``spacing_x``/``spacing_y``. An empty landmark cell
 means "not visible".
 
-Long: the prediction CSV (``image, landmark, x, y`` and optional ``name``), one row per
-landmark, where ``image`` is the record id and ``images`` the folder holding the files.
+Long: the prediction CSV (``image, landmark, x, y`` and optional ``name``, ``spacing_x``/
+``spacing_y``, read from each image's first row, as the review app writes them), one row
+per landmark, where ``image`` is the record id and ``images`` the folder holding the files.
 Every image has a row for every landmark number; a landmark not visible keeps its row
 with ``x`` and ``y`` empty (as the review app writes it). A missing row is a fault, not a
 landmark silently not visible (a truncated or filtered table would otherwise train and
@@ -145,8 +146,11 @@ def _long_table(table: Table, images, fixed, log: FaultLog):
     per_image: dict[str, dict[int, tuple[float, float] | None]] = {}
     first_line: dict[tuple[str, int], int] = {}
     names: dict[int, str] = {}
+    spacings: dict[str, tuple] = {}
     for row, line_no in zip(table.rows, table.lines, strict=True):
         rid = row["image"]
+        if rid not in spacings:  # the image's first row gives its spacing (the review table)
+            spacings[rid] = _row_spacing(table, row, fixed, f"line {line_no}", rid, log)
         try:
             landmark = int(row["landmark"])
         except ValueError:
@@ -196,7 +200,7 @@ def _long_table(table: Table, images, fixed, log: FaultLog):
             if xy is not None:
                 points[lm - 1] = xy
         records.append(Record(id=rid, image_path=str(files[rid]), points=points,
-                              visible=~np.isnan(points[:, 0]), spacing=fixed))
+                              visible=~np.isnan(points[:, 0]), spacing=spacings.get(rid, fixed)))
     return landmark_names, records, {}
 
 

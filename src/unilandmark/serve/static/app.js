@@ -28,7 +28,7 @@
     timings: [], // {name, start, landmarks, image}: performance.now() marks
     ruler: null, // while calibrating: {ends: [[x, y], ...]} in original pixels
   };
-  window.unilandmark = app; // for tests and the curious
+  window.unilandmark = app; // for tests, the curious and site.js (app.api, app.reload, ...)
 
   const viewer = $("viewer");
   const canvas = $("canvas");
@@ -691,6 +691,7 @@
       const files = state.files.map((f) => f.split(/[\\/]/).pop()).join(", ");
       toast(`Saved ${name} to ${files}`);
       document.body.dataset.saved = `${name}:${count}`;
+      document.dispatchEvent(new CustomEvent("unilandmark:saved", { detail: { name } }));
     } catch (err) {
       toast(`${name}: not saved: ${err.message}`, "error");
     } finally {
@@ -908,6 +909,18 @@
       }
     });
   }
+
+  // what site.js (the clinic's loop) needs of the page
+  Object.assign(app, {
+    api, toast, refreshList,
+    // the current image again, from the server (after the model changed); the undo
+    // history of an image that only held the model's points starts anew
+    reload: async () => {
+      if (!app.current) return;
+      if (app.state && app.state.status === "predicted") app.history.delete(app.current);
+      await openImage(app.current);
+    },
+  });
 
   async function start() {
     wire();

@@ -1,0 +1,139 @@
+"""The clinic's loop in the review app: adapt the model to the corrected images, go on.
+
+A site predicts its folder, corrects the first images and saves them (the review table,
+``landmarks_reviewed.csv``); "Train on the corrections" adapts the model's domain to the
+site from every saved image (``unilandmark adapt --domain D`` in place:
+:mod:`..workflows.adapt`, site mode), in a background thread, always from the model the
+app was started with (so corrections never compound one adaptation on another). When it
+ends, the adapted model replaces the app's: images not yet reviewed are predicted again
+when opened; reviewed and saved points stay. The status says how many corrected images
+the site has and what the last adaptation changed (per-landmark mean shift).
+
+Each adaptation writes ``FOLDER/site_models/NNN/`` (``model.pt``, ``adaptation.json``,
+``adaptation.md``, the stages' run folders): the model to give ``predict --checkpoint``
+for the rest of the site's images.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from ..core.errors import InputError
+from .saving import saved_ids
+
+#: where the adapted models go, inside the reviewed folder
+SITE_MODELS = "site_models"
+#: an adaptation needs at least this many corrected images (a batch needs two)
+MIN_CORRECTED = 2
+#: log lines kept for the page
+LOG_LINES = 40
+
+
+class SiteTrainer:
+    """Adapts the store's domain to the folder's saved images, one run at a time.
+
+    ``checkpoint``: the model file the app started with (None: training unavailable,
+    ``status`` says why); ``settings``: :class:`..workflows.adapt.AdaptRequest` fields
+    to override (e.g. ``epochs`` for a quick run); ``load``: path -> detector (the app's
+    device and options).
+    """
+
+    def __init__(self, store, checkpoint: str | Path | None, load, settings: dict | None = None):
+        self.store, self.checkpoint, self.load = store, checkpoint, load
+        self.settings = dict(settings or {})
+        self.state, self.error, self.lines = "idle", None, []
+        self.last: dict | None = None
+        self.started: float | None = None
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+
+    # -- what the page shows --------------------------------------------------------------
+    def corrected(self) -> list[str]:
+        """Ids of the images saved in the review table (the site's training images)."""
+        return sorted(saved_ids(self.store.csv_path))
+
+    def unavailable(self) -> str | None:
+        """Why training cannot start now (None: it can)."""
+        if self.checkpoint is None:
+            return ("this model has no file to adapt (an ONNX model or a model given in "
+                    "code); start `unilandmark serve` with --checkpoint")
+        if "csv" not in self.store.save_format and self.store.save_format != "both":
+            return ("training reads the review table: save to csv (serve --save csv or "
+                    "both)")
+        n = len(self.corrected())
+        if n < MIN_CORRECTED:
+            return f"save at least {MIN_CORRECTED} corrected images first ({n} so far)"
+        return None
+
+    def status(self) -> dict:
+        with self._lock:
+            return {"state": self.state, "error": self.error, "log": list(self.lines),
+                    "corrected": len(self.corrected()), "min_corrected": MIN_CORRECTED,
+                    "unavailable": self.unavailable() if self.state != "running" else None,
+                    "running_s": time.time() - self.started
+                    if self.state == "running" and self.started else None,
+                    "last": self.last}
+
+    # -- running ------------------------------------------------------------------------
+    def start(self) -> dict:
+        """Start an adaptation from every saved image; refused while one runs."""
+        with self._lock:
+            if self.state == "running":
+                raise InputError("an adaptation is already running; wait for it to end")
+            why = self.unavailable()
+            if why:
+                raise InputError(f"cannot train: {why}")
+            self.state, self.error, self.lines = "running", None, []
+            self.started = time.time()
+            self._thread = threading.Thread(target=self._run, name="site-adaptation",
+                                            daemon=True)
+            self._thread.start()
+        return self.status()
+
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for the running adaptation (tests, shutdown)."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _log(self, line: str) -> None:
+        with self._lock:
+            self.lines = (self.lines + [str(line)])[-LOG_LINES:]
+
+    def _out_dir(self) -> Path:
+        root = self.store.folder.root / SITE_MODELS
+        taken = [int(p.name) for p in root.glob("[0-9][0-9][0-9]") if p.name.isdigit()] \
+            if root.is_dir() else []
+        return root / f"{max(taken, default=0) + 1:03d}"
+
+    def _run(self) -> None:
+        from ..workflows.adapt import AdaptRequest, run_adaptation
+
+        try:
+            out = self._out_dir()
+            request = AdaptRequest(**{
+                "data": str(self.store.csv_path), "dataset": "csv",
+                "options": {"images": str(self.store.folder.root),
+                            **({"spacing": self.store.spacing[0]}
+                               if self.store.spacing and
+                               self.store.spacing[0] == self.store.spacing[1] else {})},
+                "domain": self.store.domain, "out": str(out),
+                "checkpoint": str(self.checkpoint), "check_old": False,
+                "cache_dir": None, **self.settings})
+            result = run_adaptation(request, progress=False, log=self._log, warn=self._log)
+            site = result.summary.get("site") or {}
+            detector = self.load(result.model_path)
+            self.store.replace_detector(detector)
+            last = {"model": str(result.model_path), "n_images": site.get("n_images"),
+                    "unit": site.get("unit"), "names": site.get("landmark_names"),
+                    "mean_shift": site.get("mean_shift_magnitude"),
+                    "offset_before": site.get("offset_before"),
+                    "offset_after": site.get("offset_after"),
+                    "calibration": site.get("calibration"),
+                    "seconds": time.time() - (self.started or time.time())}
+            with self._lock:
+                self.state, self.last = "done", last
+        except Exception as err:  # reported to the page; the app keeps its model
+            with self._lock:
+                self.state, self.error = "failed", f"{type(err).__name__}: {err}"
