@@ -82,8 +82,8 @@ def test_isbi_report_html_is_self_contained_and_complete(isbi_report):
             assert value_text(row.reading) in html
             assert math.isfinite(row.reading.value), (sec.title, row.reading.name)
     assert "0.1 x 0.1 mm per pixel, given by the user (--spacing)" in html
-    assert report.model.name == "head" and report.model.builtin and report.model.provenance
-    assert "built-in model head: ISBI 2015 cephalograms" in html
+    assert report.model.name == "head-mean" and report.model.builtin and report.model.provenance
+    assert "built-in model head-mean: ISBI 2015 cephalograms" in html
     assert "gu2net_isbi2015_head" in html and DATE in html
     headline = {"pass": "pass", "review": "check", "fail": "out of scope"}[report.qc]
     assert report.qc_words.startswith(headline)

@@ -1,4 +1,12 @@
-"""``unilandmark adapt``: a trained model plus a new anatomy from a handful of images.
+"""``unilandmark adapt``: a trained model plus a new anatomy, or adapted to a new site,
+from a handful of images.
+
+Two modes, decided by the data: a **new anatomy** (other landmarks) becomes a new domain
+(``FEW_SHOT_RECIPE``); a **site** (the landmarks of the source domain, in order) is
+trained with ``SITE_RECIPE`` and either replaces the domain it adapts (``--domain`` names
+a domain of the checkpoint: trained under a temporary name, then renamed over it) or is
+added beside it under its own name; :mod:`.site` keeps what the site's images cannot
+re-estimate and reports the per-landmark change.
 
 :func:`plan_adaptation` turns a request (the new domain's data, the checkpoint, the
 settings) into one training config per stage, each with an ``init:`` block:
