@@ -96,6 +96,16 @@ def error_unit(records) -> str:
     return "mm" if records and all(r.spacing for r in records) else "px"
 
 
+def error_scale(records) -> np.ndarray | None:
+    """Per-image spacing ``(N, 1, 2)`` to turn pixel differences of ``records`` into mm
+    (:func:`~unilandmark.core.metrics.radial_errors`' ``scale``), or None where the
+    errors are in pixels (:func:`error_unit`)."""
+    records = list(records)
+    if error_unit(records) != "mm":
+        return None
+    return np.array([r.spacing for r in records], dtype=np.float64)[:, None, :]
+
+
 @dataclass(frozen=True)
 class DatasetSpec:
     """A dataset: landmark names, records and explicit splits (lists of record ids).

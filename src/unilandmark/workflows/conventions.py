@@ -14,7 +14,7 @@ import numpy as np
 
 from ..core.errors import InputError
 from ..core.metrics import radial_errors
-from ..core.types import truth_points
+from ..core.types import error_scale, error_unit, truth_points
 from ..evaluation.conventions import SIGNIFICANT_SE, convention_offsets, convention_table
 
 
@@ -35,9 +35,7 @@ def convention_report(detector, domain: str, spec, split: str, batch_size: int =
     if len(records) < 2:
         raise InputError(f"{spec.name}: split {split!r} has {len(records)} image(s); a "
                          "convention (a mean offset and its spread) needs at least 2")
-    unit = "mm" if all(r.spacing for r in records) else "px"
-    scale = (np.array([r.spacing for r in records], dtype=np.float64)[:, None, :]
-             if unit == "mm" else None)
+    unit, scale = error_unit(records), error_scale(records)
     results = detector.predict_many([r.image_path for r in records], domain,
                                     batch_size=batch_size, orientation="original")
     pred, truth = np.stack([r.points for r in results]), truth_points(records)

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..checkpoints.checkpoint import stage_chain
 from ..core.metrics import radial_errors
-from ..core.types import truth_points
+from ..core.types import error_scale, truth_points
 from ..evaluation.conventions import convention_offsets
 from ..models import build_model
 from ..models.surgery import domain_dict_prefixes, split_key
@@ -116,8 +116,7 @@ def site_changes(before, after, records, unit: str) -> dict:
     predictions (after minus before), in mm where the records have a spacing, else px.
     ``before``/``after``: (N, K, 2) predictions in original pixels."""
     truth = truth_points(records)
-    scale = (np.array([r.spacing for r in records], dtype=np.float64)[:, None, :]
-             if unit == "mm" else None)
+    scale = error_scale(records) if unit == "mm" else None
     conv_before = convention_offsets(before, truth, scale)
     conv_after = convention_offsets(after, truth, scale)
     shift = convention_offsets(after, before, scale)
