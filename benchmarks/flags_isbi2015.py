@@ -193,8 +193,11 @@ def main(argv=None):
         q["by_risk"] = by_band(risks, errors.reshape(-1), RISK_BANDS)
         print("calibrated risk against the observed error rate:")
         for row in q["by_risk"]:
-            print(f"  risk {row['band'][0]:.2f}-{row['band'][1]:.2f}: {row['n']:5d} points, "
-                  f"mean risk {row['mean_score']:.3f}, {row['error_rate']:5.1f} % > 4 mm")
+            head = f"  risk {row['band'][0]:.2f}-{row['band'][1]:.2f}: {row['n']:5d} points"
+            if row["mean_score"] is None:  # an empty band has no mean risk
+                print(head)
+                continue
+            print(f"{head}, mean risk {row['mean_score']:.3f}, {row['error_rate']:5.1f} % > 4 mm")
     q["bound"] = flag_bound(errors.reshape(-1), risks if risks is not None else -conf)
     b = q["bound"]
     print(f"{100 * b['wrong_fraction']:.1f} % of the points are wrong: within a 10 % budget any "

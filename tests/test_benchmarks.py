@@ -74,7 +74,8 @@ def test_flags_benchmark_with_a_second_opinion(tmp_path, isbi_root):
     out = tmp_path / "flags.json"
     # the model as its own second opinion, same ground truth: no disagreement at all
     _load("flags_isbi2015").main(["--root", str(isbi_root), "--limit", "2", "--annotator",
-                                  "mean", "--second-opinion", "head", "--second-opinion-annotator",
+                                  "mean", "--checkpoint", "head", "--second-opinion", "head",
+                                  "--second-opinion-annotator",
                                   "senior", "--model-annotator", "senior", "--json", str(out)])
     report = json.loads(out.read_text())
     assert report["annotator"] == "mean"
