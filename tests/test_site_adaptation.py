@@ -167,6 +167,44 @@ def test_site_validation_split_recalibrates(trained_run, phantoms, tmp_path):
     assert last["domains"]["head"]["calibration"]["validation"]["n_images"] == 8
 
 
+def test_serve_says_it_goes_on_with_the_sites_adapted_model(site, trained_run, phantoms,
+                                                            tmp_path, monkeypatch):
+    """``unilandmark serve`` on a folder whose ``site_models/`` holds a model adapted from
+    the given checkpoint predicts with it and says so; ``--original-model`` does not."""
+    pytest.importorskip("fastapi", reason="the review app needs the 'serve' extra")
+    import socket
+
+    result, spec, _ = site
+    folder = tmp_path / "scans"
+    (folder / "site_models" / "001").mkdir(parents=True)
+    for r in spec.split_records("test")[:2]:
+        shutil.copy(r.image_path, folder)
+    for name in ("model.pt", "adaptation.json"):
+        shutil.copy(result.model_path.parent / name, folder / "site_models" / "001" / name)
+    served = {}
+    monkeypatch.setattr("unilandmark.serve.run_server",
+                        lambda application, host, port: served.update(app=application))
+
+    def serve(*extra):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        return CliRunner().invoke(app, ["serve", str(folder), "--checkpoint",
+                                        str(trained_run.best_path), "--domain", "head",
+                                        "--spacing", "0.1",
+                                        "--port", str(port), *extra])
+
+    r = serve()
+    assert r.exit_code == 0, r.output
+    assert "predicting with this site's adapted model" in r.output and "16 corrected" in r.output
+    last = served["app"].state.trainer.last
+    assert last["resumed"] and last["model"].endswith(str(Path("site_models", "001", "model.pt")))
+    assert served["app"].state.store.detector is not None
+    r = serve("--original-model")
+    assert r.exit_code == 0 and "adapted model" not in r.output
+    assert served["app"].state.trainer.last is None
+
+
 def test_adapting_a_domain_with_other_landmarks_is_refused(trained_run, phantoms, tmp_path):
     hand = synthetic_dataset(phantoms, domain="hand")
     table = site_table(tmp_path / "hand.csv", hand.split_records("train")[:4],
@@ -228,6 +266,34 @@ def test_review_app_trains_on_the_saved_corrections(trained_run, phantoms, tmp_p
     # saved points stay what the person saved
     kept = np.array(client.get(f"/api/images/{names[0]}/landmarks").json()["points"])
     np.testing.assert_allclose(kept, records[0].points + offset, atol=1e-3)
+    assert status["last"]["seconds"] > 0 and status["last"]["resumed"] is False
+
+    # started again on the folder, the app goes on with the site's model and shows it
+    def restarted(**options):
+        return TestClient(create_app(folder, Detector.from_checkpoint(trained_run.best_path),
+                                     "head", spacing=(0.1, 0.1),
+                                     checkpoint=trained_run.best_path,
+                                     allowed_hosts=("testserver",), **options))
+
+    again = restarted()
+    status = again.get("/api/site").json()
+    assert status["state"] == "done" and status["last"]["resumed"] is True
+    assert status["last"]["model"].endswith(str(Path("site_models", "001", "model.pt")))
+    assert status["last"]["mean_shift"] == client.get("/api/site").json()["last"]["mean_shift"]
+    resumed = np.array(again.get(f"/api/images/{names[4]}/landmarks").json()["points"])
+    np.testing.assert_allclose(resumed, after, atol=1e-3)
+    # ... unless told to use the model as given, or the site model came from another one
+    original = restarted(resume_site_model=False)
+    assert original.get("/api/site").json()["last"] is None
+    np.testing.assert_allclose(
+        np.array(original.get(f"/api/images/{names[4]}/landmarks").json()["points"]),
+        before, atol=1e-3)
+    other = tmp_path / "other.pt"
+    shutil.copy(trained_run.best_path, other)
+    foreign = TestClient(create_app(folder, Detector.from_checkpoint(other), "head",
+                                    spacing=(0.1, 0.1), checkpoint=other,
+                                    allowed_hosts=("testserver",)))
+    assert foreign.get("/api/site").json()["last"] is None
 
 
 # -- the benchmarks' summaries (the figures themselves: docs/results.md) -----------------

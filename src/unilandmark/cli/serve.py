@@ -55,6 +55,11 @@ def serve_cmd(
              "requests addressed to any other name are refused (DNS rebinding)."),
     max_upload_mb: float = typer.Option(64.0, "--max-upload-mb", help="Largest upload, MiB."),
     device: str = typer.Option("cpu", help="cpu, cuda, cuda:1, ..."),
+    original_model: bool = typer.Option(
+        False, "--original-model",
+        help="Predict with the model as given, not with the latest model that \"Train on "
+             "the corrections\" adapted from it in FOLDER/site_models/ (the default goes "
+             "on with that one)."),
 ) -> None:
     """Review, correct and save landmarks in the browser (a local web app); volumes in
     three views with a volume model."""
@@ -124,13 +129,19 @@ def serve_cmd(
                      save=save, csv_path=csv_path,
                      max_upload_bytes=int(max_upload_mb * 2**20),
                      allowed_hosts=(*LOOPBACK_HOSTS, *extra),
-                     checkpoint=None if volumes else file)
+                     checkpoint=None if volumes else file,
+                     resume_site_model=not original_model)
     count = len(app.state.store.folder.names())
     shown = f"[{host}]" if ":" in host else host
     kind = "volumes" if volumes else "images"
     console.print(f"reviewing {count} {kind} in {folder.resolve()} "
                   f"(domain {app.state.store.domain}) at http://{shown}:{port}/  "
                   "(Ctrl+C stops)", highlight=False)
+    last = app.state.trainer.last
+    if last and last.get("resumed"):
+        console.print(f"predicting with this site's adapted model {last['model']} (from "
+                      f"{last['n_images']} corrected images); --original-model uses "
+                      f"{file} itself", highlight=False)
     if not local:
         names = ", ".join(extra) or "none yet: add them with --allow-host"
         err_console.print(f"[yellow]warning:[/yellow] listening on {host}: anyone who can "

@@ -128,7 +128,8 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
                display_max_side: int = DISPLAY_MAX_SIDE,
                allowed_hosts: tuple[str, ...] | None = LOOPBACK_HOSTS,
                max_json_bytes: int | None = None, checkpoint: str | Path | None = None,
-               load_model=None, adapt_settings: dict | None = None) -> FastAPI:
+               load_model=None, adapt_settings: dict | None = None,
+               resume_site_model: bool = True) -> FastAPI:
     """The review app for the images directly in ``folder``, predicted by ``detector``.
 
     ``domain``: the model's domain (None: its only one). ``spacing``: mm per pixel (x, y)
@@ -144,7 +145,9 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
     ``checkpoint``: the model's file, which "Train on the corrections" adapts to the
     folder's saved images (:mod:`.site_training`; None: training is unavailable);
     ``load_model``: path -> detector for the adapted model (default: ``type(detector)
-    .from_checkpoint``); ``adapt_settings``: AdaptRequest fields to override.
+    .from_checkpoint``); ``adapt_settings``: AdaptRequest fields to override;
+    ``resume_site_model``: go on with the folder's latest model adapted from
+    ``checkpoint`` (``FOLDER/site_models/NNN``), if any (False: the model as given).
 
     A volume model (every domain 3-D, e.g. the built-in ``brain``) gets the volume app
     instead (:func:`~unilandmark.serve.volume_app.create_volume_app`: the volumes in
@@ -166,6 +169,8 @@ def create_app(folder: str | Path, detector, domain: str | None = None, *,
     trainer = SiteTrainer(store, checkpoint, load_model or (
         lambda path: type(detector).from_checkpoint(path, str(getattr(detector, "device", "cpu")))),
         adapt_settings)
+    if resume_site_model:
+        trainer.resume()
     cache = _DisplayCache()
     app = FastAPI(title="unilandmark review", docs_url=None, redoc_url=None,
                   openapi_url="/api/openapi.json")

@@ -11,11 +11,14 @@ the site has and what the last adaptation changed (per-landmark mean shift).
 
 Each adaptation writes ``FOLDER/site_models/NNN/`` (``model.pt``, ``adaptation.json``,
 ``adaptation.md``, the stages' run folders): the model to give ``predict --checkpoint``
-for the rest of the site's images.
+for the rest of the site's images. An app started again on the folder goes on with the
+latest of them (:meth:`SiteTrainer.resume`) when it was adapted from the model the app
+was started with, and shows what it changed.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -29,6 +32,26 @@ SITE_MODELS = "site_models"
 MIN_CORRECTED = 2
 #: log lines kept for the page
 LOG_LINES = 40
+
+
+def last_adaptation(summary: dict, model: Path) -> dict:
+    """What the page shows of an adaptation: its ``adaptation.json`` ``summary`` (site
+    mode) and the model file it wrote."""
+    site = summary.get("site") or {}
+    return {"model": str(model), "n_images": site.get("n_images"),
+            "unit": site.get("unit"), "names": site.get("landmark_names"),
+            "mean_shift": site.get("mean_shift_magnitude"),
+            "offset_before": site.get("offset_before"),
+            "offset_after": site.get("offset_after"),
+            "calibration": site.get("calibration"), "seconds": summary.get("seconds"),
+            "resumed": False}
+
+
+def _same_file(a, b) -> bool:
+    try:
+        return Path(a).resolve() == Path(b).resolve()
+    except (OSError, RuntimeError, TypeError):
+        return False
 
 
 class SiteTrainer:
@@ -97,6 +120,39 @@ class SiteTrainer:
         if self._thread is not None:
             self._thread.join(timeout)
 
+    def resume(self) -> Path | None:
+        """Go on with the folder's latest adapted model (``site_models/NNN``, highest NNN
+        with its ``model.pt`` and ``adaptation.json``) when it adapted this store's domain
+        from ``checkpoint``; the store predicts with it and the status shows it as the
+        last adaptation. Returns its folder, or None (none there, or it was adapted from
+        another model: then the app keeps its own, and a later run starts from it)."""
+        root = self.store.folder.root / SITE_MODELS
+        if self.checkpoint is None or not root.is_dir():
+            return None
+        done = sorted((p for p in root.glob("[0-9][0-9][0-9]") if p.name.isdigit()
+                       and (p / "model.pt").is_file() and (p / "adaptation.json").is_file()),
+                      key=lambda p: int(p.name))
+        if not done:
+            return None
+        latest = done[-1]
+        try:
+            summary = json.loads((latest / "adaptation.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"{latest / 'adaptation.json'}: unreadable ({err}); move the "
+                             "folder away or start `unilandmark serve` with "
+                             "--original-model") from err
+        site = summary.get("site") if isinstance(summary, dict) else None
+        domain = (summary.get("new_domain") or {}).get("name") if site else None
+        if not site or domain != self.store.domain or \
+                not _same_file(summary.get("checkpoint"), self.checkpoint):
+            return None
+        self.store.replace_detector(self.load(latest / "model.pt"))
+        last = last_adaptation(summary, latest / "model.pt")
+        last["resumed"] = True
+        with self._lock:
+            self.state, self.last = "done", last
+        return latest
+
     def _log(self, line: str) -> None:
         with self._lock:
             self.lines = (self.lines + [str(line)])[-LOG_LINES:]
@@ -122,16 +178,9 @@ class SiteTrainer:
                 "checkpoint": str(self.checkpoint), "check_old": False,
                 "cache_dir": None, **self.settings})
             result = run_adaptation(request, progress=False, log=self._log, warn=self._log)
-            site = result.summary.get("site") or {}
             detector = self.load(result.model_path)
             self.store.replace_detector(detector)
-            last = {"model": str(result.model_path), "n_images": site.get("n_images"),
-                    "unit": site.get("unit"), "names": site.get("landmark_names"),
-                    "mean_shift": site.get("mean_shift_magnitude"),
-                    "offset_before": site.get("offset_before"),
-                    "offset_after": site.get("offset_after"),
-                    "calibration": site.get("calibration"),
-                    "seconds": time.time() - (self.started or time.time())}
+            last = last_adaptation(result.summary, result.model_path)
             with self._lock:
                 self.state, self.last = "done", last
         except Exception as err:  # reported to the page; the app keeps its model

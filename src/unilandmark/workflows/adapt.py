@@ -28,6 +28,7 @@ errors of the original checkpoint and of the adapted model (the whole cascade, a
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -363,6 +364,7 @@ def _adapt(req: AdaptRequest, plan: AdaptPlan, out: Path, resume: bool, overwrit
            progress: bool, log) -> AdaptResult:
     from ..training.fit import fit
 
+    started = time.time()
     for note in plan.notes:
         if not note.startswith("warning:"):
             log(note)
@@ -386,6 +388,7 @@ def _adapt(req: AdaptRequest, plan: AdaptPlan, out: Path, resume: bool, overwrit
     summary = _summary(req, plan, before, after, new_scores, results, model_path)
     if site is not None:
         summary["site"] = site
+    summary["seconds"] = round(time.time() - started, 1)  # the whole adaptation, wall time
     json_path, md_path = out / "adaptation.json", out / "adaptation.md"
     atomic_write_text(json_path, json_text(summary))
     atomic_write_text(md_path, summary_markdown(summary))

@@ -33,6 +33,8 @@
       line = `Training failed: ${status.error}`;
     } else if (status.unavailable) {
       line = status.unavailable;
+    } else if (status.state === "done" && status.last && status.last.resumed) {
+      line = "This site's adapted model (from an earlier session) predicts the images not yet reviewed.";
     } else if (status.state === "done") {
       line = "The adapted model predicts the images not yet reviewed.";
     }
@@ -49,7 +51,9 @@
     shifts.sort((a, b) => b[1] - a[1]);
     const top = shifts.slice(0, 3).map(([n, v]) => `${n} ${fmt(v)} ${unit}`).join(", ");
     $("site-summary").textContent =
-      `Last adaptation: ${last.n_images} images, ${Math.round(last.seconds)} s; moved most: ${top}`;
+      `Last adaptation: ${last.n_images} images` +
+      (last.seconds === null || last.seconds === undefined ? "" : `, ${Math.round(last.seconds)} s`) +
+      `; moved most: ${top}`;
     const body = $("site-shift").tBodies[0];
     body.replaceChildren();
     for (const [name, value] of shifts) {
