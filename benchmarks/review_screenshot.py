@@ -46,12 +46,15 @@ def main(argv=None):
     p.add_argument("--drag", type=int, nargs=2, default=(12, 9), help="screen pixels")
     p.add_argument("--size", type=int, nargs=2, default=(1440, 1080))
     p.add_argument("--out", default="docs/figures/review_app.png")
+    p.add_argument("--checkpoint", default="head-mean",
+                   help="the model (default: the built-in default, head-mean)")
     a = p.parse_args(argv)
 
     from PIL import Image
     from selenium.webdriver.common.action_chains import ActionChains
 
     from _browser import headless_chromium, wait_for
+    from unilandmark.checkpoints.builtin import model_path
     from unilandmark.inference.detector import Detector
     from unilandmark.serve import BackgroundServer, create_app
 
@@ -62,7 +65,8 @@ def main(argv=None):
         shutil.copy(source, folder / source.name)
         for neighbour in sorted(source.parent.iterdir())[1:5]:  # a few more in the list
             shutil.copy(neighbour, folder / neighbour.name)
-        app = create_app(folder, Detector.from_checkpoint("head"), spacing=(0.1, 0.1))
+        app = create_app(folder, Detector.from_checkpoint(a.checkpoint), spacing=(0.1, 0.1),
+                         checkpoint=model_path(a.checkpoint))  # the panel "This site"
         with BackgroundServer(app) as url, headless_chromium(*a.size) as driver:
             driver.get(f"{url}/#{source.name}")
             wait_for(driver, "return document.body.dataset.state === 'ready' && "
