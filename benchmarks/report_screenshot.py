@@ -25,8 +25,8 @@ def main(argv=None) -> int:
     p.add_argument("--dpi", type=int, default=80, help="resolution of the page picture")
     p.add_argument("--date", default="2025-01-02 10:00", help="the date printed")
     p.add_argument("--out", default="docs/figures/report_page1.png")
-    p.add_argument("--checkpoint", default="head",
-                   help="the model (the docs figure: the senior model, head)")
+    p.add_argument("--checkpoint", default="head-mean",
+                   help="the model (default and the docs figure: head-mean, the default)")
     a = p.parse_args(argv)
 
     from PIL import Image
