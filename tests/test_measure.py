@@ -574,6 +574,17 @@ def test_evaluate_measures_mirrored_predictions_in_the_patients_frame(tmp_path, 
     assert section["coordinates"] == "truncated to integers"
     assert section["mirrored_predictions"] == 2  # 301 here, 322 as stored
     assert all(m["mae"] < 1e-9 and m["scr"] == 1 for m in section["measurements"])
+    # a built-in analysis by name: its measurements, not the default spec's
+    r = CliRunner().invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root), "--protocol",
+                                 "isbi2015-test2", "--predictions", str(src),
+                                 "--measurement-spec", "steiner", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    names = {m["name"] for m in json.loads(out.read_text())["measurements"]["measurements"]}
+    assert "SNA" in names and "ODI" not in names
+    r = CliRunner().invoke(app, ["evaluate", "isbi2015", "--root", str(isbi_root), "--protocol",
+                                 "isbi2015-test2", "--predictions", str(src),
+                                 "--measurement-spec", "stiener"])
+    assert r.exit_code == 2 and "closest: steiner" in r.output
 
 
 def test_evaluate_measurements_need_a_spec_that_fits(tmp_path, chest_root):

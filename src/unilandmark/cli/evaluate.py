@@ -28,9 +28,10 @@ def evaluate_cmd(
     measurements: bool = typer.Option(False, "--measurements",
                                       help="Also score the clinical measurements and their "
                                            "classes (the built-in spec that fits)."),
-    measurement_spec: Path = typer.Option(None, "--measurement-spec",
-                                          help="Measurement spec YAML (implies "
-                                               "--measurements)."),
+    measurement_spec: str = typer.Option(None, "--measurement-spec",
+                                         help="Measurement spec: a built-in name (steiner, "
+                                              "isbi2015, ...) or a spec YAML file (implies "
+                                              "--measurements)."),
     predicted_only: bool = typer.Option(False, "--predicted-only",
                                         help="Score only the split's images that the file "
                                              "predicts (a quick look at a few images; the "
@@ -95,11 +96,11 @@ def evaluate_cmd(
                       "images scored (--predicted-only): not the protocol's figure",
                       highlight=False)
     if measurements or measurement_spec:
-        from ..measure import load_spec
+        from ..measure.builtin import resolve_spec
         from ..measure.evaluation import measurement_report
         from ..measure.report import print_measurements
 
-        mspec = load_spec(measurement_spec) if measurement_spec else None
+        mspec = resolve_spec(measurement_spec) if measurement_spec else None
         report["measurements"] = measurement_report(predictions, spec, records, pred, mspec,
                                                     truncate)
     print_report(report, console)
