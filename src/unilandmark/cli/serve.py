@@ -137,7 +137,8 @@ def serve_cmd(
     console.print(f"reviewing {count} {kind} in {folder.resolve()} "
                   f"(domain {app.state.store.domain}) at http://{shown}:{port}/  "
                   "(Ctrl+C stops)", highlight=False)
-    last = app.state.trainer.last
+    trainer = getattr(app.state, "trainer", None)  # the volume app has none
+    last = trainer.last if trainer is not None else None
     if last and last.get("resumed"):
         console.print(f"predicting with this site's adapted model {last['model']} (from "
                       f"{last['n_images']} corrected images); --original-model uses "
