@@ -699,8 +699,8 @@ def test_the_listing_checks_each_series_folder_once_per_change(mixed, model, mon
     from unilandmark.serve import volume_folder
 
     checked = []
-    real = volume_folder._holds_dicom
-    monkeypatch.setattr(volume_folder, "_holds_dicom",
+    real = volume_folder.holds_dicom_series
+    monkeypatch.setattr(volume_folder, "holds_dicom_series",
                         lambda folder: checked.append(folder.name) or real(folder))
     client = client_for(mixed, model)
     for _ in range(3):

@@ -134,8 +134,9 @@ def _listed(lists) -> list[Path]:
 
 def volume_inputs(items: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]:
     """Volumes to predict: files as given, a folder holding a DICOM series as one volume,
-    any other folder's NIfTI/NRRD/MetaImage files (sorted, not recursive)."""
-    from ..imageio.volume import dicom_series_ids
+    any other folder's NIfTI/NRRD/MetaImage files and DICOM series subfolders (not hidden;
+    as the review app lists them; sorted, not recursive)."""
+    from ..imageio.volume import dicom_series_ids, holds_dicom_series
 
     suffixes = (".nii", ".nii.gz", ".nrrd", ".nhdr", ".mha", ".mhd")
     paths, missing = [], []
@@ -144,8 +145,9 @@ def volume_inputs(items: list[Path]) -> tuple[list[Path], list[tuple[str, str]]]
             if dicom_series_ids(item):
                 paths.append(item)
                 continue
-            found = sorted(p for p in item.iterdir() if p.is_file() and
-                           p.name.lower().endswith(suffixes) and not p.name.startswith("."))
+            found = sorted(p for p in item.iterdir() if not p.name.startswith(".") and (
+                (p.is_file() and p.name.lower().endswith(suffixes))
+                or (p.is_dir() and holds_dicom_series(p))))
             if not found:
                 missing.append((str(item), "no volume files (or DICOM series) in this folder"))
             paths += found

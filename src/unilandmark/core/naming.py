@@ -1,6 +1,7 @@
 """Image ids for prediction output: unique even when file names collide.
 
-An id is the file's stem where that is unique among the inputs. Files whose stems
+An id is the file's stem where that is unique among the inputs (a folder given as one
+input, a DICOM series, is named by its whole name). Files whose stems
 collide get their path relative to the folder the colliding files share, without the
 extension (``site1/001``, ``site2/001``), or with it where only the extension differs
 (``001.png``, ``001.jpg``). The same file given twice gets ``-2``, ``-3``, ... on its later
@@ -20,10 +21,17 @@ def file_stem(path: str | os.PathLike) -> str:
     return name[: -len(".nii.gz")] if name.lower().endswith(".nii.gz") else Path(name).stem
 
 
+def input_id(path: str | os.PathLike) -> str:
+    """The id of an input: a file's stem (:func:`file_stem`), a folder's name whole (a
+    DICOM series folder: ``patient.7/`` is ``patient.7``, as the review app and the
+    ``volume-csv`` adapter name it)."""
+    return Path(path).name if os.path.isdir(path) else file_stem(path)
+
+
 def unique_image_ids(paths: list[str | os.PathLike]) -> list[str]:
     """One id per entry of ``paths`` (same order), all different (module docstring)."""
     resolved = [Path(os.path.abspath(p)) for p in paths]
-    ids = [file_stem(p) for p in resolved]
+    ids = [input_id(p) for p in resolved]
     groups: dict[str, list[int]] = defaultdict(list)
     for i, rid in enumerate(ids):
         groups[rid].append(i)
@@ -33,7 +41,7 @@ def unique_image_ids(paths: list[str | os.PathLike]) -> list[str]:
             continue
         base = Path(os.path.commonpath([str(resolved[i].parent) for i in members]))
         relative = {i: resolved[i].relative_to(base).as_posix() for i in members}
-        without_suffix = {i: r[: len(r) - len(resolved[i].name)] + file_stem(resolved[i])
+        without_suffix = {i: r[: len(r) - len(resolved[i].name)] + input_id(resolved[i])
                           for i, r in relative.items()}
         unique = len({without_suffix[i] for i in members}) == len(distinct)
         for i in members:

@@ -34,6 +34,7 @@ from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..imageio.formats import image_suffix as file_suffix
 from ..imageio.read import itk_message
+from ..imageio.volume import dicom_series_ids, read_volume_info
 from .faults import FaultLog
 from .markups import raise_faults
 
@@ -80,11 +81,16 @@ class VolumeFrame:
 
 
 def volume_frame(source) -> VolumeFrame:
-    """The :class:`VolumeFrame` of a volume file (header only, no voxels read) or of a
-    ``SimpleITK.Image``. InputError naming the file when it cannot be read."""
+    """The :class:`VolumeFrame` of a volume file (header only, no voxels read), of a
+    folder holding one DICOM series (each slice's header, not its pixels: the geometry
+    :func:`~..imageio.volume.read_volume` gives the folder), or of a ``SimpleITK.Image``.
+    InputError naming the file or folder when it cannot be read; a folder holding several
+    series is refused naming them (one record is one volume)."""
     if isinstance(source, sitk.Image):
         return _frame_of(source, "")
     path = Path(source)
+    if path.is_dir():
+        return _series_frame(path)
     if not path.is_file():
         raise InputError(f"{path}: volume file not found")
     reader = sitk.ImageFileReader()
@@ -95,6 +101,22 @@ def volume_frame(source) -> VolumeFrame:
         raise InputError(f"{path}: cannot read the volume header "
                          f"({itk_message(err)})") from err
     return _frame_of(reader, str(path))
+
+
+def _series_frame(folder: Path) -> VolumeFrame:
+    """The frame of the one DICOM series in ``folder`` (:func:`volume_frame`)."""
+    found = dicom_series_ids(folder)
+    if len(found) > 1:
+        listed = "; ".join(f"{uid} ({n} files)" for uid, n in found.items())
+        raise InputError(f"{folder}: {len(found)} DICOM series in this folder ({listed}); "
+                         "a record is one volume: split them, each series in a folder of "
+                         "its own (the folder's name is its record id)")
+    geometry = read_volume_info(folder, series=next(iter(found), None))
+    return VolumeFrame(size=tuple(int(v) for v in geometry.size),
+                       spacing=tuple(float(v) for v in geometry.spacing),
+                       origin=np.asarray(geometry.origin, dtype=np.float64),
+                       direction=np.array(geometry.direction_matrix, dtype=np.float64),
+                       path=str(folder))
 
 
 def _frame_of(obj, path: str) -> VolumeFrame:

@@ -27,9 +27,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import gzip
+import hashlib
 import locale
 import logging
 import os
+import stat
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,11 +43,12 @@ from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..core.limits import SANE_SPACING_MM, size_fault
 from ..core.world import VolumeGeometry
-from .formats import KINDS, UnsupportedFormat, container_kind, image_suffix
+from .formats import KINDS, UnsupportedFormat, container_kind, image_suffix, sniff
 from .read import ImageReadError, finite_pixels, itk_message
 
 __all__ = ["VOLUME_KINDS", "WRITE_SUFFIXES", "read_volume", "read_volume_info",
-           "write_volume", "geometry_of", "image_from_array", "dicom_series_ids"]
+           "write_volume", "geometry_of", "image_from_array", "dicom_series_ids",
+           "holds_dicom_series", "volume_version", "SERIES_SNIFF_FILES"]
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +56,9 @@ log = logging.getLogger(__name__)
 VOLUME_KINDS = ("nifti", "nrrd", "metaimage", "dicom")
 #: suffixes :func:`write_volume` writes (one file each, so the write can be atomic)
 WRITE_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
+
+#: files of a folder sniffed at most when deciding whether it holds a DICOM series
+SERIES_SNIFF_FILES = 64
 
 #: slice positions of a DICOM series may differ from even steps by this fraction of the
 #: step (plus :data:`_GAP_TOL_MM`) before the series is refused as unevenly spaced
@@ -196,6 +202,60 @@ def dicom_series_ids(folder: str | os.PathLike) -> dict[str, int]:
     ids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder)
     return {uid: len(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid))
             for uid in ids}
+
+
+def holds_dicom_series(folder: str | os.PathLike, sniff_files: int = SERIES_SNIFF_FILES
+                       ) -> bool:
+    """Whether ``folder`` is a DICOM series folder: one of its first ``sniff_files`` files
+    (sorted by name, hidden names skipped; regular files resolving inside it, so a link
+    pointing elsewhere is never opened) starts as a DICOM file does
+    (:func:`~.formats.sniff`). Cheap: no header is parsed, GDCM is not called; a folder
+    that is none (or cannot be listed) gives False. Which series it holds is
+    :func:`dicom_series_ids`' answer."""
+    folder = Path(folder)
+    try:
+        inside = folder.resolve()
+        entries = sorted(os.scandir(folder), key=lambda e: e.name)
+    except (OSError, RuntimeError):
+        return False
+    tried = 0
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        try:
+            if not entry.is_file():
+                continue
+            if entry.is_symlink() and Path(entry.path).resolve().parent != inside:
+                continue
+        except (OSError, RuntimeError):
+            continue
+        if sniff(entry.path) == "dicom":
+            return True
+        tried += 1
+        if tried >= sniff_files:
+            break
+    return False
+
+
+def volume_version(path: str | os.PathLike) -> str:
+    """A token that changes when the volume changes: a file's modification time and size;
+    for a DICOM series folder, the same over its files (any file rewritten, added or
+    removed; the folder's own time alone misses a slice rewritten in place)."""
+    path = Path(path)
+    info = path.stat()
+    if not stat.S_ISDIR(info.st_mode):
+        return f"{info.st_mtime_ns}-{info.st_size}"
+    digest = hashlib.blake2b(digest_size=8)
+    newest, total = info.st_mtime_ns, 0
+    for entry in sorted(os.scandir(path), key=lambda e: e.name):
+        try:
+            found = entry.stat()
+        except OSError:  # a broken link: refused when read
+            continue
+        newest, total = max(newest, found.st_mtime_ns), total + found.st_size
+        digest.update(f"{entry.name}\0{found.st_mtime_ns}\0{found.st_size}\0".encode(
+            "utf-8", "surrogateescape"))
+    return f"{newest}-{total}-{digest.hexdigest()}"
 
 
 def _file_reader(path: Path) -> sitk.ImageFileReader:

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.naming import file_stem
+from ..core.naming import input_id
 from ..core.world import VolumeGeometry
 from ..imageio.volume import read_volume
 from ..quality.presence import thresholds_of
@@ -81,7 +81,7 @@ def read_turned(volume, meta: dict) -> tuple[np.ndarray, VolumeGeometry, VolumeG
     id, path or None)``."""
     if isinstance(volume, (str, os.PathLike)):
         array, stored = read_volume(volume)
-        rid, path = file_stem(volume), str(volume)
+        rid, path = input_id(volume), str(volume)
     else:
         array, stored = volume
         rid, path = "volume", None

@@ -7,7 +7,9 @@ skipped):
   header and its voxels together), listed and looked up by their file name; record id
   the file's stem (``.nii.gz`` counted whole);
 - **DICOM series folders**: a subfolder whose files are DICOM (one of its regular files
-  inside it starts as a DICOM file does, :func:`~unilandmark.imageio.formats.sniff`),
+  inside it starts as a DICOM file does:
+  :func:`~unilandmark.imageio.volume.holds_dicom_series`, the test the ``volume-csv``
+  dataset adapter makes too),
   listed and looked up by the subfolder's name, which is also its record id
   (``patient1/`` is ``patient1``; a name with dots is kept whole). The check is cached per
   subfolder by its modification time, so listing does not rescan unchanged folders.
@@ -35,7 +37,6 @@ DICOM file (series in nested folders are not searched).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import stat
@@ -43,15 +44,14 @@ import threading
 from pathlib import Path
 
 from ..core.naming import file_stem
-from ..imageio.formats import image_suffix, sniff
+from ..imageio.formats import image_suffix
 from ..imageio.read import ImageReadError
-from ..imageio.volume import dicom_series_ids
+from ..imageio.volume import dicom_series_ids, holds_dicom_series
+from ..imageio.volume import volume_version as volume_version  # noqa: F401 - for volume_state
 from .folder import ImageFolder, UnknownImage
 
 #: the volume files the review app lists (suffix, lower case)
 VOLUME_SUFFIXES = (".nii", ".nii.gz", ".nrrd", ".mha")
-#: files of a subfolder sniffed at most when deciding whether it holds a DICOM series
-SNIFF_FILES = 64
 #: bytes of a header searched for a separate data file
 _HEADER_BYTES = 64 * 1024
 _METAIMAGE_DATA = re.compile(rb"^\s*ElementDataFile\s*=\s*(?P<value>\S.*?)\s*$",
@@ -126,60 +126,13 @@ class VolumeFolder(ImageFolder):
             cached = self._series_cache.get(key)
         if cached is not None and cached[0] == mtime:
             return cached[1]
-        found = _holds_dicom(path)
+        found = holds_dicom_series(path)
         with self._series_lock:
             self._series_cache[key] = (mtime, found)
         return found
 
     def store_upload(self, filename: str, data: bytes) -> str:  # pragma: no cover - no route
         raise NotImplementedError("the volume review app takes no uploads")
-
-
-def _holds_dicom(folder: Path) -> bool:
-    """Whether one of the first :data:`SNIFF_FILES` files of ``folder`` (sorted, not
-    hidden; regular files resolving inside it: a link elsewhere is never opened) starts as
-    a DICOM file does."""
-    inside = folder.resolve()
-    try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except OSError:
-        return False
-    tried = 0
-    for entry in entries:
-        if entry.name.startswith("."):
-            continue
-        try:
-            if not entry.is_file():
-                continue
-            if entry.is_symlink() and Path(entry.path).resolve().parent != inside:
-                continue
-        except OSError:
-            continue
-        if sniff(entry.path) == "dicom":
-            return True
-        tried += 1
-        if tried >= SNIFF_FILES:
-            break
-    return False
-
-
-def volume_version(path: Path) -> str:
-    """A token that changes when the volume changes: a file's modification time and size;
-    for a series folder, the same over its files (any file rewritten, added or removed)."""
-    info = path.stat()
-    if not stat.S_ISDIR(info.st_mode):
-        return f"{info.st_mtime_ns}-{info.st_size}"
-    digest = hashlib.blake2b(digest_size=8)
-    newest, total = info.st_mtime_ns, 0
-    for entry in sorted(os.scandir(path), key=lambda e: e.name):
-        try:
-            found = entry.stat()
-        except OSError:  # a broken link: refused when read
-            continue
-        newest, total = max(newest, found.st_mtime_ns), total + found.st_size
-        digest.update(f"{entry.name}\0{found.st_mtime_ns}\0{found.st_size}\0".encode(
-            "utf-8", "surrogateescape"))
-    return f"{newest}-{total}-{digest.hexdigest()}"
 
 
 def check_self_contained(path: Path) -> None:

@@ -17,7 +17,7 @@ from ..core.atomic import atomic_path
 from ..core.errors import InputError
 from ..core.types import DatasetSpec, Geometry, Record, Sample
 from ..core.world import VolumeGeometry
-from ..imageio.volume import read_volume
+from ..imageio.volume import read_volume, volume_version
 from ..inference.volume_inputs import (
     CT_WINDOW,
     MODALITIES,
@@ -77,10 +77,14 @@ VOLUME_CACHE_VERSION = "volume-2-canonical"
 
 def _cache_key(record: Record, geometry: Geometry, modality: str, window) -> str:
     stat = os.stat(record.image_path)
+    if os.path.isdir(record.image_path):  # a DICOM series folder: over its files
+        version = volume_version(record.image_path)
+    else:
+        version = f"{stat.st_size}|{stat.st_mtime_ns}"
     matrix = ",".join(f"{v:.9g}" for v in np.asarray(geometry.matrix)[:3].ravel())
     size = "x".join(str(int(v)) for v in geometry.input_size)
     window_text = ",".join(f"{float(v):.9g}" for v in window) if modality == "ct" else "pct"
-    text = f"{os.path.abspath(record.image_path)}|{stat.st_size}|{stat.st_mtime_ns}|" \
+    text = f"{os.path.abspath(record.image_path)}|{version}|" \
            f"{size}|{matrix}|{modality}:{window_text}|{VOLUME_CACHE_VERSION}"
     return hashlib.sha1(text.encode()).hexdigest()[:20]
 
@@ -96,8 +100,10 @@ def load_volume(record: Record, volume: VolumeGeometry, geometry: Geometry,
     (:func:`normalise_volume`) and sampled into ``geometry`` (network voxels -> the turned
     volume's voxels; :func:`resample_into`): ``(1, Z, Y, X)`` float16. With ``cache_dir``
     the result is kept as ``.npz`` keyed, as the 2-D cache is, by the file's path, size
-    and modification time, the input size and matrix, the modality (and CT window) and
-    :data:`VOLUME_CACHE_VERSION`; written atomically, a damaged entry is rebuilt."""
+    and modification time (a DICOM series folder's: those of every file in it,
+    :func:`~..imageio.volume.volume_version`), the input size and matrix, the modality
+    (and CT window) and :data:`VOLUME_CACHE_VERSION`; written atomically, a damaged entry
+    is rebuilt."""
     shape = (1, *(int(v) for v in geometry.input_size[::-1]))
     cached = None
     if cache_dir is not None:

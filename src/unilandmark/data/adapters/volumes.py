@@ -11,11 +11,15 @@ are world millimetres.
 
 Volume CSV (:func:`volume_csv_dataset`): one row per (image, landmark), header
 ``image,landmark,x,y,z`` and optional ``frame`` and ``name`` columns. ``image`` is the
-record id, the volume file's stem (``.nii.gz`` counts whole) in the ``images`` folder
-(default: the table's folder); ``landmark`` is 1-based. ``frame`` says what ``x, y, z``
-are: ``world-lps`` (millimetres, ITK's frame), ``world-ras`` (millimetres, Slicer's and
-NIfTI tools' frame: x and y change sign) or ``voxel`` (indices as above). A row without a
-frame cell takes the ``frame`` option; a table with neither is refused rather than guessed.
+record id: the volume file's stem (``.nii.gz`` counts whole) in the ``images`` folder
+(default: the table's folder), or the name (whole, dots and all) of a DICOM series folder
+directly inside it (a non-hidden subfolder holding DICOM files, the review app's rule; its
+geometry read from the slices' headers). An id naming both a file and a series folder,
+or a folder holding several series, is a fault; ``landmark`` is 1-based. ``frame`` says
+what ``x, y, z`` are: ``world-lps`` (millimetres, ITK's frame), ``world-ras``
+(millimetres, Slicer's and NIfTI tools' frame: x and y change sign) or ``voxel`` (indices
+as above). A row without a frame cell takes the ``frame`` option; a table with neither is
+refused rather than guessed.
 Empty x, y, z cells and missing rows are absent landmarks (NaN, not visible); K is the
 largest landmark number.
 
@@ -33,7 +37,7 @@ import numpy as np
 from ...core.errors import InputError, UnknownNameError
 from ...core.types import DatasetSpec, Record
 from ..faults import FaultLog
-from ..files import images_by_stem
+from ..files import images_by_stem, series_folders, subfolders
 from ..labelmaps import VolumeFrame, volume_frame
 from ..markups import Markups, ras_to_lps, read_markups
 from ..spreadsheet import read_table
@@ -141,15 +145,14 @@ def volume_csv_dataset(path: str | Path, images: str | Path | None = None,
         rows[rid][landmark] = (point, row_frame, line_no)
     k = max((lm for pts in rows.values() for lm in pts), default=0)
     landmark_names = tuple(names.get(i + 1, str(i + 1)) for i in range(k))
-    files = images_by_stem(Path(images) if images else path.parent)
+    folder = Path(images) if images else path.parent
+    volumes = _volumes_by_id(path, folder, list(rows), log)
     records = []
     for rid, pts in rows.items():
-        if rid not in files:
-            log.add(path, rid, f"no volume file with stem {rid!r} in "
-                               f"{Path(images) if images else path.parent}")
+        if rid not in volumes:
             continue
         try:
-            grid = volume_frame(files[rid])
+            grid = volume_frame(volumes[rid])
         except InputError as err:
             log.add(path, rid, str(err))
             continue
@@ -164,7 +167,7 @@ def volume_csv_dataset(path: str | Path, images: str | Path | None = None,
             else:
                 world[lm - 1] = point
         frames = sorted({f for _, f, _ in pts.values()})
-        record = volume_record(rid, files[rid], world, grid, "+".join(frames),
+        record = volume_record(rid, volumes[rid], world, grid, "+".join(frames),
                                table=str(path))
         _outside_faults(log, path, rid, record, grid, landmark_names, lines)
         records.append(record)
@@ -176,6 +179,32 @@ def volume_csv_dataset(path: str | Path, images: str | Path | None = None,
                        records=tuple(records), splits={"all": tuple(r.id for r in records)},
                        unit="mm", thresholds=tuple(thresholds),
                        info={"table": str(path), "world_frame": "LPS"})
+
+
+def _volumes_by_id(table: Path, folder: Path, ids: list[str],
+                   log: FaultLog) -> dict[str, Path]:
+    """{record id: volume file or DICOM series folder} in ``folder`` for the ``ids`` a
+    table names: a file by its stem, a series subfolder by its name. A fault (in ``log``)
+    for an id found as neither, or as both."""
+    files = images_by_stem(folder)
+    series = series_folders(folder, ids)
+    out, others = {}, None
+    for rid in ids:
+        if rid in files and rid in series:
+            log.add(table, rid, f"record id {rid!r} names both the volume file "
+                                f"{files[rid].name} and the DICOM series folder "
+                                f"{series[rid].name}/ in {folder}: rename or move one")
+        elif rid in series:
+            out[rid] = series[rid]
+        elif rid in files:
+            out[rid] = files[rid]
+        else:
+            if others is None:
+                others = subfolders(folder)
+            why = " (a folder of that name holds no DICOM file)" if rid in others else ""
+            log.add(table, rid, f"no volume file with stem {rid!r} and no DICOM series "
+                                f"folder {rid!r} in {folder}{why}")
+    return out
 
 
 # --------------------------------------------------------------------------- AFIDs
