@@ -136,6 +136,20 @@ def test_onnx_volume_parity_writes_its_json(tmp_path):
     assert payload["export"]["check_max_difference_voxel"] <= 0.05
 
 
+def test_brain_seen_templates_scores_the_built_in_model(tmp_path):
+    """The built-in brain model on the four templates it learned (real data, skipped when
+    absent): a sound model file finds them within a few mm; a broken stage chain (a
+    coarse stage out of step with its cubes, a wrong frame) misses by centimetres."""
+    from .conftest import _require
+
+    root = _require("afids_templates")
+    out = tmp_path / "seen.json"
+    _load("brain_seen_templates").main(["--data", str(root), "--json", str(out)])
+    payload = json.loads(out.read_text())
+    assert len(payload["templates"]) == 4 and payload["summary"]["n_points"] == 4 * 32
+    assert payload["summary"]["mre"] < 3.0, payload["summary"]
+
+
 def test_report_screenshot_writes_a_small_page_picture(tmp_path, isbi_root):
     import shutil
 
