@@ -72,10 +72,20 @@ def along(u, d):
     return (u[0] * d[0] + u[1] * d[1]) / math.hypot(*d)
 
 
+def ahead_of_line(p, a, b):
+    """Distance of p from the line a-b through the foot of the perpendicular, positive
+    when p lies ahead of the line (larger x: the patient faces right)."""
+    (px, py), (ax, ay), (bx, by) = mm(p), mm(a), mm(b)
+    t = ((px - ax) * (bx - ax) + (py - ay) * (by - ay)) / ((bx - ax) ** 2 + (by - ay) ** 2)
+    fx, fy = ax + t * (bx - ax), ay + t * (by - ay)
+    return math.hypot(px - fx, py - fy) * (1.0 if px > fx else -1.0)
+
+
 S, N, A, B = "sella", "nasion", "subspinale", "supramentale"
 Po, Or, Pog, Me = "porion", "orbitale", "pogonion", "menton"
 Gn, Go, Ar, ANS = "gnathion", "gonion", "articulare", "anterior nasal spine"
 UL, sPog = "upper lip", "soft tissue pogonion"
+LL, Sn, U1 = "lower lip", "subnasale", "upper incisal incision"
 
 HAND = {
     "steiner": {
@@ -83,6 +93,7 @@ HAND = {
         "SNB": angle(vec(N, S), vec(N, B)),
         "ANB": angle(vec(N, S), vec(N, A)) - angle(vec(N, S), vec(N, B)),
         "SN-GoGn": angle(vec(S, N), vec(Go, Gn)),
+        "Pog-NB": ahead_of_line(Pog, N, B),
     },
     "downs": {
         "facial_angle": angle(vec(Or, Po), vec(N, Pog)),
@@ -90,6 +101,7 @@ HAND = {
         "AB_plane": -angle(vec(A, B), vec(N, Pog)),  # B behind A: negative
         "FMA": angle(vec(Po, Or), vec(Go, Me)),
         "Y_axis": angle(vec(Po, Or), vec(S, Gn)),
+        "U1-APog": ahead_of_line(U1, A, Pog),
     },
     "bjork-jarabak": {
         "saddle_angle": angle(vec(S, N), vec(S, Ar)),
@@ -117,6 +129,9 @@ HAND = {
     "holdaway": {
         "H_angle": signed(vec(N, B), vec(UL, sPog)),
         "chin_thickness": along(vec(Pog, sPog), vec(Po, Or)),
+        "LL-H_line": ahead_of_line(LL, sPog, UL),
+        "Sn-H_line": -ahead_of_line(Sn, sPog, UL),  # Holdaway: positive behind the line
+        "skeletal_convexity": ahead_of_line(A, N, Pog),
     },
 }
 
@@ -356,9 +371,10 @@ def test_measure_writes_class_words_and_deviations(tmp_path):
     r = CliRunner().invoke(app, ["measure", str(src), "--spec", "steiner", "--out", str(out)])
     assert r.exit_code == 0, r.output
     header, (row,) = _rows(out)
-    assert header == ["image", "SNA", "SNB", "ANB", "SN-GoGn", "SNA_norm_sd", "SNB_norm_sd",
-                      "ANB_norm_sd", "SN-GoGn_norm_sd", "orientation", "spacing_x",
-                      "spacing_y", "coordinates", "spec"]
+    # Pog-NB has no norm: no deviation column
+    assert header == ["image", "SNA", "SNB", "ANB", "SN-GoGn", "Pog-NB", "SNA_norm_sd",
+                      "SNB_norm_sd", "ANB_norm_sd", "SN-GoGn_norm_sd", "orientation",
+                      "spacing_x", "spacing_y", "coordinates", "spec"]
     for key, expected in HAND["steiner"].items():
         assert float(row[key]) == pytest.approx(expected, abs=1e-5)
     assert float(row["ANB_norm_sd"]) == pytest.approx((HAND["steiner"]["ANB"] - 2) / 2,

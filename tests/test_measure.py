@@ -606,3 +606,36 @@ def test_evaluate_measurements_need_a_spec_that_fits(tmp_path, chest_root):
     rows = {m["name"]: m for m in json.loads(out.read_text())["measurements"]["measurements"]}
     assert rows["lung_height_ratio"]["mae"] == 0 and rows["lung_height_ratio"]["scr"] == 1
     assert rows["base_width"]["n_compared"] == 0  # mm without spacing: undefined
+
+
+def test_line_distance_in_2d_and_3d():
+    """The distance of a point from a line: unsigned in 2-D and 3-D; ``sign: side`` by the
+    side of A->B on screen (2-D only); NaN for a line of one point; refusals."""
+    spec = parse_spec({"name": "lines", "measurements": [
+        {"name": "d", "line_distance": ["P", ["A", "B"]], "unit": "px"},
+        {"name": "s", "line_distance": ["P", ["A", "B"]], "sign": "side", "unit": "px"},
+        {"name": "r", "line_distance": ["P", ["B", "A"]], "sign": "side", "unit": "px"}]})
+    names = ["P", "A", "B"]
+    # a line through (0, 10) and (0, -10) drawn upwards; P right of it: ahead, positive
+    v = measure(spec, np.array([[5.0, 3.0], [0.0, 10.0], [0.0, -10.0]]), names)
+    assert v == pytest.approx({"d": 5.0, "s": 5.0, "r": -5.0})
+    # a slanted line: |cross| / |AB| by hand (3-4-5 triangle)
+    v = measure(spec, np.array([[0.0, 5.0], [0.0, 0.0], [4.0, 3.0]]), names)
+    assert v["d"] == pytest.approx(4.0) and v["s"] == pytest.approx(4.0)
+    assert math.isnan(measure(spec, np.array([[1.0, 1.0], [2.0, 2.0], [2.0, 2.0]]),
+                              names)["d"])
+    assert spec.dimensions() == 2
+    unsigned = parse_spec({"name": "l3", "measurements": [
+        {"name": "d", "line_distance": ["P", ["A", "B"]]},
+        {"name": "h", "plane_distance": ["P", ["A", "B", "C"]]}]})
+    assert unsigned.dimensions() == 3
+    pts = np.array([[3.0, 4.0, 7.0], [0.0, 0.0, 0.0], [0.0, 0.0, 2.0], [1.0, 0.0, 0.0]])
+    assert measure(unsigned, pts, ["P", "A", "B", "C"], spacing=(1.0, 1.0, 1.0))["d"] == \
+        pytest.approx(5.0)
+    with pytest.raises(SpecError, match="'sign: side' applies to a line_distance only"):
+        parse_spec({"name": "x", "measurements": [
+            {"name": "d", "distance": ["P", "A"], "sign": "side"}]})
+    with pytest.raises(SpecError, match="2-D points only.*3-D points only"):
+        parse_spec({"name": "x", "measurements": [
+            {"name": "s", "line_distance": ["P", ["A", "B"]], "sign": "side"},
+            {"name": "h", "plane_distance": ["P", ["A", "B", "C"]]}]})

@@ -25,6 +25,7 @@ from .builtin import (
 from .classes import class_labels, classify, classify_batch
 from .compute import (
     angle,
+    line_distance,
     line_plane_angle,
     measure,
     measure_batch,
@@ -62,7 +63,7 @@ __all__ = [
     "MeasurementTable", "Norm", "Reading", "SpecError", "Term", "angle", "automatic_specs",
     "builtin_specs", "class_agreement", "class_labels", "classify", "classify_batch",
     "covers", "default_output", "deviation_sd", "evaluate_measurements", "evaluate_records",
-    "line_plane_angle", "load_spec", "measure", "measure_batch", "measure_file",
+    "line_distance", "line_plane_angle", "load_spec", "measure", "measure_batch", "measure_file",
     "measure_images", "norm_status", "norm_text", "parse_spec", "plane_angle",
     "plane_distance", "projected_length", "projection", "read_landmark_images",
     "readings", "resolve_spec", "score_values", "signed_angle", "spec_for",

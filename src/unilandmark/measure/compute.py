@@ -209,6 +209,14 @@ class _Calculator:
             with np.errstate(divide="ignore", invalid="ignore"):
                 value = np.where(den > 0, num / np.where(den > 0, den, 1.0), np.nan)
             return value * 100.0 if m.unit == "percent" else value
+        if getattr(m, "line_distance", None) is not None:
+            point, (a, b) = m.line_distance
+            start = pts[self.spec.resolve(a)]
+            dist = line_distance(pts[self.spec.resolve(point)] - start,
+                                 pts[self.spec.resolve(b)] - start, signed=m.sign == "side")
+            if distance_unit == "mm" and not in_pixels:
+                dist = np.where(self.known, dist, np.nan)
+            return dist
         if getattr(m, "projection", None) is not None:
             length = projection(self._vec(pts, m.projection[0]),
                                 self._vec(pts, m.projection[1]))
@@ -262,6 +270,23 @@ def projection(u: np.ndarray, d: np.ndarray) -> np.ndarray:
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(length > 0, np.sum(u * d, axis=-1) / np.where(length > 0, length, 1.0),
                         np.nan)
+
+
+def line_distance(d: np.ndarray, u: np.ndarray, signed: bool = False) -> np.ndarray:
+    """Distance of points from lines: ``d`` (N, D) is the point minus a point A of the
+    line, ``u`` (N, D) the line's direction B - A; D = 2 or 3. ``signed`` (2-D only):
+    negative where ``cross(u, d) = u.x d.y - u.y d.x < 0`` (left of A->B on screen, x
+    right, y down). NaN where A and B coincide."""
+    length = np.linalg.norm(u, axis=-1)
+    if u.shape[-1] == 2:
+        cross = u[:, 0] * d[:, 1] - u[:, 1] * d[:, 0]
+    elif signed:
+        raise InputError("a line_distance with 'sign: side' is defined for 2-D points only")
+    else:
+        cross = np.linalg.norm(np.cross(u, d), axis=-1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dist = np.where(length > 0, cross / np.where(length > 0, length, 1.0), np.nan)
+    return dist if signed else np.abs(dist)
 
 
 def _unit_normal(n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -15,13 +15,14 @@ runs code from the file. Shape of a spec (docs/measurements.md has the full refe
           - {class: 3, below: 79.4}
 
 Each measurement has exactly one of ``angle``, ``signed_angle``, ``distance``,
-``projection``, ``ratio``, ``sum`` or a 3-D kind (``line_plane_angle``, ``plane_angle``,
-``plane_distance``, ``projected_distance``: a plane is three points ``[A, B, C]``); a
-``sum`` adds weighted terms (each an ``angle``, ``signed_angle``, ``distance`` or a
-``ref`` to another measurement). A point is a symbol of ``points`` or a landmark name.
-``X->Y`` is the vector Y - X in the patient's frame (2-D: x right, y down; 3-D: world
-millimetres). ``angle``, ``distance``, ``projection`` and ``ratio`` hold in 2-D and 3-D
-alike. Angles are in degrees, distances in mm (or px).
+``projection``, ``line_distance``, ``ratio``, ``sum`` or a 3-D kind
+(``line_plane_angle``, ``plane_angle``, ``plane_distance``, ``projected_distance``: a
+plane is three points ``[A, B, C]``); a ``sum`` adds weighted terms (each an ``angle``,
+``signed_angle``, ``distance`` or a ``ref`` to another measurement). A point is a symbol
+of ``points`` or a landmark name. ``X->Y`` is the vector Y - X in the patient's frame
+(2-D: x right, y down; 3-D: world millimetres). ``angle``, ``distance``, ``projection``,
+``line_distance`` and ``ratio`` hold in 2-D and 3-D alike (``line_distance`` with
+``sign: side`` in 2-D only). Angles are in degrees, distances in mm (or px).
 
 A measurement may carry a ``norm`` (``mean`` and ``sd``, or a ``min``..``max`` range, with
 its ``source`` publication and ``population``) and ``interpretation`` words for a value
@@ -48,12 +49,12 @@ from pydantic import (
 
 from ..core.errors import InputError, UnknownNameError
 
-KINDS = ("angle", "signed_angle", "distance", "projection", "ratio", "sum",
+KINDS = ("angle", "signed_angle", "distance", "projection", "line_distance", "ratio", "sum",
          "line_plane_angle", "plane_angle", "plane_distance", "projected_distance")
 #: kinds defined for 3-D points only (a plane needs a third dimension)
 KINDS_3D = ("line_plane_angle", "plane_angle", "plane_distance", "projected_distance")
 #: kinds defined for 2-D points only (the sign of a 2-D cross product)
-KINDS_2D = ("signed_angle",)
+KINDS_2D = ("signed_angle", "line_distance (sign: side)")
 TERM_KINDS = ("angle", "signed_angle", "distance", "ref")
 UNITS = ("deg", "mm", "px", "ratio", "percent")
 #: suffixes of the measurement CSV's extra columns: no measurement name may end in one
@@ -225,7 +226,11 @@ class Measurement(_Data):
     ``projection``: the signed length of P->Q along the direction of R->T, of
     ``[[P, Q], [R, T]]`` (e.g. A point ahead of the nasion perpendicular:
     ``[[N, A], [Po, Or]]``). ``ratio``: |Q - P| / |T - R| of ``[[P, Q], [R, T]]``
-    (``unit: percent``: times 100). ``sum``: weighted terms.
+    (``unit: percent``: times 100). ``line_distance``: the distance of P from the line
+    through A and B, of ``[P, [A, B]]`` (e.g. pogonion to the N-B line); with ``sign:
+    side`` (2-D) negative when P lies left of the direction A->B as seen on the screen
+    (``cross(B - A, P - A) < 0``, x right, y down), so ``[Pog, [B, N]]`` is positive with
+    pogonion ahead of N-B in a patient facing right. ``sum``: weighted terms.
 
     3-D only (points in world mm; a plane ``[A, B, C]`` has the normal
     ``n = (B - A) x (C - A)``): ``line_plane_angle: [[P, Q], [A, B, C]]``, the angle
@@ -251,7 +256,8 @@ class Measurement(_Data):
     signed_angle: tuple[Segment, Segment] | None = None
     distance: Segment | None = None
     projection: tuple[Segment, Segment] | None = None
-    sign: Literal["x", "y", "normal"] | None = None
+    line_distance: tuple[Name, Segment] | None = None
+    sign: Literal["x", "y", "normal", "side"] | None = None
     ratio: tuple[Segment, Segment] | None = None
     sum: tuple[Term, ...] | None = None
     line_plane_angle: tuple[Segment, Plane] | None = None
@@ -277,6 +283,9 @@ class Measurement(_Data):
                 self.plane_distance is None:
             raise InputError(f"measurement {self.name!r}: 'sign: normal' applies to a "
                              "line_plane_angle or a plane_distance only")
+        if self.sign == "side" and self.line_distance is None:
+            raise InputError(f"measurement {self.name!r}: 'sign: side' applies to a "
+                             "line_distance only")
         if self.sum is not None and not self.sum:
             raise InputError(f"measurement {self.name!r}: a sum needs at least one term")
         if self.interpretation is not None and self.norm is None:
@@ -388,9 +397,9 @@ class MeasurementSpec(_Data):
 
     def dimensions(self) -> int | None:
         """3 when a measurement is defined for 3-D points only, 2 when one is defined for
-        2-D points only (``signed_angle``), None when the spec holds in both."""
-        kinds = {m.kind for m in self.measurements} | {
-            t.kind for m in self.measurements for t in m.sum or ()}
+        2-D points only (``signed_angle``, a ``line_distance`` with ``sign: side``), None
+        when the spec holds in both."""
+        kinds = _kinds(self)
         if kinds & set(KINDS_3D):
             return 3
         return 2 if kinds & set(KINDS_2D) else None
@@ -401,6 +410,16 @@ class MeasurementSpec(_Data):
                      if m.without_spacing == "px" and self.unit(m.name) == "mm")
 
 
+def _kinds(spec: MeasurementSpec) -> set[str]:
+    """The kinds of the spec's measurements and sum terms; a signed line distance counts as
+    the 2-D-only kind ``line_distance (sign: side)``."""
+    kinds = {m.kind for m in spec.measurements} | {
+        t.kind for m in spec.measurements for t in m.sum or ()}
+    if any(m.line_distance is not None and m.sign == "side" for m in spec.measurements):
+        kinds.add("line_distance (sign: side)")
+    return kinds
+
+
 def _points_of(m: Measurement | Term) -> list[str]:
     out: list[str] = []
     for key in ("angle", "signed_angle", "projection", "ratio"):
@@ -409,7 +428,7 @@ def _points_of(m: Measurement | Term) -> list[str]:
             out += [p for seg in pairs for p in seg]
     if m.distance is not None:
         out += list(m.distance)
-    for key in KINDS_3D:
+    for key in (*KINDS_3D, "line_distance"):
         parts = getattr(m, key, None)
         if parts is not None:
             out += [p for part in parts for p in ((part,) if isinstance(part, str) else part)]
@@ -425,7 +444,7 @@ def _unit(spec: MeasurementSpec, m: Measurement, visiting: set[str]) -> str:
         return "deg"
     if m.ratio is not None:
         return "percent" if m.unit == "percent" else "ratio"
-    if m.distance is not None or m.projection is not None or \
+    if m.distance is not None or m.projection is not None or m.line_distance is not None or \
             m.plane_distance is not None or m.projected_distance is not None:
         return m.unit if m.unit in ("mm", "px") else "mm"
     if m.name in visiting:
@@ -469,8 +488,7 @@ def _semantic_faults(spec: MeasurementSpec) -> list[str]:
                 if spec.resolve(p) not in known:
                     faults.append(f"measurement {m.name!r}: point {p!r} is neither a symbol "
                                   "of points nor a name in landmarks")
-    kinds = {m.kind for m in spec.measurements} | {
-        t.kind for m in spec.measurements for t in m.sum or ()}
+    kinds = _kinds(spec)
     if kinds & set(KINDS_2D) and kinds & set(KINDS_3D):
         faults.append(f"{', '.join(sorted(kinds & set(KINDS_2D)))} (2-D points only) and "
                       f"{', '.join(sorted(kinds & set(KINDS_3D)))} (3-D points only) cannot "

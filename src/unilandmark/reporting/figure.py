@@ -55,6 +55,8 @@ def _segments(m) -> list[tuple[str, str]]:
             out += [tuple(seg) for seg in value]
     if getattr(m, "distance", None) is not None:
         out.append(tuple(m.distance))
+    if getattr(m, "line_distance", None) is not None:
+        out.append(tuple(m.line_distance[1]))  # the line; the point is drawn as a landmark
     for term in getattr(m, "sum", None) or ():
         out += _segments(term)
     return out
