@@ -126,12 +126,10 @@ class SiteTrainer:
         from ``checkpoint``; the store predicts with it and the status shows it as the
         last adaptation. Returns its folder, or None (none there, or it was adapted from
         another model: then the app keeps its own, and a later run starts from it)."""
-        root = self.store.folder.root / SITE_MODELS
-        if self.checkpoint is None or not root.is_dir():
+        if self.checkpoint is None:
             return None
-        done = sorted((p for p in root.glob("[0-9][0-9][0-9]") if p.name.isdigit()
-                       and (p / "model.pt").is_file() and (p / "adaptation.json").is_file()),
-                      key=lambda p: int(p.name))
+        done = [p for p in self._runs() if (p / "model.pt").is_file()
+                and (p / "adaptation.json").is_file()]
         if not done:
             return None
         latest = done[-1]
@@ -157,11 +155,18 @@ class SiteTrainer:
         with self._lock:
             self.lines = (self.lines + [str(line)])[-LOG_LINES:]
 
-    def _out_dir(self) -> Path:
+    def _runs(self) -> list[Path]:
+        """The folder's adaptation folders ``site_models/NNN``, in the order of NNN."""
         root = self.store.folder.root / SITE_MODELS
-        taken = [int(p.name) for p in root.glob("[0-9][0-9][0-9]") if p.name.isdigit()] \
-            if root.is_dir() else []
-        return root / f"{max(taken, default=0) + 1:03d}"
+        if not root.is_dir():
+            return []
+        return sorted((p for p in root.glob("[0-9][0-9][0-9]") if p.name.isdigit()),
+                      key=lambda p: int(p.name))
+
+    def _out_dir(self) -> Path:
+        runs = self._runs()
+        taken = int(runs[-1].name) if runs else 0
+        return self.store.folder.root / SITE_MODELS / f"{taken + 1:03d}"
 
     def _run(self) -> None:
         from ..workflows.adapt import AdaptRequest, run_adaptation

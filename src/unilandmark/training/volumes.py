@@ -76,10 +76,10 @@ VOLUME_CACHE_VERSION = "volume-2-canonical"
 
 
 def _cache_key(record: Record, geometry: Geometry, modality: str, window) -> str:
-    stat = os.stat(record.image_path)
     if os.path.isdir(record.image_path):  # a DICOM series folder: over its files
         version = volume_version(record.image_path)
     else:
+        stat = os.stat(record.image_path)
         version = f"{stat.st_size}|{stat.st_mtime_ns}"
     matrix = ",".join(f"{v:.9g}" for v in np.asarray(geometry.matrix)[:3].ravel())
     size = "x".join(str(int(v)) for v in geometry.input_size)
